@@ -1,0 +1,101 @@
+"""Index and verify ImageFolder trees (clean, noisy or denoised copies).
+
+    python process_metadata.py ROOT [ROOT ...] [--splits train val] [--verify] [--workers N]
+                               [--pair NOISY DENOISED]
+
+For each ROOT: finds the classes (folder names; names from ``labels.txt`` where present), lists the images of
+each split, writes ``ROOT/dataset_index.json`` (what the loaders read), and prints the counts. ``--verify``
+decodes every image (in parallel). ``--pair NOISY DENOISED`` checks that two trees hold the same relative
+paths (extensions aside). Exits non-zero with a message naming the path for a missing split, an empty class,
+an undecodable image or a mismatched pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from utils.dataset_index import DEFAULT_SPLITS, DatasetError, build_index, compare_trees, describe_mismatch
+from utils.dataset_index import write_index
+from utils.image_io import ImageReadError, load_rgb
+
+
+def _decode(path: str) -> str | None:
+    try:
+        load_rgb(path)
+    except ImageReadError as error:
+        return str(error)
+    return None
+
+
+def verify_images(paths: list[str], workers: int) -> list[str]:
+    """Decode every file and return the error messages of those that fail (empty when all decode)."""
+    if workers <= 0:
+        results = map(_decode, paths)
+        return [e for e in tqdm(results, total=len(paths), desc="verifying", unit="img") if e is not None]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_decode, paths, chunksize=max(1, min(256, len(paths) // (8 * workers) or 1)))
+        return [e for e in tqdm(results, total=len(paths), desc="verifying", unit="img") if e is not None]
+
+
+def index_tree(root: Path, splits: list[str], verify: bool, workers: int) -> dict:
+    """Index one tree, optionally verify its images, write the index; raises ``DatasetError``."""
+    index = build_index(root, splits)
+    if verify:
+        paths = [
+            str(root / split / name / file)
+            for split in splits
+            for name, info in index["splits"][split]["classes"].items()
+            for file in info["files"]
+        ]
+        errors = verify_images(paths, workers)
+        if errors:
+            shown = "\n  ".join(errors[:20])
+            raise DatasetError(f"{len(errors)} undecodable image(s) in {root}:\n  {shown}")
+    write_index(root, index)
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("roots", nargs="*", type=Path, help="trees to index")
+    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), help="default: %(default)s")
+    parser.add_argument("--verify", action="store_true", help="decode every image")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for --verify")
+    parser.add_argument("--pair", nargs=2, type=Path, metavar=("NOISY", "DENOISED"), action="append", default=[],
+                        help="check that two trees hold the same relative paths (repeatable)")
+    args = parser.parse_args(argv)
+    if not args.roots and not args.pair:
+        parser.error("give at least one ROOT or --pair NOISY DENOISED")
+    failed = False
+    for root in args.roots:
+        try:
+            index = index_tree(root, args.splits, args.verify, args.workers)
+        except DatasetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        counts = ", ".join(f"{split} {index['splits'][split]['num_images']}" for split in args.splits)
+        print(f"{root}: {len(index['classes'])} classes; {counts} images; index written")
+    for first, second in args.pair:
+        try:
+            report = compare_trees(first, second, args.splits)
+        except DatasetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        if report.ok:
+            print(f"{first} <-> {second}: {report.common} images pair exactly")
+        else:
+            print(f"error: {describe_mismatch(first, second, report)}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

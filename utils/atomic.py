@@ -1,0 +1,78 @@
+"""Atomic file writes: write to a temporary file in the target directory, fsync, then rename.
+
+A reader (or a resumed job) never sees a half-written file: either the old file, no file, or the complete
+new one. Temporary files are hidden (``.name.tmp-<pid>-<n>``) and removed if the write fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+TMP_MARKER = ".tmp-"
+_counter = itertools.count()
+
+
+def temporary_path_for(path: PathLike) -> Path:
+    """Return a hidden, unique temporary path in the same directory as ``path``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{next(_counter)}")
+
+
+def is_temporary_file(name: str) -> bool:
+    """True for names produced by :func:`temporary_path_for` (loaders and resumers skip them)."""
+    return name.startswith(".") and TMP_MARKER in name
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; on success fsync it and rename it onto ``path``.
+
+    On any exception the temporary file is deleted and ``path`` is left untouched.
+    """
+    if "w" not in mode:
+        raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path_for(path)
+    try:
+        with open(tmp, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Serialise ``obj`` as JSON and write it to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (the previous file survives a crash mid-save)."""
+    import torch  # local import: the data-preparation tools do not need torch
+
+    with atomic_write(path, "wb") as handle:
+        torch.save(obj, handle)

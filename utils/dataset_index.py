@@ -1,0 +1,213 @@
+"""ImageFolder trees: scanning, the on-disk index, loading it fast, and pairing two trees.
+
+A tree is ``ROOT/<split>/<class>/<image>`` with an optional ``ROOT/labels.txt`` of ``wnid,class name`` lines.
+Class indices follow the sorted class-folder names of the first split (``train``), as torchvision's
+ImageFolder does. ``process_metadata.py`` writes ``ROOT/dataset_index.json`` so that loaders do not walk
+1.28M files at start-up; a loader checks the index against the class folders' modification times and
+rescans (with a warning) when the tree changed since it was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from utils.atomic import PathLike, atomic_write_json
+from utils.image_io import iter_image_files
+
+INDEX_FILENAME = "dataset_index.json"
+LABELS_FILENAME = "labels.txt"
+INDEX_FORMAT_VERSION = 1
+DEFAULT_SPLITS = ("train", "val")
+
+
+class DatasetError(ValueError):
+    """A tree that does not have the expected layout; the message names the path and what was expected."""
+
+
+@dataclass
+class SplitIndex:
+    """The images of one split: ``samples`` are (path relative to the tree root, class index) pairs."""
+
+    root: Path
+    split: str
+    classes: list[str]
+    class_names: dict[str, str]
+    samples: list[tuple[str, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def path(self, index: int) -> Path:
+        """Absolute path of sample ``index``."""
+        return self.root / self.samples[index][0]
+
+    def counts_per_class(self) -> list[int]:
+        """Number of images of each class, in class-index order."""
+        counts = [0] * len(self.classes)
+        for _, label in self.samples:
+            counts[label] += 1
+        return counts
+
+
+def read_labels(root: PathLike) -> dict[str, str]:
+    """Read ``ROOT/labels.txt`` (``wnid,class name`` per line) if present; an empty dict otherwise."""
+    path = Path(root) / LABELS_FILENAME
+    if not path.is_file():
+        return {}
+    names: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if "," not in line:
+            raise DatasetError(f"{path}:{number}: expected 'wnid,class name', got {line!r}")
+        wnid, name = line.split(",", 1)
+        names[wnid.strip()] = name.strip()
+    return names
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _scan_split(root: Path, split: str) -> dict[str, dict]:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DatasetError(f"missing split folder {split_dir} (expected ROOT/{split}/<class>/<image>)")
+    classes = _class_dirs(split_dir)
+    if not classes:
+        raise DatasetError(f"split folder {split_dir} has no class folders")
+    scanned: dict[str, dict] = {}
+    for name in classes:
+        class_dir = split_dir / name
+        files = list(iter_image_files(class_dir))
+        if not files:
+            raise DatasetError(f"class folder {class_dir} holds no image")
+        scanned[name] = {"mtime_ns": os.stat(class_dir).st_mtime_ns, "files": files}
+    return scanned
+
+
+def build_index(root: PathLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
+    """Scan ``root`` and return its index (a JSON-serialisable dict); raises :class:`DatasetError`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist or is not a folder")
+    if not splits:
+        raise DatasetError("no split requested")
+    labels = read_labels(root)
+    scanned = {split: _scan_split(root, split) for split in splits}
+    classes = sorted(scanned[splits[0]])
+    for split in splits[1:]:
+        extra = sorted(set(scanned[split]) - set(classes))
+        if extra:
+            raise DatasetError(f"{root / split} has classes absent from {root / splits[0]}: {', '.join(extra[:5])}")
+    if labels:
+        unnamed = [name for name in classes if name not in labels]
+        if unnamed:
+            raise DatasetError(f"{root / LABELS_FILENAME} names no class for folders {', '.join(unnamed[:5])}")
+    return {
+        "format_version": INDEX_FORMAT_VERSION,
+        "classes": classes,
+        "class_names": {name: labels.get(name, name) for name in classes},
+        "splits": {
+            split: {"num_images": sum(len(c["files"]) for c in scanned[split].values()), "classes": scanned[split]}
+            for split in splits
+        },
+    }
+
+
+def write_index(root: PathLike, index: dict) -> Path:
+    """Write ``index`` atomically to ``ROOT/dataset_index.json`` and return its path."""
+    path = Path(root) / INDEX_FILENAME
+    atomic_write_json(path, index, indent=None)
+    return path
+
+
+def _index_is_current(root: Path, index: dict, split: str) -> bool:
+    entry = index.get("splits", {}).get(split)
+    split_dir = root / split
+    if entry is None or not split_dir.is_dir() or index.get("format_version") != INDEX_FORMAT_VERSION:
+        return False
+    if _class_dirs(split_dir) != sorted(entry["classes"]):
+        return False
+    return all(os.stat(split_dir / name).st_mtime_ns == info["mtime_ns"] for name, info in entry["classes"].items())
+
+
+def load_split(root: PathLike, split: str) -> SplitIndex:
+    """Load one split of a tree, from its index when current, else by scanning (with a warning)."""
+    root = Path(root)
+    index_path = root / INDEX_FILENAME
+    index = json.loads(index_path.read_text()) if index_path.is_file() else None
+    if index is None or not _index_is_current(root, index, split):
+        if index is not None:
+            warnings.warn(f"{index_path} is out of date for split {split!r}; rescanning (rerun process_metadata.py)")
+        # Class indices come from train whichever split is loaded, so scan train alongside.
+        splits = ["train", split] if split != "train" and (root / "train").is_dir() else [split]
+        index = build_index(root, splits)
+    label_of = {name: i for i, name in enumerate(index["classes"])}
+    samples = [
+        (f"{split}/{name}/{file}", label_of[name])
+        for name in sorted(index["splits"][split]["classes"])
+        for file in index["splits"][split]["classes"][name]["files"]
+    ]
+    return SplitIndex(root, split, list(index["classes"]), dict(index["class_names"]), samples)
+
+
+@dataclass
+class PairReport:
+    """Relative paths (extension aside) present in only one of two trees, and the number in both."""
+
+    only_in_first: list[str]
+    only_in_second: list[str]
+    common: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.only_in_first and not self.only_in_second
+
+
+def _stems(root: Path, splits: Sequence[str]) -> dict[str, str]:
+    stems: dict[str, str] = {}
+    for split in splits:
+        if not (root / split).is_dir():
+            raise DatasetError(f"missing split folder {root / split}")
+        for rel in iter_image_files(root / split):
+            stem = f"{split}/{os.path.splitext(rel)[0]}"
+            if stem in stems:
+                raise DatasetError(f"{root}: {stems[stem]} and {split}/{rel} differ only by extension")
+            stems[stem] = f"{split}/{rel}"
+    return stems
+
+
+def compare_trees(first: PathLike, second: PathLike, splits: Sequence[str] = DEFAULT_SPLITS) -> PairReport:
+    """Compare the relative image paths of two trees, ignoring extensions (``x.JPEG`` pairs with ``x.png``)."""
+    return _pair_report(_stems(Path(first), splits), _stems(Path(second), splits))
+
+
+def _pair_report(a: dict[str, str], b: dict[str, str]) -> PairReport:
+    return PairReport(sorted(set(a) - set(b)), sorted(set(b) - set(a)), len(set(a) & set(b)))
+
+
+def paired_relpaths(first: PathLike, second: PathLike, split: str) -> dict[str, str]:
+    """Map each image of ``first/split`` to its counterpart in ``second`` (same relative path, any extension).
+
+    Raises :class:`DatasetError` naming the unmatched files when the trees do not pair exactly.
+    """
+    a, b = _stems(Path(first), [split]), _stems(Path(second), [split])
+    report = _pair_report(a, b)
+    if not report.ok:
+        raise DatasetError(describe_mismatch(Path(first), Path(second), report))
+    return {a[stem]: b[stem] for stem in a}
+
+
+def describe_mismatch(first: Path, second: Path, report: PairReport, limit: int = 5) -> str:
+    """A readable message for a failed pairing, naming a few of the unmatched files."""
+    parts = [f"trees {first} and {second} do not pair ({report.common} common images)"]
+    for root, missing in ((first, report.only_in_first), (second, report.only_in_second)):
+        if missing:
+            parts.append(f"{len(missing)} only in {root}: {', '.join(missing[:limit])}")
+    return "; ".join(parts)

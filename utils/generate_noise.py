@@ -1,0 +1,217 @@
+"""Make noisy copies of an image tree, one per noise setting, as the paper does for ImageNet-100.
+
+    python utils/generate_noise.py --src ROOT --noise gauss50 gauss100 ... [--out-prefix PREFIX]
+                                   [--seed 42] [--workers N] [--overwrite] [--quantization truncate|round]
+
+``--noise all`` means the paper's nine settings. Each setting writes ``PREFIX-<setting>/<relative path>.png``
+(default PREFIX: ``noisy_<basename of ROOT>`` beside ROOT, e.g. ``noisy_mini-imagenet-gauss100``) at native
+resolution and copies ``labels.txt``. Noise is a pure function of (seed, setting, relative path), so the
+output never depends on worker count or order. Reruns skip finished files; every file is written atomically.
+An unreadable image stops the run (the images in flight are finished) with a non-zero exit naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tqdm import tqdm
+
+from utils.dataset_index import LABELS_FILENAME
+from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
+from utils.image_io import save_png_atomic
+from utils.manifest import check_or_write_manifest
+from utils.metrics import psnr, snr_db
+from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
+
+MANIFEST_FILENAME = "noise_manifest.json"
+
+
+class GenerationError(RuntimeError):
+    """Some images could not be read; the message names them."""
+
+
+@dataclass(frozen=True)
+class NoiseTask:
+    """Noise one source image with one setting and write it to ``dst``."""
+
+    src: str
+    relpath: str
+    setting: str
+    dst: str
+    seed: int
+    quantization: str
+    png_compression: int
+
+
+@dataclass
+class SettingStats:
+    """Per-setting counters and the per-image PSNR / SNR of the images written in this run."""
+
+    written: int = 0
+    skipped: int = 0
+    psnr_values: list[float] = field(default_factory=list)
+    snr_values: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def _mean(values: list[float]) -> float:
+        finite = [v for v in values if math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else float("nan")
+
+    def summary(self) -> dict[str, float | int]:
+        return {"written": self.written, "skipped": self.skipped,
+                "psnr_db": self._mean(self.psnr_values), "snr_db": self._mean(self.snr_values)}
+
+
+def default_out_prefix(src: Path) -> Path:
+    """``noisy_<basename>`` beside the source root, as the paper names its folders."""
+    src = src.resolve()
+    return src.parent / f"noisy_{src.name}"
+
+
+def output_root(out_prefix: Path, setting: str) -> Path:
+    """The folder that holds the copy of the tree for ``setting``."""
+    return Path(f"{out_prefix}-{setting}")
+
+
+def noise_one(task: NoiseTask) -> tuple[NoiseTask, float, float, str | None]:
+    """Noise and write one image; returns (task, PSNR, SNR, error message or None). Runs in workers."""
+    try:
+        clean = load_rgb(task.src)
+    except ImageReadError as error:
+        return task, math.nan, math.nan, str(error)
+    noisy = noisy_image(clean, task.setting, task.seed, task.relpath, task.quantization)
+    save_png_atomic(noisy, task.dst, task.png_compression)
+    return task, psnr(clean, noisy), snr_db(clean, noisy), None
+
+
+def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantization: str,
+         png_compression: int) -> list[NoiseTask]:
+    """Every (image, setting) pair to produce, with clear errors before any work is done."""
+    if not src.is_dir():
+        raise FileNotFoundError(f"source tree {src} does not exist or is not a folder")
+    relpaths = list(iter_image_files(src))
+    if not relpaths:
+        raise FileNotFoundError(f"source tree {src} holds no image")
+    targets: dict[str, str] = {}
+    for rel in relpaths:
+        target = png_relpath(rel)
+        if target in targets:
+            raise ValueError(f"{src}: {targets[target]} and {rel} would both be written as {target}")
+        targets[target] = rel
+    tasks = []
+    for setting in settings:
+        root = output_root(out_prefix, setting).resolve()
+        if root == src.resolve() or src.resolve() in root.parents:
+            raise ValueError(f"output folder {root} lies inside the source tree {src}")
+        tasks.extend(
+            NoiseTask(str(src / rel), rel, setting, str(root / target), seed, quantization, png_compression)
+            for target, rel in targets.items()
+        )
+    return tasks
+
+
+def _run_bounded(tasks: Iterable[NoiseTask], workers: int) -> Iterator[tuple[NoiseTask, float, float, str | None]]:
+    """Run tasks in ``workers`` processes (inline when 0), keeping few in flight so a failure stops quickly.
+
+    The consumer stops the run by closing the generator: the tasks in flight are finished, none is started.
+    """
+    if workers <= 0:
+        for task in tasks:
+            yield noise_one(task)
+        return
+    pending: set[Future] = set()
+    queue = iter(tasks)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        try:
+            for task in queue:
+                pending.add(pool.submit(noise_one, task))
+                if len(pending) >= 4 * workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            for future in list(pending):
+                pending.discard(future)
+                yield future.result()
+        finally:
+            wait(pending)
+
+
+def generate_noise(
+    src: Path, settings: list[str], out_prefix: Path | None = None, seed: int = 42, workers: int = 0,
+    overwrite: bool = False, quantization: str = "truncate", png_compression: int = DEFAULT_PNG_COMPRESSION,
+    progress: bool = True,
+) -> dict[str, dict[str, float | int]]:
+    """Write the noisy trees and return per-setting statistics; raises :class:`GenerationError` on bad images."""
+    settings = expand_noise_settings(settings)
+    out_prefix = out_prefix if out_prefix is not None else default_out_prefix(src)
+    tasks = plan(src, settings, out_prefix, seed, quantization, png_compression)
+    stats = {setting: SettingStats() for setting in settings}
+    for setting in settings:
+        root = output_root(out_prefix, setting)
+        manifest = {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
+                    "quantization": quantization, "source": str(src.resolve())}
+        check_or_write_manifest(root / MANIFEST_FILENAME, manifest, overwrite)
+        if (src / LABELS_FILENAME).is_file():
+            shutil.copyfile(src / LABELS_FILENAME, root / LABELS_FILENAME)
+    todo = []
+    for task in tasks:
+        if not overwrite and os.path.exists(task.dst):
+            stats[task.setting].skipped += 1
+        else:
+            todo.append(task)
+    failures: list[str] = []
+    results = _run_bounded(todo, workers)
+    with tqdm(total=len(todo), desc="noising", unit="img", disable=not progress) as bar:
+        for task, image_psnr, image_snr, error in results:
+            bar.update()
+            if error is not None:
+                failures.append(error)
+                results.close()  # finish what is in flight, start nothing new
+                break
+            stats[task.setting].written += 1
+            stats[task.setting].psnr_values.append(image_psnr)
+            stats[task.setting].snr_values.append(image_snr)
+    if failures:
+        raise GenerationError("; ".join(failures))
+    return {setting: s.summary() for setting, s in stats.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, required=True, help="clean ImageFolder tree (ROOT/<split>/<class>/...)")
+    parser.add_argument("--noise", nargs="+", required=True, help="settings such as gauss100 shot3, or 'all'")
+    parser.add_argument("--out-prefix", type=Path, default=None, help="default: noisy_<basename of ROOT> beside ROOT")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (0: in this process)")
+    parser.add_argument("--overwrite", action="store_true", help="redo finished files")
+    parser.add_argument("--quantization", choices=QUANTIZATION_MODES, default="truncate")
+    parser.add_argument("--png-compression", type=int, default=DEFAULT_PNG_COMPRESSION, choices=range(10),
+                        metavar="0-9", help="zlib level of the PNG files (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        summary = generate_noise(args.src, args.noise, args.out_prefix, args.seed, args.workers, args.overwrite,
+                                 args.quantization, args.png_compression)
+    except (GenerationError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    prefix = args.out_prefix if args.out_prefix is not None else default_out_prefix(args.src)
+    print(f"{'setting':<12} {'written':>8} {'skipped':>8} {'PSNR dB':>8} {'SNR dB':>8}  folder")
+    for setting, s in summary.items():
+        print(f"{setting:<12} {s['written']:>8} {s['skipped']:>8} {s['psnr_db']:>8.2f} {s['snr_db']:>8.2f}  "
+              f"{output_root(prefix, setting)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Image quality metrics on [0, 1] or uint8 arrays: PSNR and the paper's SNR."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _as_unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 images are scaled to [0, 1]; float images are taken as already on [0, 1]."""
+    image = np.asarray(image)
+    return image.astype(np.float64) / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
+
+
+def squared_error_sums(clean: np.ndarray, noisy: np.ndarray) -> tuple[float, float, int]:
+    """Return (sum of clean^2, sum of (noisy - clean)^2, number of values) on the [0, 1] scale."""
+    x, y = _as_unit_float(clean), _as_unit_float(noisy)
+    if x.shape != y.shape:
+        raise ValueError(f"shape mismatch: clean {x.shape} vs noisy {y.shape}")
+    return float(np.square(x).sum()), float(np.square(y - x).sum()), int(x.size)
+
+
+def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
+    """PSNR in dB for a mean squared error (``inf`` for identical images)."""
+    return math.inf if mse <= 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def psnr(clean: np.ndarray, noisy: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB on the [0, 1] scale."""
+    _, error, count = squared_error_sums(clean, noisy)
+    return psnr_from_mse(error / count)
+
+
+def snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
+    """The paper's SNR: 10 log10(mean(x^2) / mean((y - x)^2)) in dB, after clipping and quantisation."""
+    signal, error, _ = squared_error_sums(clean, noisy)
+    return math.inf if error <= 0 else 10.0 * math.log10(signal / error)
