@@ -1,0 +1,8 @@
+"""Losses of DINOv2 pretraining; each module owns its state (centers) and all-reduces it under DDP."""
+
+from dinov2.loss.dino_clstoken_loss import DINOLoss
+from dinov2.loss.ibot_patch_loss import iBOTPatchLoss
+from dinov2.loss.koleo_loss import KoLeoLoss
+from dinov2.loss.sinkhorn import sinkhorn_knopp
+
+__all__ = ["DINOLoss", "iBOTPatchLoss", "KoLeoLoss", "sinkhorn_knopp"]

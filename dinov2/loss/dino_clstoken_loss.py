@@ -1,0 +1,58 @@
+"""DINO loss on the class token: cross-entropy between centred, sharpened teacher and student distributions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dinov2.loss._distributed import all_reduce_sum, world_size
+from dinov2.loss.sinkhorn import sinkhorn_knopp
+
+
+class DINOLoss(nn.Module):
+    """Owns the EMA ``center`` buffer ``[1, out_dim]`` of the teacher's prototype scores."""
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+        super().__init__()
+        if out_dim < 1:
+            raise ValueError(f"DINOLoss: out_dim must be positive, got {out_dim}")
+        self.out_dim = out_dim
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    @torch.no_grad()
+    def softmax_center_teacher(self, teacher_output: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Teacher probabilities ``softmax((t - center) / teacher_temp)`` over the last dimension."""
+        return F.softmax((teacher_output - self.center) / teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def sinkhorn_knopp_teacher(
+        self, teacher_output: torch.Tensor, teacher_temp: float, n_iterations: int = 3
+    ) -> torch.Tensor:
+        """Teacher probabilities from Sinkhorn-Knopp instead of centering (rows sum to 1)."""
+        return sinkhorn_knopp(teacher_output, teacher_temp, n_iterations)
+
+    def forward(
+        self, student_output_list: Sequence[torch.Tensor], teacher_out_softmaxed_centered_list: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """Sum over every (student, teacher) pair of the batch-mean cross-entropy ``H(t, softmax(s / T_s))``.
+
+        No pair is excluded here: the caller decides which views face which (crop swapping, locals vs globals).
+        """
+        total = torch.zeros((), device=student_output_list[0].device)
+        for student in student_output_list:
+            log_probs = F.log_softmax(student.float() / self.student_temp, dim=-1)
+            for teacher in teacher_out_softmaxed_centered_list:
+                total = total - (teacher * log_probs).sum(dim=-1).mean()
+        return total
+
+    @torch.no_grad()
+    def update_center(self, teacher_output: torch.Tensor) -> None:
+        """EMA of the center towards the batch mean of ``teacher_output [B, out_dim]`` over all ranks."""
+        batch_sum = all_reduce_sum(teacher_output.float().sum(dim=0, keepdim=True))
+        batch_center = batch_sum / (teacher_output.shape[0] * world_size())
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1.0 - self.center_momentum)
