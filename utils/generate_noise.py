@@ -31,7 +31,7 @@ from utils.dataset_index import LABELS_FILENAME
 from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
 from utils.image_io import save_png_atomic
 from utils.manifest import check_or_write_manifest
-from utils.metrics import psnr, snr_db
+from utils.metrics import psnr_and_snr
 from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
 
 MANIFEST_FILENAME = "noise_manifest.json"
@@ -92,7 +92,7 @@ def noise_one(task: NoiseTask) -> tuple[NoiseTask, float, float, str | None]:
         return task, math.nan, math.nan, str(error)
     noisy = noisy_image(clean, task.setting, task.seed, task.relpath, task.quantization)
     save_png_atomic(noisy, task.dst, task.png_compression)
-    return task, psnr(clean, noisy), snr_db(clean, noisy), None
+    return (task, *psnr_and_snr(clean, noisy), None)
 
 
 def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantization: str,

@@ -15,10 +15,24 @@ def _as_unit_float(image: np.ndarray) -> np.ndarray:
 
 def squared_error_sums(clean: np.ndarray, noisy: np.ndarray) -> tuple[float, float, int]:
     """Return (sum of clean^2, sum of (noisy - clean)^2, number of values) on the [0, 1] scale."""
+    clean, noisy = np.asarray(clean), np.asarray(noisy)
+    if clean.shape != noisy.shape:
+        raise ValueError(f"shape mismatch: clean {clean.shape} vs noisy {noisy.shape}")
+    if clean.dtype == np.uint8 and noisy.dtype == np.uint8:
+        # Exact integer sums: several times faster than float64 on the large images of noise generation.
+        x = clean.astype(np.int32)
+        d = noisy.astype(np.int32) - x
+        scale = 255.0**2
+        return float(np.einsum("i,i->", x.ravel(), x.ravel(), dtype=np.int64)) / scale, float(
+            np.einsum("i,i->", d.ravel(), d.ravel(), dtype=np.int64)) / scale, int(x.size)
     x, y = _as_unit_float(clean), _as_unit_float(noisy)
-    if x.shape != y.shape:
-        raise ValueError(f"shape mismatch: clean {x.shape} vs noisy {y.shape}")
     return float(np.square(x).sum()), float(np.square(y - x).sum()), int(x.size)
+
+
+def psnr_and_snr(clean: np.ndarray, noisy: np.ndarray) -> tuple[float, float]:
+    """(PSNR, SNR) in dB from one pass over the images."""
+    signal, error, count = squared_error_sums(clean, noisy)
+    return psnr_from_mse(error / count), (math.inf if error <= 0 else 10.0 * math.log10(signal / error))
 
 
 def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
@@ -34,5 +48,4 @@ def psnr(clean: np.ndarray, noisy: np.ndarray) -> float:
 
 def snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
     """The paper's SNR: 10 log10(mean(x^2) / mean((y - x)^2)) in dB, after clipping and quantisation."""
-    signal, error, _ = squared_error_sums(clean, noisy)
-    return math.inf if error <= 0 else 10.0 * math.log10(signal / error)
+    return psnr_and_snr(clean, noisy)[1]
