@@ -1,0 +1,112 @@
+"""Process-group set-up for ``torchrun`` (and ``srun torchrun``): one process and no group without it.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; these launcher variables are the only
+environment read here (they say how the job was launched, never how to train). NCCL is used on GPUs, gloo on
+the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in the job, and the device it computes on."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_world_size() -> int:
+    """WORLD_SIZE of a torchrun launch, 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(prefer_cuda: bool = True) -> DistributedContext:
+    """Initialise the default process group when launched by torchrun with more than one process."""
+    world_size = launched_world_size()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = prefer_cuda and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, device_id=device if use_cuda else None)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def is_enabled() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_enabled() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_enabled() else 1
+
+
+def barrier() -> None:
+    if is_enabled():
+        dist.barrier()
+
+
+def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum over ranks (in place; returns the tensor)."""
+    if is_enabled():
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean over ranks (in place; returns the tensor)."""
+    if is_enabled():
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return value
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` without a group)."""
+    if not is_enabled():
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not is_enabled():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def cleanup() -> None:
+    """Destroy the process group if this process created one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

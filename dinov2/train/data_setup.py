@@ -1,0 +1,138 @@
+"""The training data pipeline: ImageFolder dataset, multi-crop augmentation, iBOT masks, resumable sampler.
+
+Randomness never depends on worker count or order: the sampler gives every sample a seed (augmentations run
+under it), and the masks of a batch are drawn from a seed made of its samples' seeds, inside a forked RNG so
+that the main process's generators (drop path) are untouched whether collation runs there or in a worker.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import Dataset
+
+from dinov2.data import (
+    DataAugmentationDINO,
+    ImageFolderDataset,
+    InfiniteSampler,
+    MaskingGenerator,
+    collate_data_and_cast,
+    make_data_loader,
+)
+from utils.seeding import stable_seed
+
+
+class SeedCarryingDataset(Dataset):
+    """Wraps a dataset that accepts ``(index, sample_seed)`` and returns ``(sample, sample_seed)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, int]:
+        return self.dataset[item], int(item[1])
+
+
+@contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed torch, NumPy and Python ``random`` for the block, then restore their previous states."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+class SeededCollate:
+    """Collate ``(sample, sample_seed)`` pairs with masks drawn from the batch's seeds (picklable for workers)."""
+
+    def __init__(self, collate: Callable[[list], dict]) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[tuple[Any, int]]) -> dict:
+        seeds = [seed for _, seed in items]
+        with seeded_global_rngs(stable_seed("ibot-masks", *seeds) % 2**63):
+            return self.collate([sample for sample, _ in items])
+
+
+def n_patch_tokens(cfg: DictConfig) -> tuple[int, int]:
+    """(patches per side, tokens) of a global crop."""
+    side = cfg.crops.global_crops_size // cfg.student.patch_size
+    return side, side * side
+
+
+def build_transform(cfg: DictConfig) -> DataAugmentationDINO:
+    return DataAugmentationDINO(
+        global_crops_scale=tuple(cfg.crops.global_crops_scale),
+        local_crops_scale=tuple(cfg.crops.local_crops_scale),
+        local_crops_number=cfg.crops.local_crops_number,
+        global_crops_size=cfg.crops.global_crops_size,
+        local_crops_size=cfg.crops.local_crops_size,
+        blur_mode=cfg.crops.blur_mode,
+    )
+
+
+def build_dataset(cfg: DictConfig) -> ImageFolderDataset:
+    """The training split of ``train.dataset_path`` with the multi-crop transform."""
+    return ImageFolderDataset(cfg.train.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))
+
+
+def build_collate(cfg: DictConfig) -> SeededCollate:
+    side, n_tokens = n_patch_tokens(cfg)
+    mask_generator = MaskingGenerator(input_size=(side, side), max_num_patches=int(0.5 * side * side))
+    return SeededCollate(
+        _CollateArgs(
+            mask_ratio_tuple=tuple(cfg.ibot.mask_ratio_min_max),
+            mask_probability=cfg.ibot.mask_sample_probability,
+            n_tokens=n_tokens,
+            mask_generator=mask_generator,
+        )
+    )
+
+
+class _CollateArgs:
+    """``collate_data_and_cast`` with fixed arguments (a class rather than a lambda so workers can pickle it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+    def __call__(self, samples: list) -> dict:
+        return collate_data_and_cast(samples, dtype=torch.float32, **self.kwargs)
+
+
+def build_data_loader(
+    cfg: DictConfig, dataset: ImageFolderDataset, consumed_samples: int, rank: int, world_size: int
+) -> torch.utils.data.DataLoader:
+    """An endless loader that starts after ``consumed_samples`` samples of the global stream (for resume)."""
+    sampler = InfiniteSampler(
+        len(dataset), seed=cfg.train.seed, shuffle=True, start=consumed_samples, rank=rank, world_size=world_size
+    )
+    return make_data_loader(
+        SeedCarryingDataset(dataset),
+        batch_size=cfg.train.batch_size_per_gpu,
+        num_workers=cfg.train.num_workers,
+        sampler=sampler,
+        collate_fn=build_collate(cfg),
+        drop_last=True,
+        persistent_workers=cfg.train.num_workers > 0,
+    )
+
+
+def batch_to_device(batch: dict, device: torch.device) -> dict:
+    """Move every tensor of a collated batch to ``device`` (non-blocking from pinned memory)."""
+    return {
+        key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+        for key, value in batch.items()
+    }

@@ -1,0 +1,216 @@
+"""SSLMetaArch: student and EMA teacher (backbone + heads), the DINO / iBOT / KoLeo losses and the EMA update.
+
+The loss is computed in small steps so that extra targets (another teacher) can be added without touching the
+others: :meth:`teacher_targets` (teacher forward, centering or Sinkhorn-Knopp), :meth:`student_outputs`
+(student forward through backbone and heads), :meth:`loss_terms` (the weighted terms). Backward and the
+optimizer step belong to the training loop. Crop handling follows upstream DINOv2: teacher class tokens of the
+two global crops are swapped so that each global crop is matched with the *other* one, every local crop faces
+both global teacher targets, and iBOT uses the masked patch tokens of the global crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from dinov2.layers import DINOHead
+from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
+from dinov2.models import build_model_from_cfg
+
+N_GLOBAL_CROPS = 2
+
+
+@dataclass
+class TeacherTargets:
+    """Teacher probabilities: DINO ``[2, B, K]`` (crop-swapped) and iBOT ``[M, K]`` (None without iBOT)."""
+
+    dino: torch.Tensor
+    ibot: Optional[torch.Tensor]
+
+
+@dataclass
+class StudentOutputs:
+    """Student head outputs: local class tokens ``[L*B, K]``, global class tokens ``[2B, K]``, masked patch tokens
+    ``[M, K]`` (None without iBOT), and the global class tokens before the head (for KoLeo)."""
+
+    local_cls: torch.Tensor
+    global_cls: torch.Tensor
+    masked_patches: Optional[torch.Tensor]
+    global_cls_backbone: torch.Tensor
+
+
+def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
+    return DINOHead(
+        in_dim=embed_dim,
+        out_dim=cfg_section.head_n_prototypes,
+        hidden_dim=cfg_section.head_hidden_dim,
+        bottleneck_dim=cfg_section.head_bottleneck_dim,
+        nlayers=cfg_section.head_nlayers,
+    )
+
+
+class SSLMetaArch(nn.Module):
+    """Holds ``student`` and ``teacher`` ModuleDicts (``backbone``, ``dino_head``, optional ``ibot_head``) and the
+    loss modules (which own the centers). The teacher starts as a copy of the student and only follows it by EMA."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        student_backbone, teacher_backbone, embed_dim = build_model_from_cfg(cfg)
+        self.embed_dim = embed_dim
+        self.do_dino = cfg.dino.loss_weight > 0
+        self.do_koleo = cfg.dino.koleo_loss_weight > 0
+        self.do_ibot = cfg.ibot.loss_weight > 0
+        self.ibot_separate_head = cfg.ibot.separate_head
+        student, teacher = {"backbone": student_backbone}, {"backbone": teacher_backbone}
+        if self.do_dino or (self.do_ibot and not self.ibot_separate_head):
+            student["dino_head"], teacher["dino_head"] = _head(cfg.dino, embed_dim), _head(cfg.dino, embed_dim)
+        if self.do_ibot and self.ibot_separate_head:
+            student["ibot_head"], teacher["ibot_head"] = _head(cfg.ibot, embed_dim), _head(cfg.ibot, embed_dim)
+        self.student = nn.ModuleDict(student)
+        self.teacher = nn.ModuleDict(teacher)
+        self.dino_loss = DINOLoss(cfg.dino.head_n_prototypes)
+        self.koleo_loss = KoLeoLoss()
+        ibot_dim = cfg.ibot.head_n_prototypes if self.ibot_separate_head else cfg.dino.head_n_prototypes
+        self.ibot_patch_loss = iBOTPatchLoss(ibot_dim)
+        self.teacher.load_state_dict(self.student.state_dict())
+        for param in self.teacher.parameters():
+            param.requires_grad = False
+        # forward callables; the training loop may replace them by DDP / compiled wrappers of the same modules
+        self.student_forward: dict[str, Callable] = dict(self.student.items())
+        self.teacher_forward: dict[str, Callable] = dict(self.teacher.items())
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("SSLMetaArch is trained through compute_losses(); use student/teacher directly")
+
+    def train(self, mode: bool = True) -> "SSLMetaArch":
+        """The teacher always stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    # ----- teacher -----
+    @torch.no_grad()
+    def teacher_head_outputs(self, global_crops: torch.Tensor, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Teacher head scores: class tokens ``[2B, K]`` already crop-swapped, and masked patch tokens ``[M, K]``."""
+        output = self.teacher_forward["backbone"](global_crops, is_training=True)
+        cls_tokens = output["x_norm_clstoken"].chunk(N_GLOBAL_CROPS)
+        # swapped so that crop A's student output is compared with crop B's teacher target and vice versa
+        cls_tokens = torch.cat((cls_tokens[1], cls_tokens[0]))
+        if not self.do_ibot:
+            return self.teacher_forward["dino_head"](cls_tokens), None
+        mask_indices = batch["mask_indices_list"]
+        masked_patches = torch.index_select(output["x_norm_patchtokens"].flatten(0, 1), 0, mask_indices)
+        if self.ibot_separate_head:
+            cls_scores = self.teacher_forward["dino_head"](cls_tokens) if self.do_dino else None
+            return cls_scores, self.teacher_forward["ibot_head"](masked_patches)
+        scores = self.teacher_forward["dino_head"](torch.cat((cls_tokens, masked_patches)))
+        return scores[: cls_tokens.shape[0]], scores[cls_tokens.shape[0] :]
+
+    @torch.no_grad()
+    def teacher_targets(self, batch: dict, teacher_temp: float, update_centers: bool = True) -> TeacherTargets:
+        """Teacher probabilities for DINO and iBOT; with centering, the centers are EMA-updated afterwards."""
+        global_crops = batch["collated_global_crops"]
+        cls_scores, patch_scores = self.teacher_head_outputs(global_crops, batch)
+        dino_probs = ibot_probs = None
+        if self.cfg.train.centering == "centering":
+            if cls_scores is not None:
+                dino_probs = self.dino_loss.softmax_center_teacher(cls_scores, teacher_temp=teacher_temp)
+            if patch_scores is not None:
+                ibot_probs = self.ibot_patch_loss.softmax_center_teacher(patch_scores.unsqueeze(0), teacher_temp)
+                ibot_probs = ibot_probs.squeeze(0)
+            if update_centers:
+                if cls_scores is not None:
+                    self.dino_loss.update_center(cls_scores)
+                if patch_scores is not None:
+                    self.ibot_patch_loss.update_center(patch_scores.unsqueeze(0))
+        else:
+            if cls_scores is not None:
+                dino_probs = self.dino_loss.sinkhorn_knopp_teacher(cls_scores, teacher_temp=teacher_temp)
+            if patch_scores is not None:
+                ibot_probs = self.ibot_patch_loss.sinkhorn_knopp_teacher(
+                    patch_scores, teacher_temp=teacher_temp, n_masked_patches_tensor=batch["n_masked_patches"]
+                )
+        if dino_probs is not None:
+            dino_probs = dino_probs.view(N_GLOBAL_CROPS, -1, dino_probs.shape[-1])
+        return TeacherTargets(dino=dino_probs, ibot=ibot_probs)
+
+    # ----- student -----
+    def student_outputs(self, batch: dict) -> StudentOutputs:
+        """Student backbone on global (masked) and local crops, then the heads."""
+        global_crops, local_crops = batch["collated_global_crops"], batch["collated_local_crops"]
+        masks = batch["collated_masks"]
+        has_locals = self.cfg.crops.local_crops_number > 0
+        if has_locals:
+            global_out, local_out = self.student_forward["backbone"](
+                [global_crops, local_crops], masks=[masks, None], is_training=True
+            )
+        else:
+            global_out = self.student_forward["backbone"](global_crops, masks=masks, is_training=True)
+            local_out = None
+        global_cls = global_out["x_norm_clstoken"]
+        head_inputs = [global_cls]
+        if has_locals:
+            head_inputs.insert(0, local_out["x_norm_clstoken"])
+        masked_patches = None
+        if self.do_ibot:
+            patch_tokens = global_out["x_norm_patchtokens"].flatten(0, 1)
+            masked_patches = torch.index_select(patch_tokens, 0, batch["mask_indices_list"])
+            if not self.ibot_separate_head:
+                head_inputs.append(masked_patches)
+        # one head call on all tokens (one DDP forward of the head); split back afterwards
+        sizes = [t.shape[0] for t in head_inputs]
+        scores = list(self.student_forward["dino_head"](torch.cat(head_inputs)).split(sizes))
+        local_scores = scores.pop(0) if has_locals else global_cls.new_zeros(0, scores[0].shape[-1])
+        global_scores = scores.pop(0)
+        if self.do_ibot:
+            masked_patches = scores.pop(0) if not self.ibot_separate_head else self.student_forward["ibot_head"](masked_patches)
+        return StudentOutputs(local_scores, global_scores, masked_patches, global_cls)
+
+    # ----- losses -----
+    def loss_terms(self, student: StudentOutputs, targets: TeacherTargets, batch: dict) -> dict[str, torch.Tensor]:
+        """The weighted loss terms (their sum is the training loss), with upstream's normalisation."""
+        n_local = self.cfg.crops.local_crops_number
+        n_terms = (N_GLOBAL_CROPS - 1) * N_GLOBAL_CROPS + max(n_local * N_GLOBAL_CROPS, 1)
+        terms: dict[str, torch.Tensor] = {}
+        if self.do_dino:
+            if n_local > 0:
+                local_loss = self.dino_loss(student.local_cls.chunk(n_local), targets.dino) / n_terms
+                terms["dino_local_crops_loss"] = self.cfg.dino.loss_weight * local_loss
+            # both global crops go through the loss at once, hence the factor 2 (upstream's loss_scales)
+            global_loss = self.dino_loss([student.global_cls], [targets.dino.flatten(0, 1)]) * 2 / n_terms
+            terms["dino_global_crops_loss"] = self.cfg.dino.loss_weight * global_loss
+            if self.do_koleo:
+                koleo = sum(self.koleo_loss(part) for part in student.global_cls_backbone.chunk(N_GLOBAL_CROPS))
+                terms["koleo_loss"] = self.cfg.dino.koleo_loss_weight * koleo
+        if self.do_ibot:
+            ibot = self.ibot_patch_loss.forward_masked(
+                student.masked_patches,
+                targets.ibot,
+                student_masks_flat=batch["collated_masks"],
+                n_masked_patches=int(batch["mask_indices_list"].shape[0]),
+                masks_weight=batch["masks_weight"],
+            )
+            # upstream scales by 2 (both global crops) / 2 (ibot_loss_scale): the net factor is 1
+            terms["ibot_loss"] = self.cfg.ibot.loss_weight * ibot
+        return terms
+
+    def compute_losses(self, batch: dict, teacher_temp: float) -> dict[str, torch.Tensor]:
+        """Teacher targets, student outputs and the loss terms of one batch (no backward here)."""
+        targets = self.teacher_targets(batch, teacher_temp)
+        student = self.student_outputs(batch)
+        return self.loss_terms(student, targets, batch)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA: ``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter."""
+        student_params, teacher_params = [], []
+        for name in self.student:
+            student_params += list(self.student[name].parameters())
+            teacher_params += list(self.teacher[name].parameters())
+        torch._foreach_mul_(teacher_params, momentum)
+        torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)

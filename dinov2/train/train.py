@@ -1,0 +1,89 @@
+"""DINOv2 pretraining entry point.
+
+    python -m dinov2.train --config-file FILE --output-dir DIR [section.key=value ...]
+    torchrun --nproc_per_node=N -m dinov2.train --config-file FILE --output-dir DIR [...]
+
+Rerunning the same command continues from the newest loadable checkpoint in DIR. The config is checked (keys,
+types, cross-field rules, dataset) before DIR is created; errors name the key and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from omegaconf import DictConfig
+
+from dinov2 import distributed
+from dinov2.train.run_files import CONFIG_FILENAME
+from dinov2.utils.checks import check_config, check_dataset_root, check_dataset_size, check_weights_path
+from dinov2.utils.config import ConfigError, load_config
+from utils.atomic import atomic_write_text
+from utils.dataset_index import DatasetError
+
+EXIT_CONFIG_ERROR = 2
+EXIT_TRAINING_ERROR = 1
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m dinov2.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", type=Path, default=None, help="recipe YAML merged onto the defaults")
+    parser.add_argument("--output-dir", type=Path, required=True, help="run directory (created; resumed if present)")
+    parser.add_argument("opts", nargs="*", default=[], help="overrides: section.key=value")
+    return parser.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
+    """Load and check the config; nothing is written. Raises ConfigError naming the key."""
+    cfg = load_config(args.config_file, args.opts)
+    cfg.train.output_dir = str(args.output_dir)
+    check_config(cfg, world_size)
+    check_dataset_root(cfg)
+    check_weights_path(cfg)
+    return cfg
+
+
+def run_training(cfg: DictConfig, ctx: distributed.DistributedContext) -> int:
+    """Build the dataset, check it, create the run directory and train; returns the next iteration."""
+    from dinov2.train.data_setup import build_dataset  # heavy imports only once the config is valid
+    from dinov2.train.trainer import Trainer
+
+    dataset = build_dataset(cfg)
+    check_dataset_size(cfg, len(dataset), ctx.world_size)
+    output_dir = Path(cfg.train.output_dir)
+    trainer = Trainer(cfg, ctx, output_dir, dataset)
+    if ctx.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / CONFIG_FILENAME, trainer.config_yaml)
+    distributed.barrier()
+    return trainer.run()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    world_size = distributed.launched_world_size()
+    try:
+        cfg = prepare(args, world_size)
+    except (ConfigError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    ctx = distributed.setup()
+    try:
+        run_training(cfg, ctx)
+    except (ConfigError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_TRAINING_ERROR
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

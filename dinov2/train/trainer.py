@@ -1,0 +1,256 @@
+"""The training loop: schedules, AdamW step, gradient clipping, EMA, metrics, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dinov2 import distributed
+from dinov2.distributed import DistributedContext
+from dinov2.train.data_setup import batch_to_device, build_data_loader
+from dinov2.train.run_files import MetricsLog, git_sha
+from dinov2.train.ssl_meta_arch import SSLMetaArch
+from dinov2.utils.checkpoint import (
+    capture_rng_state,
+    export_teacher,
+    load_checkpoint,
+    newest_loadable_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from dinov2.utils.config import config_to_yaml, derived_values
+from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
+from dinov2.utils.schedules import build_schedules
+from utils.seeding import seed_everything, stable_seed
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+MAX_SKIPPED_STEPS_IN_A_ROW = 20
+# keys that may change between an interrupted run and its resumption without a warning
+RESUME_MUTABLE_KEYS = {"train.output_dir", "train.num_workers", "train.stop_after_iterations", "train.log_period"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term is NaN or infinite; raised before the optimizer step and before any save."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+class Trainer:
+    """One training run in ``output_dir``; :meth:`run` trains (resuming when a checkpoint exists)."""
+
+    def __init__(self, cfg: DictConfig, ctx: DistributedContext, output_dir: Path, dataset: Any) -> None:
+        self.cfg, self.ctx, self.output_dir, self.dataset = cfg, ctx, Path(output_dir), dataset
+        self.derived = {**derived_values(cfg, ctx.world_size), "git_sha": git_sha()}
+        self.config_yaml = config_to_yaml(cfg, self.derived)
+        self.total_iterations = self.derived["total_iterations"]
+        self.schedules = build_schedules(cfg, self.derived["lr"], self.total_iterations)
+        seed_everything(cfg.train.seed)  # identical initial weights on every rank
+        self.model = SSLMetaArch(cfg).to(ctx.device)
+        self.model.train()
+        use_cuda = ctx.device.type == "cuda"
+        self.autocast_dtype = AUTOCAST_DTYPES[cfg.compute_precision.autocast_dtype] if use_cuda else torch.float32
+        use_scaler = use_cuda and self.autocast_dtype == torch.float16 and cfg.compute_precision.grad_scaler
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        groups = build_param_groups(
+            self.model.student.items(),
+            n_blocks=self.model.student["backbone"].n_blocks,
+            layerwise_decay=cfg.optim.layerwise_decay,
+            patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
+        )
+        self.optimizer = torch.optim.AdamW(
+            groups,
+            lr=0.0,
+            betas=(cfg.optim.adamw_beta1, cfg.optim.adamw_beta2),
+            fused=True if (use_cuda and cfg.optim.fused) else None,
+        )
+        self._wrap_forwards()
+        self.skipped_steps_in_a_row = 0
+
+    # ----- set-up -----
+    def _wrap_forwards(self) -> None:
+        """DDP (gradient all-reduce) and torch.compile act on forward callables only, so parameter names and
+        checkpoints never depend on them."""
+        model, ctx = self.model, self.ctx
+        if ctx.enabled:
+            for tensor in list(model.teacher.state_dict().values()) + [model.dino_loss.center, model.ibot_patch_loss.center]:
+                torch.distributed.broadcast(tensor, src=0)
+            for name, module in model.student.items():
+                model.student_forward[name] = DistributedDataParallel(
+                    module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None, broadcast_buffers=False
+                )
+        if self.cfg.train.compile:
+            model.student_forward["backbone"] = torch.compile(model.student_forward["backbone"])
+            model.teacher_forward["backbone"] = torch.compile(model.teacher_forward["backbone"])
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.ctx.device.type == "cuda" and self.autocast_dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.autocast_dtype)
+        return contextlib.nullcontext()
+
+    # ----- resume -----
+    def resume(self) -> int:
+        """Restore the newest loadable checkpoint of the run (or ``MODEL.WEIGHTS``); returns the start iteration."""
+        found = newest_loadable_checkpoint(self.output_dir) if self.ctx.is_main else None
+        path = distributed.broadcast_object(str(found[0]) if found else None)
+        if path is None:
+            if self.cfg.MODEL.WEIGHTS:
+                state = load_checkpoint(Path(self.cfg.MODEL.WEIGHTS))
+                self.model.load_state_dict(state["model"], strict=True)
+                self._log(f"initialised student, teacher and centers from {self.cfg.MODEL.WEIGHTS} (iteration 0)")
+            self._reseed_for_rank()
+            return 0
+        state = found[1] if found else load_checkpoint(Path(path))
+        self._warn_config_changes(state.get("config", ""))
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng_states = state["rng"]
+        if len(rng_states) == self.ctx.world_size:
+            restore_rng_state(rng_states[self.ctx.rank])
+        else:
+            warnings.warn(f"{path} was written by {len(rng_states)} ranks, this run has {self.ctx.world_size}: "
+                          "random states are reseeded, so the continuation is not bit-exact")
+            self._reseed_for_rank(int(state["iteration"]))
+        self._log(f"resumed from {path} at iteration {state['iteration']}")
+        return int(state["iteration"])
+
+    def _reseed_for_rank(self, iteration: int = 0) -> None:
+        seed_everything(stable_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration) % 2**63)
+
+    def _warn_config_changes(self, saved_yaml: str) -> None:
+        if not saved_yaml:
+            return
+        saved = OmegaConf.to_container(OmegaConf.create(saved_yaml))
+        saved.pop("derived", None)
+        saved_flat = _flatten(saved)
+        now_flat = _flatten(OmegaConf.to_container(self.cfg, resolve=True))
+        changed = sorted(k for k in now_flat if k not in RESUME_MUTABLE_KEYS and saved_flat.get(k) != now_flat[k])
+        if changed:
+            details = ", ".join(f"{k}: {saved_flat.get(k)!r} -> {now_flat[k]!r}" for k in changed)
+            warnings.warn(f"resuming with a changed config ({details})")
+
+    # ----- one iteration -----
+    def check_finite(self, terms: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
+        """Rank-mean of each term; raises :class:`NonFiniteLossError` naming the NaN / inf terms (on every rank)."""
+        values = torch.stack([value.detach().float() for value in terms.values()])
+        values = distributed.all_reduce_mean(values).cpu().tolist()
+        named = dict(zip(terms, values))
+        bad = {name: value for name, value in named.items() if not math.isfinite(value)}
+        if bad:
+            listed = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {iteration}: {listed}; stopped before the optimizer step, "
+                f"nothing was saved for this iteration"
+            )
+        return named
+
+    def train_step(self, batch: dict, iteration: int) -> dict[str, float]:
+        """Forward, loss check, backward, clipping, AdamW step and EMA update of one iteration."""
+        values = self.schedules.at(iteration)
+        apply_schedule_values(self.optimizer, values["lr"], values["wd"], values["last_layer_lr"])
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"])
+        logged = self.check_finite(terms, iteration)
+        total = sum(terms.values())
+        self.scaler.scale(total).backward()
+        if self.cfg.optim.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            for module in self.model.student.values():
+                torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.optim.clip_grad)
+        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self._count_skipped_step(scale_before, iteration)
+        self.model.update_teacher(values["momentum"])
+        return {"total_loss": sum(logged.values()), **logged, **values}
+
+    def _count_skipped_step(self, scale_before: Optional[float], iteration: int) -> None:
+        if scale_before is None:
+            return
+        skipped = self.scaler.get_scale() < scale_before
+        self.skipped_steps_in_a_row = self.skipped_steps_in_a_row + 1 if skipped else 0
+        if self.skipped_steps_in_a_row > MAX_SKIPPED_STEPS_IN_A_ROW:
+            raise NonFiniteLossError(
+                f"fp16 gradients overflowed {self.skipped_steps_in_a_row} steps in a row (iteration {iteration}); "
+                "try compute_precision.autocast_dtype=bf16"
+            )
+
+    # ----- outputs -----
+    def save(self, iteration: int, export: bool, checkpoint: bool) -> None:
+        """Checkpoint and/or teacher export after ``iteration`` (collective: every rank must call it)."""
+        rng_states = distributed.all_gather_object(capture_rng_state()) if checkpoint else None
+        if self.ctx.is_main:
+            if checkpoint:
+                state = {
+                    "iteration": iteration + 1,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "rng": rng_states,
+                    "config": self.config_yaml,
+                }
+                save_checkpoint(self.output_dir, iteration, state, self.cfg.train.max_to_keep)
+            if export:
+                teacher = {k: v.detach().cpu() for k, v in self.model.teacher.state_dict().items()}
+                export_teacher(self.output_dir, iteration, teacher, self.config_yaml)
+        distributed.barrier()
+
+    def _log(self, message: str) -> None:
+        if self.ctx.is_main:
+            tqdm.write(message)
+
+    # ----- loop -----
+    def run(self) -> int:
+        """Train from the resume point to the end (or ``train.stop_after_iterations``); returns the next iteration."""
+        cfg = self.cfg
+        start = self.resume()
+        end = self.total_iterations
+        if cfg.train.stop_after_iterations > 0:
+            end = min(end, start + cfg.train.stop_after_iterations)
+        if start >= end:
+            self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
+            return start
+        metrics = MetricsLog(self.output_dir, start) if self.ctx.is_main else None
+        global_batch = self.derived["global_batch_size"]
+        loader = build_data_loader(cfg, self.dataset, start * global_batch, self.ctx.rank, self.ctx.world_size)
+        epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
+        progress = tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main)
+        last_time, last_iteration = time.perf_counter(), start
+        for iteration, batch in zip(range(start, end), loader):
+            record = self.train_step(batch_to_device(batch, self.ctx.device), iteration)
+            done = iteration + 1
+            if iteration % cfg.train.log_period == 0 or done == end:
+                now = time.perf_counter()
+                elapsed = max(now - last_time, 1e-9)
+                record.update(iteration=iteration, epoch=iteration // epoch_length,
+                              images_per_s=global_batch * (done - last_iteration) / elapsed)
+                last_time, last_iteration = now, done
+                if metrics is not None:
+                    metrics.write(record)
+                progress.set_postfix(loss=f"{record['total_loss']:.4f}", lr=f"{record['lr']:.2e}")
+            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end
+            export = done % cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
+            if checkpoint or export:
+                self.save(iteration, export=export, checkpoint=checkpoint)
+            progress.update(1)
+        progress.close()
+        if end < self.total_iterations:
+            self._log(f"stopped after iteration {end - 1} (train.stop_after_iterations); rerun to continue")
+        return end

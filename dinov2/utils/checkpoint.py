@@ -1,0 +1,124 @@
+"""Full training checkpoints and teacher exports.
+
+A full checkpoint ``model_<it:07d>.pth`` (``it`` = index of the last finished iteration, as upstream names
+them) holds everything needed to continue bit-exactly: the SSLMetaArch state (student, teacher, loss
+centers), optimizer, grad scaler, the number of finished iterations, RNG states, the resolved config and a
+format version. Files are written atomically by rank 0; only the last ``max_to_keep`` are kept, and the newest
+one is never deleted. Everything is stored as tensors, numbers and strings, so it loads with
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from utils.atomic import atomic_torch_save, is_temporary_file
+
+FORMAT_VERSION = 1
+CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
+TEACHER_EXPORT_NAME = "teacher_checkpoint.pth"
+
+
+def checkpoint_path(output_dir: Path, last_iteration: int) -> Path:
+    """``DIR/model_<last_iteration:07d>.pth``."""
+    return Path(output_dir) / f"model_{last_iteration:07d}.pth"
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Full checkpoints of a run directory, newest first (temporary files are never listed)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for path in output_dir.iterdir():
+        match = CHECKPOINT_PATTERN.match(path.name)
+        if match and not is_temporary_file(path.name) and path.is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a full checkpoint with ``weights_only=True`` and check its format version."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a full training checkpoint of format version {FORMAT_VERSION}")
+    return state
+
+
+def newest_loadable_checkpoint(output_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The newest checkpoint that loads (a damaged newer file is skipped with a warning), or None."""
+    for path in list_checkpoints(output_dir):
+        try:
+            return path, load_checkpoint(path)
+        except Exception as error:  # any damage (truncation, wrong format) means: try the previous one
+            warnings.warn(f"skipping checkpoint {path}: it does not load ({type(error).__name__}: {error})")
+    return None
+
+
+def save_checkpoint(output_dir: Path, last_iteration: int, state: dict[str, Any], max_to_keep: int) -> Path:
+    """Write ``state`` atomically as the checkpoint of ``last_iteration``, then drop all but the newest
+    ``max_to_keep``."""
+    path = checkpoint_path(output_dir, last_iteration)
+    atomic_torch_save({"format_version": FORMAT_VERSION, **state}, path)
+    for old in list_checkpoints(output_dir)[max(max_to_keep, 1) :]:
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def teacher_export_path(output_dir: Path, last_iteration: int) -> Path:
+    """``DIR/eval/training_<last_iteration>/teacher_checkpoint.pth``."""
+    return Path(output_dir) / "eval" / f"training_{last_iteration}" / TEACHER_EXPORT_NAME
+
+
+def export_teacher(output_dir: Path, last_iteration: int, teacher_state: dict[str, torch.Tensor], config_yaml: str) -> Path:
+    """Write ``{"teacher": state, "iteration": it, "config": yaml}`` (keys ``backbone.*`` and heads)."""
+    path = teacher_export_path(output_dir, last_iteration)
+    atomic_torch_save({"teacher": teacher_state, "iteration": last_iteration, "config": config_yaml}, path)
+    return path
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), NumPy and Python global RNG states, as tensors and plain numbers."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"].tolist()), python_state["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

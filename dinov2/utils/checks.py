@@ -1,0 +1,124 @@
+"""Cross-field checks of a training config, run before any output is written or any model is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from dinov2.utils.config import ConfigError
+
+ARCHITECTURES = ("vit_tiny", "vit_small", "vit_base", "vit_large", "vit_giant2")
+CHOICES = {
+    "compute_precision.autocast_dtype": ("fp16", "bf16", "fp32"),
+    "train.centering": ("centering", "sinkhorn_knopp"),
+    "optim.scaling_rule": ("sqrt_wrt_1024", "linear_wrt_1024", "none"),
+    "crops.blur_mode": ("upstream", "literal"),
+    "student.ffn_layer": ("mlp", "swiglu", "swiglufused", "identity"),
+    "student.arch": ARCHITECTURES,
+}
+POSITIVE_INTS = (
+    "train.batch_size_per_gpu",
+    "train.OFFICIAL_EPOCH_LENGTH",
+    "train.log_period",
+    "train.checkpoint_period",
+    "train.max_to_keep",
+    "optim.epochs",
+    "student.patch_size",
+    "crops.global_crops_size",
+    "evaluation.eval_period_iterations",
+)
+NON_NEGATIVE = (
+    "train.num_workers",
+    "train.stop_after_iterations",
+    "optim.warmup_epochs",
+    "optim.freeze_last_layer_epochs",
+    "teacher.warmup_teacher_temp_epochs",
+    "crops.local_crops_number",
+    "optim.clip_grad",
+    "dino.loss_weight",
+    "dino.koleo_loss_weight",
+    "ibot.loss_weight",
+    "student.num_register_tokens",
+)
+
+
+def _get(cfg: DictConfig, key: str):
+    section, name = key.split(".", 1)
+    return cfg[section][name]
+
+
+def _fail(key: str, message: str) -> None:
+    raise ConfigError(f"config key '{key}': {message}")
+
+
+def _check_range(cfg: DictConfig, key: str, low: float, high: float) -> None:
+    values = _get(cfg, key)
+    if len(values) != 2 or not (low <= values[0] <= values[1] <= high):
+        _fail(key, f"expected [min, max] with {low} <= min <= max <= {high}, got {list(values)}")
+
+
+def check_config(cfg: DictConfig, world_size: int = 1) -> None:
+    """Raise :class:`ConfigError` naming the key when the config is inconsistent (no file system access)."""
+    for key, allowed in CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            _fail(key, f"expected one of {', '.join(allowed)}, got {_get(cfg, key)!r}")
+    for key in POSITIVE_INTS:
+        if _get(cfg, key) <= 0:
+            _fail(key, f"must be positive, got {_get(cfg, key)}")
+    for key in NON_NEGATIVE:
+        if _get(cfg, key) < 0:
+            _fail(key, f"must not be negative, got {_get(cfg, key)}")
+    patch = cfg.student.patch_size
+    for key in ("crops.global_crops_size", "crops.local_crops_size"):
+        if key == "crops.local_crops_size" and cfg.crops.local_crops_number == 0:
+            continue
+        size = _get(cfg, key)
+        if size <= 0 or size % patch != 0:
+            _fail(key, f"{size} is not a positive multiple of student.patch_size={patch}")
+    _check_range(cfg, "crops.global_crops_scale", 0.0, 1.0)
+    _check_range(cfg, "crops.local_crops_scale", 0.0, 1.0)
+    _check_range(cfg, "ibot.mask_ratio_min_max", 0.0, 1.0)
+    if not 0.0 <= cfg.ibot.mask_sample_probability <= 1.0:
+        _fail("ibot.mask_sample_probability", f"must lie in [0, 1], got {cfg.ibot.mask_sample_probability}")
+    if cfg.optim.warmup_epochs > cfg.optim.epochs:
+        _fail("optim.warmup_epochs", f"{cfg.optim.warmup_epochs} exceeds optim.epochs={cfg.optim.epochs}")
+    if cfg.optim.freeze_last_layer_epochs > cfg.optim.epochs:
+        _fail("optim.freeze_last_layer_epochs", f"exceeds optim.epochs={cfg.optim.epochs}")
+    if cfg.dino.loss_weight <= 0 and cfg.ibot.loss_weight <= 0:
+        _fail("dino.loss_weight", "dino.loss_weight and ibot.loss_weight are both 0: nothing to train")
+    if cfg.dino.koleo_loss_weight > 0 and cfg.train.batch_size_per_gpu < 2:
+        _fail("train.batch_size_per_gpu", "KoLeo (dino.koleo_loss_weight > 0) needs at least 2 images per GPU")
+    if cfg.ibot.loss_weight > 0 and int(2 * cfg.train.batch_size_per_gpu * cfg.ibot.mask_sample_probability) < 1:
+        _fail("ibot.mask_sample_probability", "no global crop would be masked: iBOT needs at least one")
+    if not 0.0 <= cfg.teacher.momentum_teacher <= cfg.teacher.final_momentum_teacher <= 1.0:
+        _fail("teacher.momentum_teacher", "expected 0 <= momentum_teacher <= final_momentum_teacher <= 1")
+    if world_size < 1:
+        raise ConfigError(f"world size must be at least 1, got {world_size}")
+
+
+def check_dataset_root(cfg: DictConfig) -> Path:
+    """The split folder of ``train.dataset_path``; raises naming the key when it is missing."""
+    if not cfg.train.dataset_path:
+        _fail("train.dataset_path", "is empty; give an ImageFolder tree, e.g. train.dataset_path=data/mnist5k")
+    split_dir = Path(cfg.train.dataset_path) / cfg.train.dataset_split
+    if not split_dir.is_dir():
+        _fail("train.dataset_path", f"{split_dir} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
+    return split_dir
+
+
+def check_weights_path(cfg: DictConfig) -> None:
+    """``MODEL.WEIGHTS``, when set, must be an existing file."""
+    if cfg.MODEL.WEIGHTS and not Path(cfg.MODEL.WEIGHTS).is_file():
+        _fail("MODEL.WEIGHTS", f"{cfg.MODEL.WEIGHTS} is not a file (expected a full checkpoint model_<it>.pth)")
+
+
+def check_dataset_size(cfg: DictConfig, num_images: int, world_size: int) -> None:
+    """Enough images for one batch on every rank."""
+    needed = cfg.train.batch_size_per_gpu * world_size
+    if num_images < needed:
+        _fail(
+            "train.batch_size_per_gpu",
+            f"{cfg.train.dataset_path} has {num_images} images in '{cfg.train.dataset_split}', fewer than one "
+            f"global batch ({cfg.train.batch_size_per_gpu} x {world_size} ranks = {needed})",
+        )

@@ -1,0 +1,136 @@
+"""Configuration: the defaults YAML is the schema, recipes and ``key=value`` overrides are merged onto it.
+
+The schema is derived from ``configs/ssl_default_config.yaml``: every default's Python type becomes the key's
+type, and the result is an OmegaConf structured config in struct mode. So a key that is not in the defaults
+(``optim.lrr=1``) or a value of the wrong type (``optim.epochs=abc``) is an error naming the key, raised
+before anything runs. Values derived from the config (the scaled learning rate, iteration counts) are never
+written over user keys; they live in a separate ``derived`` section of the saved ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG_PATH = CONFIGS_DIR / "ssl_default_config.yaml"
+DERIVED_SECTION = "derived"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key (or file) and what was expected."""
+
+
+def _list_type(values: list) -> Any:
+    if values and all(isinstance(v, bool) for v in values):
+        return List[bool]
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return List[int]
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return List[float]
+    if values and all(isinstance(v, str) for v in values):
+        return List[str]
+    return List[Any]
+
+
+def _schema_class(name: str, defaults: dict) -> type:
+    """A dataclass whose fields have the types (and values) of ``defaults``, recursively."""
+    fields = []
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            sub = _schema_class(f"{name}.{key}", value)
+            fields.append((key, sub, dataclasses.field(default_factory=sub)))
+        elif isinstance(value, list):
+            fields.append((key, _list_type(value), dataclasses.field(default_factory=lambda v=value: list(v))))
+        elif value is None:
+            fields.append((key, Optional[Any], dataclasses.field(default=None)))
+        else:
+            fields.append((key, type(value), dataclasses.field(default=value)))
+    return dataclasses.make_dataclass(name.replace(".", "_") or "root", fields)
+
+
+def _describe(error: OmegaConfBaseException, source: str) -> str:
+    key = getattr(error, "full_key", None) or "?"
+    message = str(error).splitlines()[0]
+    return f"config key '{key}' ({source}): {message}"
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:  # a YAML syntax error: name the file
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
+    if DERIVED_SECTION in loaded:  # a saved run config: its derived values are recomputed, never read
+        loaded.pop(DERIVED_SECTION)
+    return loaded
+
+
+def default_config() -> DictConfig:
+    """The defaults as a typed, struct-mode config."""
+    defaults = OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG_PATH), resolve=True)
+    schema = OmegaConf.structured(_schema_class("", defaults))
+    OmegaConf.set_struct(schema, True)
+    return schema
+
+
+def load_config(config_file: Optional[Path] = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Defaults <- ``config_file`` <- ``overrides`` (``section.key=value``); raises :class:`ConfigError`."""
+    cfg = default_config()
+    if config_file is not None:
+        try:
+            cfg = OmegaConf.merge(cfg, _read_yaml(Path(config_file)))
+        except OmegaConfBaseException as error:
+            raise ConfigError(_describe(error, f"in {config_file}")) from error
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as error:
+            raise ConfigError(_describe(error, f"override {item!r}")) from error
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def scaled_lr(cfg: DictConfig, world_size: int) -> float:
+    """Peak learning rate from ``optim.base_lr`` and ``optim.scaling_rule`` for the global batch."""
+    global_batch = cfg.train.batch_size_per_gpu * world_size
+    rule = cfg.optim.scaling_rule
+    if rule == "sqrt_wrt_1024":
+        return cfg.optim.base_lr * math.sqrt(global_batch / 1024.0)
+    if rule == "linear_wrt_1024":
+        return cfg.optim.base_lr * global_batch / 1024.0
+    if rule == "none":
+        return cfg.optim.base_lr
+    raise ConfigError(f"config key 'optim.scaling_rule': unknown rule {rule!r} (sqrt_wrt_1024, linear_wrt_1024, none)")
+
+
+def derived_values(cfg: DictConfig, world_size: int) -> dict[str, Any]:
+    """Values computed from the config for this launch (never written over user keys)."""
+    epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
+    return {
+        "world_size": world_size,
+        "global_batch_size": cfg.train.batch_size_per_gpu * world_size,
+        "lr": scaled_lr(cfg, world_size),
+        "total_iterations": cfg.optim.epochs * epoch_length,
+        "warmup_iterations": cfg.optim.warmup_epochs * epoch_length,
+        "freeze_last_layer_iterations": cfg.optim.freeze_last_layer_epochs * epoch_length,
+        "warmup_teacher_temp_iterations": cfg.teacher.warmup_teacher_temp_epochs * epoch_length,
+    }
+
+
+def config_to_yaml(cfg: DictConfig, derived: Optional[dict[str, Any]] = None) -> str:
+    """The resolved config as YAML, with the ``derived`` section appended when given."""
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    if derived:
+        text += OmegaConf.to_yaml(OmegaConf.create({DERIVED_SECTION: derived}))
+    return text

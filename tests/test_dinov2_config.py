@@ -1,0 +1,97 @@
+"""Config loading: unknown keys, wrong types and inconsistent values fail at once, naming the key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dinov2.hub import config_from_yaml
+from dinov2.utils.checks import check_config
+from dinov2.utils.config import CONFIGS_DIR, ConfigError, config_to_yaml, derived_values, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((CONFIGS_DIR / "train").glob("*.yaml"))
+
+
+def _run_train(tmp_path, *overrides, config="smoke_cpu.yaml"):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "dinov2.train", "--config-file", str(CONFIGS_DIR / "train" / config),
+               "--output-dir", str(out), f"train.dataset_path={tmp_path}", *overrides]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    return result, out
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.lrr=1", "optim.lrr"),
+        ("optim.epochs=abc", "optim.epochs"),
+        ("crops.global_crops_size=20", "crops.global_crops_size"),
+        ("train.dataset_path=/nonexistent/tree", "train.dataset_path"),
+    ],
+)
+def test_bad_config_exits_non_zero_naming_the_key(tmp_path, override, key):
+    (tmp_path / "train").mkdir()
+    result, out = _run_train(tmp_path, override)
+    assert result.returncode == 2, result.stderr
+    assert key in result.stderr
+    assert not out.exists()  # nothing was created before the error
+
+
+def test_unknown_key_in_recipe_file_names_the_file(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("student:\n  archh: vit_small\n")
+    with pytest.raises(ConfigError, match=r"student\.archh.*bad\.yaml"):
+        load_config(recipe)
+
+
+def test_types_are_converted_or_rejected():
+    cfg = load_config(None, ["optim.base_lr=1", "train.seed=7"])
+    assert isinstance(cfg.optim.base_lr, float) and cfg.train.seed == 7
+    with pytest.raises(ConfigError, match="student.qkv_bias"):
+        load_config(None, ["student.qkv_bias=maybe"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(None, ["optim.epochs"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("crops.local_crops_size=12", "crops.local_crops_size"),
+        ("train.centering=kmeans", "train.centering"),
+        ("optim.warmup_epochs=5", "optim.warmup_epochs"),
+        ("train.batch_size_per_gpu=1", "train.batch_size_per_gpu"),
+        ("student.arch=vit_huge", "student.arch"),
+        ("crops.global_crops_scale=[0.9,0.1]", "crops.global_crops_scale"),
+    ],
+)
+def test_cross_field_checks_name_the_key(override, key):
+    cfg = load_config(CONFIGS_DIR / "train" / "smoke_cpu.yaml", [override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads_and_validates(recipe):
+    cfg = load_config(recipe)
+    check_config(cfg)
+    assert cfg.train.dataset_path
+
+
+def test_paper_recipe_values():
+    cfg = load_config(CONFIGS_DIR / "train" / "imagenet100_vits16.yaml")
+    derived = derived_values(cfg, world_size=1)
+    assert cfg.student.arch == "vit_small" and cfg.train.batch_size_per_gpu == 40
+    assert derived["lr"] == pytest.approx(7.906e-4, rel=1e-3)
+    assert derived["total_iterations"] == 250_000
+    cfg = load_config(CONFIGS_DIR / "train" / "imagenet1k_vitb16.yaml")
+    assert derived_values(cfg, world_size=4)["lr"] == pytest.approx(2.83e-3, rel=1e-3)
+
+
+def test_saved_config_round_trips_without_its_derived_section():
+    cfg = load_config(CONFIGS_DIR / "train" / "tiny_cpu.yaml", ["optim.epochs=3"])
+    text = config_to_yaml(cfg, {"lr": 0.123})
+    assert "derived:" in text
+    again = config_from_yaml(text)
+    assert again == cfg
