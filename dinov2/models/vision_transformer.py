@@ -140,7 +140,8 @@ class DinoVisionTransformer(nn.Module):
         x = self.patch_embed(x)
         if masks is not None:
             if masks.shape != x.shape[:2]:
-                raise ValueError(f"masks must have shape {tuple(x.shape[:2])} (batch, patches), got {tuple(masks.shape)}")
+                expected = tuple(x.shape[:2])
+                raise ValueError(f"masks must have shape {expected} (batch, patches), got {tuple(masks.shape)}")
             x = torch.where(masks.bool().unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
         x = torch.cat((self.cls_token.expand(batch, -1, -1).to(x.dtype), x), dim=1)
         x = x + self.interpolate_pos_encoding(x, height, width)

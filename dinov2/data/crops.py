@@ -1,0 +1,116 @@
+"""One crop of the DINOv2 multi-crop recipe as explicit random draws, applicable to several aligned images.
+
+Every random choice (box, flip, jitter order and factors, grayscale, blur sigma, solarize) is drawn once from
+torch's global RNG into a :class:`CropDraw`, then applied; applying the same draw to a noisy image and its
+denoised copy gives pixel-aligned crops. The distribution matches upstream's torchvision pipeline:
+``RandomResizedCrop(bicubic) -> flip(0.5) -> ColorJitter(0.4, 0.4, 0.2, 0.1) w.p. 0.8 -> grayscale(0.2) ->
+GaussianBlur(kernel 9, sigma U(0.1, 2)) w.p. blur_p -> solarize(128) w.p. solarize_p -> ToTensor -> Normalize``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+JITTER_RANGES = ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))  # ColorJitter(0.4, 0.4, 0.2, 0.1)
+JITTER_PROBABILITY = 0.8
+GRAYSCALE_PROBABILITY = 0.2
+BLUR_KERNEL_SIZE = 9
+BLUR_SIGMA_RANGE = (0.1, 2.0)
+SOLARIZE_THRESHOLD = 128
+CROP_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
+
+
+def make_normalize_transform() -> transforms.Compose:
+    """PIL image -> float tensor normalised with the ImageNet mean and std."""
+    return transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)]
+    )
+
+
+@dataclass(frozen=True)
+class CropDraw:
+    """The random outcome of one crop: applying it is deterministic."""
+
+    box: tuple[int, int, int, int]  # top, left, height, width in the source image
+    flip: bool
+    jitter: tuple[tuple[int, ...], float, float, float, float] | None  # order, brightness, contrast, saturation, hue
+    grayscale: bool
+    blur_sigma: float | None
+    solarize: bool
+
+
+def _coin(probability: float) -> bool:
+    # Always consume one number so later draws do not depend on earlier outcomes.
+    return bool(torch.rand(1).item() < probability)
+
+
+class CropRecipe:
+    """How to draw and apply one kind of crop (global crop 1, global crop 2 or a local crop)."""
+
+    def __init__(self, size: int, scale: Sequence[float], blur_probability: float, solarize_probability: float = 0.0):
+        if size < 1:
+            raise ValueError(f"crop size must be positive, got {size}")
+        if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
+            raise ValueError(f"crop scale must be (min, max) with 0 < min <= max <= 1, got {tuple(scale)}")
+        for name, p in (("blur", blur_probability), ("solarize", solarize_probability)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} probability must lie in [0, 1], got {p}")
+        self.size = int(size)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.blur_probability = float(blur_probability)
+        self.solarize_probability = float(solarize_probability)
+        self.normalize = make_normalize_transform()
+
+    def draw(self, image: Image.Image) -> CropDraw:
+        """Draw every random choice of one crop of ``image`` from torch's global RNG."""
+        box = transforms.RandomResizedCrop.get_params(image, list(self.scale), list(CROP_RATIO_RANGE))
+        flip = _coin(0.5)
+        jitter = None
+        if _coin(JITTER_PROBABILITY):
+            order, b, c, s, h = transforms.ColorJitter.get_params(*JITTER_RANGES)
+            jitter = (tuple(int(i) for i in order), float(b), float(c), float(s), float(h))
+        grayscale = _coin(GRAYSCALE_PROBABILITY)
+        blur_sigma = None
+        if _coin(self.blur_probability):
+            blur_sigma = float(torch.empty(1).uniform_(*BLUR_SIGMA_RANGE).item())
+        solarize = _coin(self.solarize_probability)
+        return CropDraw(tuple(int(v) for v in box), flip, jitter, grayscale, blur_sigma, solarize)
+
+    def apply(self, image: Image.Image, draw: CropDraw) -> torch.Tensor:
+        """Apply ``draw`` to ``image`` and return the normalised ``[3, size, size]`` tensor."""
+        top, left, height, width = draw.box
+        image = TF.resized_crop(image, top, left, height, width, [self.size, self.size],
+                                interpolation=InterpolationMode.BICUBIC, antialias=True)
+        if draw.flip:
+            image = TF.hflip(image)
+        if draw.jitter is not None:
+            order, brightness, contrast, saturation, hue = draw.jitter
+            adjust = (lambda im: TF.adjust_brightness(im, brightness), lambda im: TF.adjust_contrast(im, contrast),
+                      lambda im: TF.adjust_saturation(im, saturation), lambda im: TF.adjust_hue(im, hue))
+            for index in order:
+                image = adjust[index](image)
+        if draw.grayscale:
+            image = TF.rgb_to_grayscale(image, num_output_channels=3)
+        if draw.blur_sigma is not None:
+            image = TF.gaussian_blur(image, [BLUR_KERNEL_SIZE, BLUR_KERNEL_SIZE], [draw.blur_sigma, draw.blur_sigma])
+        if draw.solarize:
+            image = TF.solarize(image, SOLARIZE_THRESHOLD)
+        return self.normalize(image)
+
+    def __call__(self, *images: Image.Image) -> list[torch.Tensor]:
+        """One draw applied to every image (all must have the first image's size)."""
+        first = images[0]
+        for other in images[1:]:
+            if other.size != first.size:
+                raise ValueError(f"aligned images must have the same size, got {first.size} and {other.size}")
+        draw = self.draw(first)
+        return [self.apply(image, draw) for image in images]

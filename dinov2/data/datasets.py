@@ -1,0 +1,102 @@
+"""ImageFolder datasets for SSL training, built on the shared dataset index, with per-sample seeding."""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils.dataset_index import load_split, paired_relpaths
+from utils.image_io import load_rgb_pil
+
+SampleKey = int | tuple[int, int]
+
+
+@contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Seed torch, NumPy and Python ``random`` inside the block; restore the caller's states afterwards."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def _split_key(item: SampleKey) -> tuple[int, int | None]:
+    if isinstance(item, (tuple, list)):
+        if len(item) != 2:
+            raise TypeError(f"a dataset key is an index or an (index, sample_seed) pair, got {item!r}")
+        return int(item[0]), int(item[1])
+    return int(item), None
+
+
+def _apply(transform: Callable | None, image: Any, seed: int | None) -> Any:
+    if transform is None:
+        return image
+    if seed is None:
+        return transform(image)
+    with seeded_rng(seed):
+        return transform(image)
+
+
+class ImageFolderDataset(Dataset):
+    """``ROOT/<split>/<class>/<image>`` -> ``(transform(pil_rgb), label)``.
+
+    A key is an index or an ``(index, sample_seed)`` pair (see :class:`dinov2.data.InfiniteSampler`); with a
+    seed the transform runs under :func:`seeded_rng`, so crops depend on the seed only, never on worker
+    count or order.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None) -> None:
+        self.index = load_split(root, split)
+        if len(self.index) == 0:
+            raise ValueError(f"{Path(root) / split} holds no image")
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.index.classes
+
+    def get_target(self, index: int) -> int:
+        return self.index.samples[index][1]
+
+    def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
+        index, seed = _split_key(item)
+        image = load_rgb_pil(self.index.path(index))
+        return _apply(self.transform, image, seed), self.get_target(index)
+
+
+class PairedImageFolderDataset(ImageFolderDataset):
+    """A noisy tree and its denoised copy -> ``(transform((noisy_pil, denoised_pil)), label)``.
+
+    The denoised tree must hold the same relative paths (the extension may differ). Labels and order come
+    from the noisy tree; pairing mismatches raise ``DatasetError`` naming the files.
+    """
+
+    def __init__(self, noisy_root: str | Path, denoised_root: str | Path, split: str = "train",
+                 transform: Callable | None = None) -> None:
+        super().__init__(noisy_root, split, transform)
+        self.denoised_root = Path(denoised_root)
+        pairs = paired_relpaths(noisy_root, denoised_root, split)
+        self.denoised_relpaths = [pairs[relpath] for relpath, _ in self.index.samples]
+
+    def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
+        index, seed = _split_key(item)
+        noisy = load_rgb_pil(self.index.path(index))
+        denoised = load_rgb_pil(self.denoised_root / self.denoised_relpaths[index])
+        return _apply(self.transform, (noisy, denoised), seed), self.get_target(index)
