@@ -1,17 +1,14 @@
 """The training data pipeline: ImageFolder dataset, multi-crop augmentation, iBOT masks, resumable sampler.
 
-Randomness never depends on worker count or order: the sampler gives every sample a seed (augmentations run
-under it), and the masks of a batch are drawn from a seed made of its samples' seeds, inside a forked RNG so
-that the main process's generators (drop path) are untouched whether collation runs there or in a worker.
+Randomness never depends on worker count or order: the sampler gives every sample a seed (its augmentations
+run under it, in a forked RNG), and the masks of a batch are drawn from a generator seeded by its samples'
+seeds; the main process's global generators (drop path) are never touched by data loading.
 """
 
 from __future__ import annotations
 
-import random
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
@@ -40,31 +37,16 @@ class SeedCarryingDataset(Dataset):
         return self.dataset[item], int(item[1])
 
 
-@contextmanager
-def seeded_global_rngs(seed: int) -> Iterator[None]:
-    """Seed torch, NumPy and Python ``random`` for the block, then restore their previous states."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
-
-
 class SeededCollate:
-    """Collate ``(sample, sample_seed)`` pairs with masks drawn from the batch's seeds (picklable for workers)."""
+    """Collate ``(sample, sample_seed)`` pairs; the iBOT masks are drawn from a seed made of the batch's sample
+    seeds (picklable, so it runs the same in the main process or a worker)."""
 
-    def __init__(self, collate: Callable[[list], dict]) -> None:
+    def __init__(self, collate: Callable[..., dict]) -> None:
         self.collate = collate
 
     def __call__(self, items: list[tuple[Any, int]]) -> dict:
         seeds = [seed for _, seed in items]
-        with seeded_global_rngs(stable_seed("ibot-masks", *seeds) % 2**63):
-            return self.collate([sample for sample, _ in items])
+        return self.collate([sample for sample, _ in items], generator=stable_seed("ibot-masks", *seeds))
 
 
 def n_patch_tokens(cfg: DictConfig) -> tuple[int, int]:
@@ -108,8 +90,8 @@ class _CollateArgs:
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
 
-    def __call__(self, samples: list) -> dict:
-        return collate_data_and_cast(samples, dtype=torch.float32, **self.kwargs)
+    def __call__(self, samples: list, generator: int) -> dict:
+        return collate_data_and_cast(samples, dtype=torch.float32, generator=generator, **self.kwargs)
 
 
 def build_data_loader(
@@ -127,6 +109,7 @@ def build_data_loader(
         collate_fn=build_collate(cfg),
         drop_last=True,
         persistent_workers=cfg.train.num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
     )
 
 

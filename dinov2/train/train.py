@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -22,6 +22,9 @@ from dinov2.utils.checks import check_config, check_dataset_root, check_dataset_
 from dinov2.utils.config import ConfigError, load_config
 from utils.atomic import atomic_write_text
 from utils.dataset_index import DatasetError
+
+if TYPE_CHECKING:
+    from dinov2.train.trainer import Trainer
 
 EXIT_CONFIG_ERROR = 2
 EXIT_TRAINING_ERROR = 1
@@ -47,8 +50,8 @@ def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
     return cfg
 
 
-def run_training(cfg: DictConfig, ctx: distributed.DistributedContext) -> int:
-    """Build the dataset, check it, create the run directory and train; returns the next iteration."""
+def run_training(cfg: DictConfig, ctx: distributed.DistributedContext) -> "Trainer":
+    """Build the dataset, check it, create the run directory and train; returns the trainer (after training)."""
     from dinov2.train.data_setup import build_dataset  # heavy imports only once the config is valid
     from dinov2.train.trainer import Trainer
 
@@ -60,7 +63,8 @@ def run_training(cfg: DictConfig, ctx: distributed.DistributedContext) -> int:
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / CONFIG_FILENAME, trainer.config_yaml)
     distributed.barrier()
-    return trainer.run()
+    trainer.run()
+    return trainer
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -230,17 +230,19 @@ class Trainer:
         metrics = MetricsLog(self.output_dir, start) if self.ctx.is_main else None
         global_batch = self.derived["global_batch_size"]
         loader = build_data_loader(cfg, self.dataset, start * global_batch, self.ctx.rank, self.ctx.world_size)
+        with torch.random.fork_rng(devices=[]):  # the loader draws its workers' base seed from the global RNG
+            batches = iter(loader)
         epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
         progress = tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main)
         last_time, last_iteration = time.perf_counter(), start
-        for iteration, batch in zip(range(start, end), loader):
+        for iteration, batch in zip(range(start, end), batches):
             record = self.train_step(batch_to_device(batch, self.ctx.device), iteration)
             done = iteration + 1
             if iteration % cfg.train.log_period == 0 or done == end:
                 now = time.perf_counter()
                 elapsed = max(now - last_time, 1e-9)
-                record.update(iteration=iteration, epoch=iteration // epoch_length,
-                              images_per_s=global_batch * (done - last_iteration) / elapsed)
+                record = {"iteration": iteration, "epoch": iteration // epoch_length, **record,
+                          "images_per_s": global_batch * (done - last_iteration) / elapsed}
                 last_time, last_iteration = now, done
                 if metrics is not None:
                     metrics.write(record)
