@@ -1,0 +1,208 @@
+"""Turn evaluation result files into the paper's tables (Markdown + CSV) and accuracy-versus-epoch figures.
+
+    python exps/report.py OUT_ROOT [OUT_ROOT ...] [--out outputs/report] [--skip-invalid]
+
+Every ``*.json`` below the roots that declares the result schema is read (see ``dinov2/eval/results.py``).
+Method, noise setting and epoch come from the files' fields, never from their names. Writes:
+
+* ``linear_top1.{md,csv}``: methods x noise settings, top-1 (%) of the head selected on the held-out part of
+  the training set, at each run's last evaluated checkpoint;
+* ``linear_top1_paper_best.{md,csv}``: the paper-compatible number, the best head on val at the best
+  checkpoint (optimistic: chosen on the test set);
+* ``knn_top1.{md,csv}`` (when k-NN was run): top-1 at the last checkpoint for the largest k;
+* ``retrieval.{md,csv}``: revisited Oxford/Paris Easy / Medium / Hard mAP per method, noise and checkpoint label;
+* ``linear_curve_<noise>.png``: top-1 versus epoch, one line per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Optional
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dinov2.eval.results import ResultError, iter_result_files, load_result
+from utils.atomic import atomic_write_bytes, atomic_write_text
+from utils.noise import PAPER_NOISE_SETTINGS
+
+METHOD_ORDER = ("dinov2", "n2n_dinov2", "nc", "nct")
+MISSING = "-"
+
+
+def collect_results(roots: Iterable[Path], skip_invalid: bool = False) -> list[dict]:
+    """Every valid result below ``roots``; an invalid one raises (or is skipped with a warning)."""
+    results = []
+    for root in roots:
+        if not Path(root).exists():
+            raise FileNotFoundError(f"result root {root} does not exist")
+        for path in iter_result_files(Path(root)):
+            try:
+                result = load_result(path)
+            except ResultError as error:
+                if not skip_invalid:
+                    raise
+                warnings.warn(f"skipping {error}")
+                continue
+            result["_path"] = str(path)
+            results.append(result)
+    return results
+
+
+def _ordered(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
+    values = set(values)
+    first = [v for v in preferred if v in values]
+    return first + sorted(values - set(first))
+
+
+def _label(value: Optional[str]) -> str:
+    return value if value is not None else "unlabelled"
+
+
+def _sort_key(result: dict) -> tuple:
+    return (result["epoch"] if result["epoch"] is not None else -1.0,
+            result["iteration"] if result["iteration"] is not None else -1, result["created"])
+
+
+def linear_cells(results: list[dict]) -> dict[str, dict[tuple[str, str], float]]:
+    """{table: {(method, noise): value}} for the linear-probe and k-NN tables."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for result in results:
+        if result["protocol"] in ("linear", "knn"):
+            groups[(_label(result["method"]), _label(result["noise"]), result["protocol"])].append(result)
+    tables: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+    for (method, noise, protocol), group in groups.items():
+        last = max(group, key=_sort_key)
+        knn = last["results"] if protocol == "knn" else last["results"].get("knn")
+        if protocol == "linear":
+            tables["linear_top1"][(method, noise)] = last["results"]["final"]["top1"]
+            tables["linear_top1_paper_best"][(method, noise)] = max(r["results"]["best_on_val"]["top1"] for r in group)
+        if knn:
+            largest_k = max(knn["k"], key=int)
+            tables["knn_top1"].setdefault((method, noise), knn["k"][largest_k]["top1"])
+    return tables
+
+
+def _format(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def write_table(out: Path, name: str, title: str, header: list[str], rows: list[list[object]]) -> None:
+    """``OUT/<name>.md`` (with a title line) and ``OUT/<name>.csv``."""
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_format(v) for v in row) + " |" for row in rows]
+    atomic_write_text(out / f"{name}.md", "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[_format(v) for v in row] for row in rows])
+    atomic_write_text(out / f"{name}.csv", buffer.getvalue())
+
+
+TITLES = {
+    "linear_top1": "Linear probe top-1 (%), head selected on a held-out part of train, last checkpoint",
+    "linear_top1_paper_best": "Linear probe top-1 (%), paper-compatible: best head on val at the best checkpoint "
+                              "(optimistic)",
+    "knn_top1": "k-NN top-1 (%), largest k, last checkpoint",
+}
+
+
+def write_linear_tables(results: list[dict], out: Path) -> list[str]:
+    """The methods x noise tables; returns the names written."""
+    written = []
+    for name, cells in linear_cells(results).items():
+        methods = _ordered({m for m, _ in cells}, METHOD_ORDER)
+        noises = _ordered({n for _, n in cells}, ("identity",) + PAPER_NOISE_SETTINGS)
+        rows = [[method] + [cells.get((method, noise), MISSING) for noise in noises] for method in methods]
+        write_table(out, name, TITLES[name], ["method"] + noises, rows)
+        written.append(name)
+    return written
+
+
+def write_retrieval_table(results: list[dict], out: Path) -> bool:
+    """Rows (method, noise, arm, checkpoint label), columns <dataset> E/M/H mAP; the newest result wins."""
+    cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for result in sorted((r for r in results if r["protocol"] == "instance_recog"), key=lambda r: r["created"]):
+        key = (_label(result["method"]), _label(result["noise"]), result["settings"].get("arm", "?"),
+               result.get("checkpoint_label") or (f"epoch {result['epoch']}" if result["epoch"] is not None else "?"))
+        cells[key][result["results"]["dataset"]] = result["results"]
+    if not cells:
+        return False
+    datasets = _ordered({d for row in cells.values() for d in row}, ("roxford5k", "rparis6k"))
+    header = ["method", "noise", "arm", "checkpoint"] + [f"{d} {p}" for d in datasets for p in ("E", "M", "H")]
+    keys = sorted(cells, key=lambda k: (_ordered({k[0] for k in cells}, METHOD_ORDER).index(k[0]), k[1:]))
+    rows = [list(key) + [cells[key][d][p]["mAP"] if d in cells[key] else MISSING
+                         for d in datasets for p in ("easy", "medium", "hard")] for key in keys]
+    write_table(out, "retrieval", "Revisited Oxford/Paris mAP (%), Easy / Medium / Hard", header, rows)
+    return True
+
+
+def plot_curves(results: list[dict], out: Path) -> list[Path]:
+    """One PNG per noise setting: held-out-selected top-1 versus epoch, a line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for result in results:
+        if result["protocol"] == "linear" and result["epoch"] is not None:
+            series[_label(result["noise"])][_label(result["method"])].append(
+                (float(result["epoch"]), result["results"]["final"]["top1"]))
+    written = []
+    for noise, by_method in sorted(series.items()):
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for method in _ordered(by_method, METHOD_ORDER):
+            points = sorted(by_method[method])
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=method)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("linear probe top-1 (%)")
+        axis.set_title(f"noise: {noise}")
+        axis.grid(alpha=0.3)
+        axis.legend()
+        buffer = io.BytesIO()
+        figure.tight_layout()
+        figure.savefig(buffer, format="png", dpi=120)
+        plt.close(figure)
+        path = out / f"linear_curve_{noise}.png"
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(path)
+    return written
+
+
+def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False) -> dict[str, list]:
+    """Collect, tabulate and plot; returns what was written."""
+    results = collect_results(roots, skip_invalid)
+    if not results:
+        raise FileNotFoundError(f"no result file (schema dinov2-eval-result) under {', '.join(map(str, roots))}")
+    out.mkdir(parents=True, exist_ok=True)
+    tables = write_linear_tables(results, out)
+    if write_retrieval_table(results, out):
+        tables.append("retrieval")
+    return {"results": [r["_path"] for r in results], "tables": tables, "figures": plot_curves(results, out)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("roots", type=Path, nargs="+", help="folders searched recursively for result JSON files")
+    parser.add_argument("--out", type=Path, default=Path("outputs/report"), help="default: %(default)s")
+    parser.add_argument("--skip-invalid", action="store_true", help="warn about invalid result files, do not stop")
+    args = parser.parse_args(argv)
+    try:
+        written = build_report(args.roots, args.out, args.skip_invalid)
+    except (FileNotFoundError, ResultError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(written['results'])} result files -> {args.out}: tables {', '.join(written['tables'])}; "
+          f"{len(written['figures'])} figure(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
