@@ -140,7 +140,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for checkpoint in checkpoints:
         info = checkpoint_info(checkpoint)
-        out_path = args.output_dir / f"instance_recog_{args.dataset}_{arm}_{noise_label}_{info.tag}.json"
+        label = f"{args.checkpoint_label}_" if args.checkpoint_label else ""
+        out_path = args.output_dir / f"instance_recog_{args.dataset}_{arm}_{noise_label}_{label}{info.tag}.json"
         if out_path.is_file() and not args.overwrite:
             print(f"skip {checkpoint}: {out_path} exists")
             continue
