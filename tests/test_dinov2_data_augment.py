@@ -70,6 +70,20 @@ def test_blur_changes_pixels_and_sigma_range():
     assert blurred.std() < sharp.std()  # blur removes the high-frequency noise
 
 
+def test_blur_matches_torchvision_gaussian_blur():
+    from torchvision.transforms import functional as TF
+
+    from dinov2.data.crops import gaussian_blur
+
+    for size, sigma in (((32, 32), 0.1), ((20, 16), 0.8), ((64, 48), 2.0)):
+        image = _image(1, size)
+        ours = np.asarray(gaussian_blur(image, sigma), dtype=int)
+        reference = np.asarray(TF.gaussian_blur(image, [9, 9], [sigma, sigma]), dtype=int)
+        assert np.abs(ours - reference).max() <= 1
+        assert (ours != reference).mean() < 1e-3
+    assert np.abs(np.asarray(gaussian_blur(_image(1), 2.0), dtype=int) - np.asarray(_image(1), dtype=int)).max() > 20
+
+
 def test_same_seed_same_crops_different_seed_different_crops():
     aug = _aug()
     torch.manual_seed(11)

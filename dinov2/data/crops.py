@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
@@ -46,6 +47,26 @@ class CropDraw:
     grayscale: bool
     blur_sigma: float | None
     solarize: bool
+
+
+def gaussian_blur(image: Image.Image, sigma: float, kernel_size: int = BLUR_KERNEL_SIZE) -> Image.Image:
+    """torchvision's ``GaussianBlur(kernel_size, sigma)`` (reflect padding, rounded to uint8) in NumPy.
+
+    The same separable kernel as torchvision, but without its tensor round trip, which costs milliseconds per
+    small crop; results agree with torchvision to within one grey level.
+    """
+    half = (kernel_size - 1) / 2.0
+    taps = np.exp(-0.5 * (np.linspace(-half, half, kernel_size) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    pixels = np.asarray(image, dtype=np.float32)
+    pad = kernel_size // 2
+    if min(pixels.shape[:2]) <= pad:
+        raise ValueError(f"cannot blur a {image.size} image with a {kernel_size}-tap kernel")
+    padded = np.pad(pixels, ((pad, pad), (pad, pad)) + ((0, 0),) * (pixels.ndim - 2), mode="reflect")
+    height, width = pixels.shape[:2]
+    rows = sum(taps[k] * padded[k:k + height] for k in range(kernel_size))
+    blurred = sum(taps[k] * rows[:, k:k + width] for k in range(kernel_size))
+    return Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8), mode=image.mode)
 
 
 def _coin(probability: float) -> bool:
@@ -101,7 +122,7 @@ class CropRecipe:
         if draw.grayscale:
             image = TF.rgb_to_grayscale(image, num_output_channels=3)
         if draw.blur_sigma is not None:
-            image = TF.gaussian_blur(image, [BLUR_KERNEL_SIZE, BLUR_KERNEL_SIZE], [draw.blur_sigma, draw.blur_sigma])
+            image = gaussian_blur(image, draw.blur_sigma)
         if draw.solarize:
             image = TF.solarize(image, SOLARIZE_THRESHOLD)
         return self.normalize(image)

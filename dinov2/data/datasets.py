@@ -22,7 +22,8 @@ def seeded_rng(seed: int) -> Iterator[None]:
     """Seed torch, NumPy and Python ``random`` inside the block; restore the caller's states afterwards."""
     python_state, numpy_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # The CPU generator only: torch.manual_seed would also queue a (slow) lazy seeding of every CUDA device.
+        torch.default_generator.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
         try:
@@ -72,11 +73,17 @@ class ImageFolderDataset(Dataset):
     def classes(self) -> list[str]:
         return self.index.classes
 
+    def _check_key(self, item: SampleKey) -> tuple[int, int | None]:
+        index, seed = _split_key(item)
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} is out of range for {self.root / self.split} ({len(self)} images)")
+        return index, seed
+
     def get_target(self, index: int) -> int:
         return self.index.samples[index][1]
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
-        index, seed = _split_key(item)
+        index, seed = self._check_key(item)
         image = load_rgb_pil(self.index.path(index))
         return _apply(self.transform, image, seed), self.get_target(index)
 
@@ -96,7 +103,7 @@ class PairedImageFolderDataset(ImageFolderDataset):
         self.denoised_relpaths = [pairs[relpath] for relpath, _ in self.index.samples]
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
-        index, seed = _split_key(item)
+        index, seed = self._check_key(item)
         noisy = load_rgb_pil(self.index.path(index))
         denoised = load_rgb_pil(self.denoised_root / self.denoised_relpaths[index])
         return _apply(self.transform, (noisy, denoised), seed), self.get_target(index)
