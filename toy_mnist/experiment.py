@@ -49,8 +49,9 @@ def _run_arm(arm: str, data: ToyData, seed: int, budget: Budget, folder: Path, d
              noise_std: float, batch_size: int, lr: float, progress: bool) -> dict:
     noisy = None if arm == "clean" else noise_std
     if arm == "curriculum":
-        encoder, epochs, saves = load_encoder(checkpoint_path(folder, "clean", budget.switch_epoch)), \
-            budget.curriculum_noisy_epochs, [budget.curriculum_noisy_epochs]
+        encoder = load_encoder(checkpoint_path(folder, "clean", budget.switch_epoch))
+        epochs = budget.curriculum_noisy_epochs
+        saves = [epochs]
     else:
         encoder, epochs = new_encoder(seed), budget.pretrain_epochs
         saves = [budget.switch_epoch, epochs] if arm == "clean" else [epochs]
