@@ -1,0 +1,93 @@
+"""exps/report.py and exps/generate_instance_recog_script.py on hand-made result files."""
+
+import csv
+import json
+
+import pytest
+
+from dinov2.eval.results import ResultError, make_result
+from exps import generate_instance_recog_script as generator
+from exps import report
+
+
+def linear_result(method, noise, epoch, honest, best, checkpoint="ckpt.pth"):
+    heads = {"h1": {"val": {"top1": best, "top5": 99.0}}, "h2": {"val": {"top1": honest, "top5": 98.0}}}
+    results = {"heads": heads, "selected": {"name": "h2", "selected_on": "holdout"},
+               "final": {"top1": honest, "top5": 98.0}, "best_on_val": {"name": "h1", "top1": best, "top5": 99.0},
+               "knn": {"k": {"10": {"top1": honest - 5, "top5": 90.0}, "20": {"top1": honest - 4, "top5": 91.0}}}}
+    return make_result("linear", checkpoint, {}, results, method=method, noise=noise,
+                       iteration=int(epoch * 10) - 1, epoch=epoch)
+
+
+def retrieval_result(method, noise, dataset, medium, label):
+    block = lambda v: {"mAP": v, "mP": {"1": 50.0}}  # noqa: E731
+    results = {"dataset": dataset, "easy": block(medium + 10), "medium": block(medium), "hard": block(medium - 10)}
+    return make_result("instance_recog", "c.pth", {"arm": "noisy"}, results, method=method, noise=noise,
+                       iteration=9, epoch=1.0, checkpoint_label=label)
+
+
+def write(path, result):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+
+
+@pytest.fixture
+def results_root(tmp_path):
+    root = tmp_path / "results"
+    # file names say nothing: the fields decide
+    write(root / "a" / "r1.json", linear_result("dinov2", "gauss100", 1.0, 50.0, 52.0))
+    write(root / "a" / "r2.json", linear_result("dinov2", "gauss100", 2.0, 55.0, 54.0, "last.pth"))
+    write(root / "b" / "r3.json", linear_result("nc", "gauss100", 2.0, 68.0, 69.0))
+    write(root / "b" / "r4.json", linear_result("dinov2", "shot1", 2.0, 40.0, 41.0))
+    write(root / "c" / "x.json", retrieval_result("dinov2", "gauss100", "roxford5k", 30.0, "final"))
+    write(root / "c" / "y.json", retrieval_result("dinov2", "gauss100", "rparis6k", 45.0, "final"))
+    write(root / "c" / "other.json", {"not": "a result"})
+    return root
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.reader(handle))
+
+
+def test_report_builds_tables_and_figures(results_root, tmp_path):
+    out = tmp_path / "report"
+    written = report.build_report([results_root], out)
+    assert len(written["results"]) == 6
+    table = read_csv(out / "linear_top1.csv")
+    assert table[0] == ["method", "gauss100", "shot1"]
+    assert table[1] == ["dinov2", "55.00", "40.00"]  # last epoch, honest selection
+    assert table[2] == ["nc", "68.00", "-"]
+    paper = read_csv(out / "linear_top1_paper_best.csv")
+    assert paper[1][1] == "54.00"  # best checkpoint (epoch 2) on val
+    assert read_csv(out / "knn_top1.csv")[1][1] == "51.00"  # k = 20 at the last epoch
+    retrieval = read_csv(out / "retrieval.csv")
+    assert retrieval[0][4:] == ["roxford5k E", "roxford5k M", "roxford5k H", "rparis6k E", "rparis6k M", "rparis6k H"]
+    assert retrieval[1] == ["dinov2", "gauss100", "noisy", "final", "40.00", "30.00", "20.00", "55.00", "45.00",
+                            "35.00"]
+    assert "| dinov2 | 55.00 | 40.00 |" in (out / "linear_top1.md").read_text()
+    assert (out / "linear_curve_gauss100.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "linear_curve_shot1.png").is_file()
+
+
+def test_report_stops_on_an_invalid_result(results_root, tmp_path):
+    broken = linear_result("dinov2", "gauss50", 1.0, 50.0, 52.0)
+    del broken["results"]["final"]
+    write(results_root / "broken.json", broken)
+    with pytest.raises(ResultError, match="broken.json"):
+        report.build_report([results_root], tmp_path / "r")
+    assert report.main([str(results_root), "--out", str(tmp_path / "r2"), "--skip-invalid"]) == 0
+
+
+def test_generator_writes_best_and_final_commands(results_root, tmp_path):
+    script = tmp_path / "ir.sh"
+    argv = [str(results_root / "a"), str(results_root / "b"), "--data-root", "D", "--script", str(script),
+            "--denoised-methods", "nc"]
+    assert generator.main(argv) == 0
+    lines = [line for line in script.read_text().splitlines() if line.startswith("python")]
+    assert len(lines) == 3 * 2 * 2  # three runs x {best, final} x two datasets
+    dinov2_gauss = [line for line in lines if "--method dinov2" in line and "--noise gauss100" in line]
+    assert any("--checkpoint-label best" in line and "last.pth" in line for line in dinov2_gauss)
+    nc_lines = [line for line in lines if "--method nc" in line]
+    assert all("--denoised-root D/roxford5k_gauss100" in line or "--denoised-root D/rparis6k_gauss100" in line
+               for line in nc_lines)
