@@ -1,4 +1,4 @@
-"""Tiny checkpoints and image trees for the evaluation tests."""
+"""Tiny checkpoints and image trees shared by the evaluation tests (helpers only, no test here)."""
 
 from __future__ import annotations
 
