@@ -1,0 +1,111 @@
+"""Training data: random crops of the stored noisy images, reproducible per (seed, epoch, index).
+
+Crop offsets come from a generator seeded by (seed, epoch, dataset index) and the epoch's order from one seeded
+by (seed, epoch), so the batches of an epoch do not depend on the number of workers, and a run resumed at an
+epoch boundary sees exactly what the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from utils.image_io import ImageReadError, iter_image_files, load_rgb
+from utils.seeding import numpy_generator, stable_seed
+
+SMALL_IMAGE_POLICIES = ("pad", "skip")
+
+
+@dataclass(frozen=True)
+class ImageSurvey:
+    """The usable training images of a folder and the number skipped for being smaller than the crop."""
+
+    relpaths: list[str]
+    skipped_small: int
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the image header only; raises :class:`ImageReadError` naming the file."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise ImageReadError(f"cannot read image {path}: {error}") from error
+    return height, width
+
+
+def survey_images(root: Path, patch_size: int, small_images: str = "pad", progress: bool = True) -> ImageSurvey:
+    """List every image under ``root`` (recursively) and apply the small-image policy.
+
+    Raises ``FileNotFoundError`` for a missing folder, ``ValueError`` for an empty one or an unknown policy, and
+    :class:`ImageReadError` naming every file whose header cannot be read.
+    """
+    if small_images not in SMALL_IMAGE_POLICIES:
+        raise ValueError(f"small-image policy {small_images!r}: expected one of {SMALL_IMAGE_POLICIES}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"training folder {root} does not exist")
+    relpaths = list(iter_image_files(root))
+    if not relpaths:
+        raise ValueError(f"training folder {root} holds no images")
+    kept, skipped, unreadable = [], 0, []
+    for relpath in tqdm(relpaths, desc="checking images", unit="img", disable=not progress, leave=False):
+        try:
+            height, width = read_image_size(root / relpath)
+        except ImageReadError as error:
+            unreadable.append(str(error))
+            continue
+        if small_images == "skip" and min(height, width) < patch_size:
+            skipped += 1
+        else:
+            kept.append(relpath)
+    if unreadable:
+        raise ImageReadError(f"{len(unreadable)} unreadable training image(s): " + "; ".join(unreadable[:10]))
+    if not kept:
+        raise ValueError(f"no image in {root} is at least {patch_size} px on both sides (all {skipped} skipped)")
+    return ImageSurvey(kept, skipped)
+
+
+def crop_or_pad(image: np.ndarray, patch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``patch_size`` square of an H x W x C image; sides shorter than the patch are reflect-padded."""
+    height, width = image.shape[:2]
+    pad_bottom, pad_right = max(0, patch_size - height), max(0, patch_size - width)
+    if pad_bottom or pad_right:
+        image = np.pad(image, ((0, pad_bottom), (0, pad_right), (0, 0)), mode="reflect")
+        height, width = image.shape[:2]
+    top = int(rng.integers(0, height - patch_size + 1))
+    left = int(rng.integers(0, width - patch_size + 1))
+    return image[top:top + patch_size, left:left + patch_size]
+
+
+class NoisyCropDataset(Dataset):
+    """Random square crops of stored noisy images as float tensors (C x P x P) in [0, 1]."""
+
+    def __init__(self, root: Path, relpaths: list[str], patch_size: int, seed: int) -> None:
+        if patch_size < 2 or patch_size % 2:
+            raise ValueError(f"--patch-size must be a positive even number, got {patch_size}")
+        self.root, self.relpaths, self.patch_size, self.seed = root, relpaths, patch_size, seed
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops of ``epoch`` (call before iterating; workers copy the dataset at iterator start)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = load_rgb(self.root / self.relpaths[index])
+        crop = crop_or_pad(image, self.patch_size, numpy_generator("n2n-crop", self.seed, self.epoch, index))
+        return torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255.0)
+
+
+def epoch_order(num_images: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled image order of ``epoch``: a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(stable_seed("n2n-order", seed, epoch) % 2**63)
+    return torch.randperm(num_images, generator=generator).tolist()

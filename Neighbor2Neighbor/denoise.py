@@ -1,0 +1,214 @@
+"""Write denoised copies of a whole image tree (or of a revisitop Oxford/Paris dataset) with a trained U-Net.
+
+    python Neighbor2Neighbor/denoise.py --weights CKPT --src NOISY_ROOT --dst DENOISED_ROOT
+        [--workers N --batch-size B --tile 1024 --tile-overlap 64 --device auto --precision fp32]
+    python Neighbor2Neighbor/denoise.py --weights CKPT --src REVISITOP/datasets/roxford5k
+        --dst OUT/roxford5k_gauss100 --revisitop-noise gauss100 [--noise-seed 42]
+
+Every image is denoised at its native resolution (reflect-padded to a multiple of 32; images larger than
+--tile are processed in overlapping tiles), rounded to uint8 and written as PNG at the same relative path.
+labels.txt is copied. Existing outputs are skipped, so an interrupted run resumes; every file is written
+atomically. Images of equal size are denoised together in batches. Unreadable images are listed and the
+exit status is 1; the other images are still written.
+
+With --revisitop-noise, SRC is a revisitop dataset folder (jpg/*.jpg and gnd_*.pkl): each jpg/<name>.jpg
+is noised on the fly with the shared noise model (seeded by the setting, --noise-seed and "jpg/<name>.jpg"),
+denoised and written as DST/jpg/<name>.png; the gnd_*.pkl files are copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from Neighbor2Neighbor.data import read_image_size
+from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
+from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, resolve_device, resolve_precision
+from Neighbor2Neighbor.weights import load_denoiser
+from utils.dataset_index import LABELS_FILENAME
+from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, save_png_atomic
+from utils.noise import NoiseSpec, noisy_image, parse_noise
+
+
+@dataclass
+class DenoiseReport:
+    """What a run did: images written, skipped (already there) and the files it could not read."""
+
+    written: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where to read the images from, where to write them, and the optional on-the-fly noise."""
+
+    src: Path
+    dst: Path
+    noise: NoiseSpec | None = None
+    noise_seed: int = 42
+
+
+class BatchDataset(Dataset):
+    """Each item is a group of equal-size images: (relpaths, uint8 stack or None, error messages)."""
+
+    def __init__(self, job: Job, batches: list[list[str]]) -> None:
+        self.job, self.batches = job, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> tuple[list[str], np.ndarray | None, list[str]]:
+        kept, images, errors = [], [], []
+        for relpath in self.batches[index]:
+            try:
+                image = load_rgb(self.job.src / relpath)
+            except ImageReadError as error:
+                errors.append(str(error))
+                continue
+            if self.job.noise is not None:
+                image = noisy_image(image, self.job.noise, self.job.noise_seed, relpath)
+            kept.append(relpath)
+            images.append(image)
+        stack = np.stack(images) if images and len({im.shape for im in images}) == 1 else None
+        if images and stack is None:  # a header lied about the size: fall back to one image per batch
+            return kept, None, errors + [f"{self.job.src / r}: size differs from its header" for r in kept]
+        return kept, stack, errors
+
+
+def _collate(items: list) -> tuple[list[str], np.ndarray | None, list[str]]:
+    return items[0]
+
+
+def _drain(pending: list[Future], limit: int) -> list[Future]:
+    """Wait for the oldest writes until at most ``limit`` are in flight (bounds memory); re-raise write errors."""
+    pending = [f for f in pending if not f.done() or f.result() is not None]
+    while len(pending) > limit:
+        pending.pop(0).result()
+    return pending
+
+
+def plan_batches(job: Job, relpaths: list[str], batch_size: int, progress: bool) -> tuple[list[list[str]], list[str]]:
+    """Group the images to do by size (read from headers) into batches; returns (batches, unreadable files)."""
+    by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
+    unreadable = []
+    for relpath in tqdm(relpaths, desc="reading sizes", unit="img", disable=not progress, leave=False):
+        try:
+            by_size[read_image_size(job.src / relpath)].append(relpath)
+        except ImageReadError as error:
+            unreadable.append(str(error))
+    batches = [group[i:i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
+    return batches, unreadable
+
+
+def copy_metadata(job: Job, revisitop: bool) -> None:
+    """Copy labels.txt (image trees) or the gnd_*.pkl ground-truth files (revisitop datasets)."""
+    job.dst.mkdir(parents=True, exist_ok=True)
+    names = [p.name for p in job.src.glob("gnd_*.pkl")] if revisitop else [LABELS_FILENAME]
+    for name in names:
+        if (job.src / name).is_file():
+            shutil.copyfile(job.src / name, job.dst / name)
+
+
+def list_revisitop_images(src: Path) -> list[str]:
+    """The jpg/ images of a revisitop dataset folder, as relative paths ``jpg/<name>``."""
+    if not (src / "jpg").is_dir():
+        raise FileNotFoundError(f"{src} is not a revisitop dataset folder: {src / 'jpg'} is missing")
+    if not list(src.glob("gnd_*.pkl")):
+        raise FileNotFoundError(f"{src} is not a revisitop dataset folder: no gnd_*.pkl file")
+    return [f"jpg/{relpath}" for relpath in iter_image_files(src / "jpg")]
+
+
+def denoise_tree(
+    model: torch.nn.Module, job: Job, device: torch.device, precision: str = "fp32", batch_size: int = 8,
+    workers: int = 0, tile: int = 1024, overlap: int = 64, revisitop: bool = False, progress: bool = True,
+) -> DenoiseReport:
+    """Denoise every image of ``job.src`` that has no output yet; never raises for unreadable images."""
+    if not job.src.is_dir():
+        raise FileNotFoundError(f"--src folder {job.src} does not exist")
+    relpaths = list_revisitop_images(job.src) if revisitop else list(iter_image_files(job.src))
+    if not relpaths:
+        raise ValueError(f"--src folder {job.src} holds no images")
+    copy_metadata(job, revisitop)
+    report = DenoiseReport()
+    todo = [r for r in relpaths if not (job.dst / png_relpath(r)).exists()]
+    report.skipped = len(relpaths) - len(todo)
+    batches, report.failures = plan_batches(job, todo, batch_size, progress)
+    loader = DataLoader(BatchDataset(job, batches), batch_size=1, num_workers=workers, collate_fn=_collate)
+    with ThreadPoolExecutor(max_workers=2) as writer, \
+            tqdm(total=sum(map(len, batches)), desc="denoising", unit="img", disable=not progress) as bar:
+        pending = []
+        for kept, stack, errors in loader:
+            report.failures.extend(errors)
+            if stack is None:
+                bar.update(len(kept) + len(errors))
+                continue
+            denoised = denoise_uint8(model, stack, device, precision, tile, overlap)
+            for relpath, image in zip(kept, denoised):
+                pending.append(writer.submit(save_png_atomic, image, job.dst / png_relpath(relpath)))
+            report.written += len(kept)
+            bar.update(len(kept) + len(errors))
+            pending = _drain(pending, limit=4 * batch_size)
+        _drain(pending, limit=0)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of ``denoise.py``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, required=True, help="train.py checkpoint or a bare state dict")
+    parser.add_argument("--src", type=Path, required=True, help="noisy image tree (or revisitop dataset folder)")
+    parser.add_argument("--dst", type=Path, required=True, help="where the denoised PNG tree is written")
+    parser.add_argument("--batch-size", type=int, default=8, help="images of equal size denoised together")
+    parser.add_argument("--workers", type=int, default=4, help="image-decoding processes (0: in this process)")
+    parser.add_argument("--tile", type=int, default=1024, help="tile side for larger images (0: never tile)")
+    parser.add_argument("--tile-overlap", type=int, default=64, help="context pixels around each tile")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="autocast dtype on CUDA (default fp32, as the paper); the CPU always runs fp32")
+    parser.add_argument("--revisitop-noise", default=None, help="noise a revisitop dataset on the fly, e.g. gauss100")
+    parser.add_argument("--noise-seed", type=int, default=42, help="seed of the --revisitop-noise noise")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: exit status 1 for bad input or unreadable images (named on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch_size < 1 or args.workers < 0:
+            raise ValueError("--batch-size must be positive and --workers not negative")
+        check_tiling(args.tile, args.tile_overlap)
+        noise = parse_noise(args.revisitop_noise) if args.revisitop_noise is not None else None
+        device = resolve_device(args.device)
+        model = load_denoiser(args.weights, device)
+        job = Job(args.src, args.dst, noise, args.noise_seed)
+        report = denoise_tree(model, job, device, resolve_precision(args.precision, device), args.batch_size,
+                              args.workers, args.tile, args.tile_overlap, noise is not None, not args.no_progress)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.dst}: {report.written} written, {report.skipped} already there, {len(report.failures)} unreadable")
+    if report.failures:
+        print(f"error: {len(report.failures)} image(s) could not be read:", file=sys.stderr)
+        for failure in report.failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Compare a clean tree with its noisy and denoised copies: mean PSNR of each, and of the best Gaussian blur.
+
+    python Neighbor2Neighbor/evaluate_psnr.py --clean data/mnist5k/val --noisy NOISY/val --denoised DENOISED/val
+        [--blur-sigmas 0.5 0.75 1 1.25 1.5 2] [--limit N] [--out result.json]
+
+Images are paired by relative path (extension aside). The blur baseline smooths each noisy image with a
+Gaussian of every sigma in --blur-sigmas and reports the sigma with the highest mean PSNR against the clean
+images: a reference that knows the clean data, which a useful denoiser should beat. PSNR is averaged over images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from tqdm import tqdm
+
+from utils.atomic import atomic_write_json
+from utils.image_io import ImageReadError, iter_image_files, load_rgb
+from utils.metrics import psnr
+from utils.noise import quantize
+
+DEFAULT_BLUR_SIGMAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 2.5)
+
+
+def _stem_index(root: Path) -> dict[str, str]:
+    return {str(Path(relpath).with_suffix("")): relpath for relpath in iter_image_files(root)}
+
+
+def paired_images(clean: Path, other: Path, limit: int | None = None) -> list[tuple[str, str]]:
+    """(clean relpath, other relpath) for every clean image; raises ``ValueError`` naming missing copies."""
+    for root in (clean, other):
+        if not root.is_dir():
+            raise FileNotFoundError(f"folder {root} does not exist")
+    others = _stem_index(other)
+    pairs, missing = [], []
+    for stem, relpath in list(_stem_index(clean).items())[:limit]:
+        if stem in others:
+            pairs.append((relpath, others[stem]))
+        else:
+            missing.append(relpath)
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) of {clean} have no copy in {other}, e.g. {missing[:3]}")
+    if not pairs:
+        raise ValueError(f"folder {clean} holds no images")
+    return pairs
+
+
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a uint8 H x W x C image (per channel), rounded back to uint8."""
+    smoothed = gaussian_filter(image.astype(np.float32) / 255.0, sigma=(sigma, sigma, 0), mode="reflect")
+    return quantize(smoothed, "round")
+
+
+def evaluate(
+    clean: Path, noisy: Path | None, denoised: Path | None, blur_sigmas: tuple[float, ...] = DEFAULT_BLUR_SIGMAS,
+    limit: int | None = None, progress: bool = True,
+) -> dict[str, object]:
+    """Mean PSNRs of the noisy copies, the denoised copies and the best blur of the noisy copies."""
+    result: dict[str, object] = {"clean": str(clean)}
+    if denoised is not None:
+        pairs = paired_images(clean, denoised, limit)
+        values = [psnr(load_rgb(clean / a), load_rgb(denoised / b))
+                  for a, b in tqdm(pairs, desc="denoised", unit="img", disable=not progress, leave=False)]
+        result.update(denoised=str(denoised), images=len(pairs), denoised_psnr=float(np.mean(values)))
+    if noisy is not None:
+        pairs = paired_images(clean, noisy, limit)
+        noisy_values, blur_values = [], np.zeros((len(pairs), len(blur_sigmas)))
+        for i, (a, b) in enumerate(tqdm(pairs, desc="noisy + blur", unit="img", disable=not progress, leave=False)):
+            reference, image = load_rgb(clean / a), load_rgb(noisy / b)
+            noisy_values.append(psnr(reference, image))
+            blur_values[i] = [psnr(reference, blur(image, sigma)) for sigma in blur_sigmas]
+        per_sigma = blur_values.mean(axis=0)
+        best = int(per_sigma.argmax())
+        result.update(noisy=str(noisy), images=len(pairs), noisy_psnr=float(np.mean(noisy_values)),
+                      best_blur_psnr=float(per_sigma[best]), best_blur_sigma=float(blur_sigmas[best]),
+                      blur_psnr_by_sigma={f"{s:g}": float(v) for s, v in zip(blur_sigmas, per_sigma)})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: prints the PSNRs and optionally writes them as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clean", type=Path, required=True, help="clean images")
+    parser.add_argument("--noisy", type=Path, default=None, help="noisy copies (also used for the blur baseline)")
+    parser.add_argument("--denoised", type=Path, default=None, help="denoised copies")
+    parser.add_argument("--blur-sigmas", type=float, nargs="+", default=list(DEFAULT_BLUR_SIGMAS))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N clean images")
+    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    if args.noisy is None and args.denoised is None:
+        parser.error("give --noisy, --denoised or both")
+    try:
+        result = evaluate(args.clean, args.noisy, args.denoised, tuple(args.blur_sigmas), args.limit)
+    except (ValueError, FileNotFoundError, ImageReadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for key in ("noisy_psnr", "best_blur_psnr", "denoised_psnr"):
+        if key in result:
+            extra = f" (sigma {result['best_blur_sigma']:g})" if key == "best_blur_psnr" else ""
+            print(f"{key:<15} {result[key]:.2f} dB{extra}")
+    if args.out is not None:
+        atomic_write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Train the Neighbor2Neighbor denoiser on a folder of stored noisy images (never clean ones).
+
+    python Neighbor2Neighbor/train.py --data-dir NOISY_ROOT/train --output-dir OUT
+        [--epochs 100 --batch-size 4 --patch-size 256 --lr 3e-4 --increase-ratio 2.0 ...]
+        [--val-clean CLEAN_DIR --val-noise gauss100]
+
+Every image under --data-dir (any depth) gives one random square crop per epoch. The loss is the paper's:
+reconstruction between neighbour sub-images plus a regulariser whose weight rises linearly to
+--increase-ratio; Adam, learning rate halved after every 20% of the epochs. OUT receives config.json,
+metrics.jsonl (one line per epoch), last.pt (complete training state, written atomically after every epoch),
+epoch_XXX.pt with --save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same
+command resumes exactly from last.pt; a finished run exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from Neighbor2Neighbor.arch_unet import UNet
+from Neighbor2Neighbor.data import SMALL_IMAGE_POLICIES, NoisyCropDataset, epoch_order, survey_images
+from Neighbor2Neighbor.loss import regularizer_weight, training_loss
+from Neighbor2Neighbor.padding import apply_padded
+from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, autocast, memory_format, resolve_device
+from Neighbor2Neighbor.runtime import resolve_precision
+from Neighbor2Neighbor.validation import Validator
+from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
+from utils.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from utils.image_io import ImageReadError
+from utils.noise import parse_noise
+from utils.seeding import seed_everything, stable_seed, worker_init_fn
+
+# arguments that change what an exact resume would compute; the others (workers, device, ...) may change
+RESUME_KEYS = ("data_dir", "epochs", "batch_size", "patch_size", "lr", "gamma", "increase_ratio", "lambda_rec",
+               "lambda_reg", "n_feature", "seed", "small_images")
+LAST, BEST, METRICS, CONFIG = "last.pt", "best.pt", "metrics.jsonl", "config.json"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite loss, incompatible checkpoint)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of ``train.py``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder of noisy training images (recursive)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="run folder (checkpoints, metrics)")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=256, help="side of the random square crops (even)")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--gamma", type=float, default=0.5, help="lr factor after every 20%% of the epochs")
+    parser.add_argument("--increase-ratio", type=float, default=2.0, help="regulariser weight at the last epoch")
+    parser.add_argument("--lambda-rec", type=float, default=1.0, help="weight of the reconstruction term")
+    parser.add_argument("--lambda-reg", type=float, default=1.0, help="weight of the regulariser term")
+    parser.add_argument("--n-feature", type=int, default=48, help="U-Net width")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--small-images", choices=SMALL_IMAGE_POLICIES, default="pad",
+                        help="images smaller than the crop: reflect-pad them, or skip them (counted)")
+    parser.add_argument("--workers", type=int, default=4, help="data-loading processes (0: in this process)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="autocast dtype on CUDA (auto: bf16); the CPU always trains in fp32")
+    parser.add_argument("--save-every", type=int, default=0, help="also keep epoch_XXX.pt every N epochs (0: no)")
+    parser.add_argument("--val-clean", type=Path, default=None, help="clean validation images (noised on the fly)")
+    parser.add_argument("--val-noise", default=None, help="noise setting of the validation images, e.g. gauss100")
+    parser.add_argument("--val-seed", type=int, default=101, help="seed of the validation noise")
+    parser.add_argument("--val-limit", type=int, default=None, help="validate on the first N images only")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and at the last)")
+    parser.add_argument("--stop-after-epochs", type=int, default=0,
+                        help="stop this call after N epochs (time-limited jobs: rerun to continue; 0: run to the end)")
+    parser.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject bad values before any work, naming the option."""
+    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--lr": args.lr,
+                "--n-feature": args.n_feature, "--val-every": args.val_every}
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if args.patch_size < 2 or args.patch_size % 2:
+        raise ValueError(f"--patch-size must be a positive even number, got {args.patch_size}")
+    if min(args.workers, args.save_every, args.stop_after_epochs) < 0:
+        raise ValueError("--workers, --save-every and --stop-after-epochs must not be negative")
+    if (args.val_clean is None) != (args.val_noise is None):
+        raise ValueError("--val-clean and --val-noise go together")
+    if args.val_noise is not None:
+        parse_noise(args.val_noise)
+
+
+def lr_milestones(epochs: int) -> list[int]:
+    """Epochs after which the lr is multiplied by gamma: after each 20% of the run (20, 40, 60, 80 of 100)."""
+    return [round(epochs * k / 5) for k in range(1, 5) if 0 < round(epochs * k / 5) < epochs]
+
+
+def resume_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON-safe arguments saved in checkpoints and config.json."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+
+
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    changed = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise TrainingError(f"{path} was written with other settings ({details}); rerun with the same options, "
+                            "choose another --output-dir, or pass --no-resume to start afresh")
+
+
+def _rewrite_metrics(path: Path, last_epoch: int) -> None:
+    """Drop metric lines of epochs after the checkpoint (a crash between the two writes)."""
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line)["epoch"] <= last_epoch]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def train(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run (or resume) training; returns the metric records of the epochs run by this call."""
+    check_args(args)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    survey = survey_images(args.data_dir, args.patch_size, args.small_images, progress=not args.no_progress)
+    if len(survey.relpaths) < args.batch_size:
+        raise ValueError(f"{args.data_dir} has {len(survey.relpaths)} usable images, fewer than --batch-size "
+                         f"{args.batch_size}")
+    validator = (Validator(args.val_clean, args.val_noise, args.val_seed, args.val_limit)
+                 if args.val_clean is not None else None)
+    settings = resume_settings(args)
+    out: Path = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(args.seed)
+    model = UNet(features=args.n_feature).to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(args.epochs), gamma=args.gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    mask_generator = torch.Generator().manual_seed(stable_seed("n2n-mask", args.seed) % 2**63)
+    start_epoch, best_psnr = 1, -math.inf
+    if (out / LAST).exists() and not args.no_resume:
+        state = load_checkpoint(out / LAST)
+        _check_resumable(state["args"], settings, out / LAST)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        mask_generator.set_state(state["mask_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best_psnr = state["epoch"] + 1, state["best_val_psnr"]
+        _rewrite_metrics(out / METRICS, state["epoch"])
+        print(f"resuming {out / LAST} after epoch {state['epoch']}")
+    elif (out / METRICS).exists():
+        (out / METRICS).unlink()
+    if start_epoch > args.epochs:
+        print(f"{out}: all {args.epochs} epochs are done")
+        return []
+    atomic_write_json(out / CONFIG, settings | {"device": str(device), "precision": precision,
+                                                "images": len(survey.relpaths), "skipped_small": survey.skipped_small})
+    if survey.skipped_small:
+        print(f"skipped {survey.skipped_small} image(s) smaller than {args.patch_size} px")
+
+    dataset = NoisyCropDataset(args.data_dir, survey.relpaths, args.patch_size, args.seed)
+    fmt = memory_format(device)
+
+    def denoise(batch: torch.Tensor) -> torch.Tensor:
+        return apply_padded(model, batch.contiguous(memory_format=fmt))
+
+    records = []
+    last_epoch = args.epochs if not args.stop_after_epochs else min(args.epochs, start_epoch + args.stop_after_epochs - 1)
+    for epoch in range(start_epoch, last_epoch + 1):
+        dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=args.batch_size, sampler=epoch_order(len(dataset), args.seed, epoch),
+                            num_workers=args.workers, drop_last=True, pin_memory=device.type == "cuda",
+                            worker_init_fn=worker_init_fn)
+        reg_weight = regularizer_weight(epoch, args.epochs, args.increase_ratio)
+        lr = optimizer.param_groups[0]["lr"]
+        sums = torch.zeros(3, dtype=torch.float64)
+        steps, started = 0, time.perf_counter()
+        model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=args.no_progress, leave=False)
+        for noisy in bar:
+            noisy = noisy.to(device, non_blocking=True)
+            with autocast(device, precision):
+                terms = training_loss(denoise, noisy, mask_generator, reg_weight, args.lambda_rec, args.lambda_reg)
+            values = torch.stack([terms.total.detach(), terms.reconstruction, terms.regularizer]).double().cpu()
+            if not torch.isfinite(values).all():
+                raise TrainingError(f"non-finite loss at epoch {epoch}, step {steps + 1}: total, reconstruction, "
+                                    f"regulariser = {values.tolist()}; no checkpoint was written for this epoch")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            sums += values
+            steps += 1
+            if steps % 20 == 0:
+                bar.set_postfix(loss=f"{sums[0].item() / steps:.5f}")
+        scheduler.step()
+        seconds = time.perf_counter() - started
+        record: dict[str, Any] = {
+            "epoch": epoch, "loss": sums[0].item() / steps, "loss_rec": sums[1].item() / steps,
+            "loss_reg": sums[2].item() / steps, "reg_weight": reg_weight, "lr": lr, "steps": steps,
+            "images_per_s": steps * args.batch_size / seconds, "seconds": seconds,
+        }
+        if validator is not None and (epoch % args.val_every == 0 or epoch == args.epochs):
+            record.update(validator.evaluate(model, device, precision))
+        improved = "val_psnr" in record and record["val_psnr"] > best_psnr
+        best_psnr = record["val_psnr"] if improved else best_psnr
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
+            "model_config": model_config(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "mask_generator": mask_generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "best_val_psnr": best_psnr, "args": settings, "metrics": record,
+        }
+        with open(out / METRICS, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if improved:
+            atomic_torch_save(checkpoint, out / BEST)
+        if args.save_every and epoch % args.save_every == 0:
+            atomic_torch_save(checkpoint, out / f"epoch_{epoch:03d}.pt")
+        atomic_torch_save(checkpoint, out / LAST)
+        summary = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float))
+        print(f"epoch {epoch}/{args.epochs}: {summary}", flush=True)
+        records.append(record)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: exit status 1 with a message for bad input or a failed run."""
+    args = build_parser().parse_args(argv)
+    try:
+        train(args)
+    except (ValueError, FileNotFoundError, ImageReadError, TrainingError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Validation during training: clean images noised on the fly (pure per-image noise), denoised, scored."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from Neighbor2Neighbor.inference import denoise_uint8
+from Neighbor2Neighbor.ssim import ssim
+from utils.image_io import iter_image_files, load_rgb
+from utils.metrics import psnr
+from utils.noise import noisy_image, parse_noise
+
+VAL_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class ValidationImage:
+    """One validation pair: the clean image and its noisy copy, both uint8 H x W x 3."""
+
+    relpath: str
+    clean: np.ndarray
+    noisy: np.ndarray
+
+
+def _ssim_uint8(clean: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Per-image SSIM of two uint8 stacks (N x H x W x C), on the [0, 1] scale."""
+    def as_tensor(images: np.ndarray) -> torch.Tensor:
+        return torch.tensor(images).permute(0, 3, 1, 2).double() / 255.0
+    return ssim(as_tensor(clean), as_tensor(test)).numpy()
+
+
+class Validator:
+    """Holds the noisy validation images in memory and scores a model on them."""
+
+    def __init__(self, clean_root: Path, setting: str, seed: int, limit: int | None = None) -> None:
+        if not clean_root.is_dir():
+            raise FileNotFoundError(f"--val-clean folder {clean_root} does not exist")
+        spec = parse_noise(setting)
+        relpaths = list(iter_image_files(clean_root))[:limit]
+        if not relpaths:
+            raise ValueError(f"--val-clean folder {clean_root} holds no images")
+        self.setting = setting
+        self.images = []
+        for relpath in relpaths:
+            clean = load_rgb(clean_root / relpath)
+            self.images.append(ValidationImage(relpath, clean, noisy_image(clean, spec, seed, relpath)))
+        self.noisy_psnr = float(np.mean([psnr(im.clean, im.noisy) for im in self.images]))
+        self.noisy_ssim = float(np.mean(np.concatenate(
+            [_ssim_uint8(im.clean[None], im.noisy[None]) for im in self.images])))
+
+    def _batches(self) -> list[list[ValidationImage]]:
+        by_shape: dict[tuple[int, ...], list[ValidationImage]] = defaultdict(list)
+        for image in self.images:
+            by_shape[image.clean.shape].append(image)
+        return [group[i:i + VAL_BATCH_SIZE] for group in by_shape.values()
+                for i in range(0, len(group), VAL_BATCH_SIZE)]
+
+    def evaluate(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> dict[str, float]:
+        """Mean PSNR / SSIM of the denoised (uint8-rounded) images against the clean ones."""
+        was_training = model.training
+        model.eval()
+        psnrs, ssims = [], []
+        for batch in self._batches():
+            clean = np.stack([im.clean for im in batch])
+            denoised = denoise_uint8(model, np.stack([im.noisy for im in batch]), device, precision)
+            psnrs.extend(psnr(c, d) for c, d in zip(clean, denoised))
+            ssims.extend(_ssim_uint8(clean, denoised).tolist())
+        model.train(was_training)
+        return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims)),
+                "val_noisy_psnr": self.noisy_psnr, "val_noisy_ssim": self.noisy_ssim}

@@ -1,0 +1,65 @@
+"""Checkpoint and weight files of the denoiser: plain state dicts, loadable with ``weights_only=True``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from Neighbor2Neighbor.arch_unet import UNet
+
+CHECKPOINT_FORMAT = 1
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def plain_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip the key prefixes that DDP and ``torch.compile`` wrappers add."""
+    cleaned = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        cleaned[key] = value
+    return cleaned
+
+
+def model_config(model: UNet) -> dict[str, int]:
+    """What is needed to rebuild ``model``: its channel counts."""
+    return {"in_channels": model.in_channels, "out_channels": model.out_channels, "features": model.features}
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with an error that names the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for corrupt files
+        raise ValueError(f"cannot load weights file {path}: {error}") from error
+
+
+def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
+    """Build a :class:`UNet` from a training checkpoint (``model`` + ``model_config``) or a bare state dict."""
+    payload = load_checkpoint(path)
+    if not isinstance(payload, dict):
+        raise ValueError(f"weights file {path} holds a {type(payload).__name__}, expected a dict")
+    state = payload["model"] if isinstance(payload.get("model"), dict) else payload
+    state = plain_state_dict(state)
+    config = payload.get("model_config")
+    if not isinstance(config, dict):
+        first = state.get("encoder.0.0.0.weight")
+        last = state.get("output_stage.4.weight")
+        if first is None or last is None:
+            raise ValueError(f"weights file {path} is not a Neighbor2Neighbor UNet state dict "
+                             f"(keys start with {sorted(state)[:3]})")
+        config = {"in_channels": first.shape[1], "out_channels": last.shape[0], "features": first.shape[0]}
+    model = UNet(**config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"weights file {path} does not match the UNet {config}: {error}") from error
+    return model.to(device).eval()
