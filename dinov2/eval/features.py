@@ -47,6 +47,13 @@ class FeatureSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.class_tokens, self.patch_means, self.labels))
+
+    def to(self, device: torch.device) -> "FeatureSet":
+        """The same features on ``device``."""
+        return FeatureSet(self.class_tokens.to(device), self.patch_means.to(device), self.labels.to(device))
+
     def subset(self, indices: torch.Tensor) -> "FeatureSet":
         """The rows at ``indices``."""
         return FeatureSet(self.class_tokens[indices], self.patch_means[indices], self.labels[indices])

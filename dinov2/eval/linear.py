@@ -30,6 +30,8 @@ from dinov2.eval.linear_heads import GridTrainer, LinearHeadGrid, grid_accuracie
 from utils.embedded_mnist import stratified_split
 from utils.seeding import stable_seed
 
+CACHE_ON_DEVICE_BYTES = 8 * 1024**3
+
 
 @dataclass
 class ProbeSettings:
@@ -64,7 +66,7 @@ def select_head(holdout_accuracies: dict[str, dict[str, float]], order: list[str
 
 
 def _batches(features: FeatureSet, batch_size: int, generator: torch.Generator):
-    permutation = torch.randperm(len(features), generator=generator)
+    permutation = torch.randperm(len(features), generator=generator).to(features.labels.device)
     for start in range(0, len(features), batch_size):
         chosen = permutation[start:start + batch_size]
         yield features.class_tokens[chosen], features.patch_means[chosen], features.labels[chosen]
@@ -155,6 +157,8 @@ def run_linear_probe(
     if epoch_batches is None:
         if fit_features is None:
             raise ValueError("run_linear_probe needs fit features or an epoch_batches source")
+        if device.type == "cuda" and fit_features.nbytes() < CACHE_ON_DEVICE_BYTES:
+            fit_features = fit_features.to(device)  # no host-to-device copy per step
         epoch_batches = cached_epochs(fit_features, settings.batch_size, settings.seed)
         num_fit = len(fit_features)
     start = time.perf_counter()
