@@ -29,10 +29,12 @@ def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: i
         for left in range(0, width, step):
             bottom, right = min(top + step, height), min(left + step, width)
             top_ctx, left_ctx = max(0, top - overlap), max(0, left - overlap)
-            piece = apply_padded(model, x[..., top_ctx:min(height, bottom + overlap), left_ctx:min(width, right + overlap)])
+            context = x[..., top_ctx:min(height, bottom + overlap), left_ctx:min(width, right + overlap)]
+            piece = apply_padded(model, context)
             if out is None:
                 out = torch.empty(x.shape[:2] + (height, width), dtype=piece.dtype, device=x.device)
-            out[..., top:bottom, left:right] = piece[..., top - top_ctx:bottom - top_ctx, left - left_ctx:right - left_ctx]
+            inner = piece[..., top - top_ctx:bottom - top_ctx, left - left_ctx:right - left_ctx]
+            out[..., top:bottom, left:right] = inner
     assert out is not None
     return out
 

@@ -162,7 +162,8 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best_psnr = state["epoch"] + 1, state["best_val_psnr"]
         _rewrite_metrics(out / METRICS, state["epoch"])
-        print(f"resuming {out / LAST} after epoch {state['epoch']}")
+        if start_epoch <= args.epochs:
+            print(f"resuming {out / LAST} after epoch {state['epoch']}")
     elif (out / METRICS).exists():
         (out / METRICS).unlink()
     if start_epoch > args.epochs:
@@ -180,7 +181,9 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         return apply_padded(model, batch.contiguous(memory_format=fmt))
 
     records = []
-    last_epoch = args.epochs if not args.stop_after_epochs else min(args.epochs, start_epoch + args.stop_after_epochs - 1)
+    last_epoch = args.epochs
+    if args.stop_after_epochs:
+        last_epoch = min(args.epochs, start_epoch + args.stop_after_epochs - 1)
     for epoch in range(start_epoch, last_epoch + 1):
         dataset.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=args.batch_size, sampler=epoch_order(len(dataset), args.seed, epoch),
