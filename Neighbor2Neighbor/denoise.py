@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from Neighbor2Neighbor.data import read_image_size
+from Neighbor2Neighbor.training_data import read_image_size
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
 from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, resolve_device, resolve_precision
 from Neighbor2Neighbor.weights import load_denoiser

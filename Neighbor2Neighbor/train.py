@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from Neighbor2Neighbor.arch_unet import UNet
-from Neighbor2Neighbor.data import SMALL_IMAGE_POLICIES, NoisyCropDataset, epoch_order, survey_images
+from Neighbor2Neighbor.training_data import SMALL_IMAGE_POLICIES, NoisyCropDataset, epoch_order, survey_images
 from Neighbor2Neighbor.loss import regularizer_weight, training_loss
 from Neighbor2Neighbor.padding import apply_padded
 from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, autocast, memory_format, resolve_device

@@ -79,3 +79,36 @@ def test_bad_inputs_fail_before_any_work(tmp_path, capsys):
     assert train_module.main(_args(data, tmp_path / "c")) == 1
     assert "broken.png" in capsys.readouterr().err
     assert not (tmp_path / "c" / "last.pt").exists()
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    data = _noisy_folder(tmp_path / "noisy")
+    out = tmp_path / "run"
+    assert train_module.main(_args(data, out, "--stop-after-epochs", "1", "--save-every", "1")) == 0
+    assert (out / "epoch_001.pt").is_file()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        train_module.main(_args(data, out))
+    monkeypatch.undo()
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "epoch_001.pt", "last.pt", "metrics.jsonl"]
+    assert train_module.main(_args(data, out)) == 0  # the rerun resumes from epoch 1 and drops the stale log line
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_non_finite_loss_stops_before_the_step_and_the_checkpoint(tmp_path, monkeypatch, capsys):
+    data = _noisy_folder(tmp_path / "noisy")
+    real_loss = train_module.training_loss
+
+    def poisoned(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        return type(terms)(terms.total * float("nan"), terms.reconstruction, terms.regularizer)
+
+    monkeypatch.setattr(train_module, "training_loss", poisoned)
+    assert train_module.main(_args(data, tmp_path / "run")) == 1
+    assert "non-finite loss at epoch 1, step 1" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
