@@ -108,7 +108,7 @@ def test_two_epoch_run_writes_results_with_all_arms(tmp_path, capsys):
     assert "64.55 %" in (out / "results.md").read_text()
     assert (out / "probe_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Other settings into the same folder are refused instead of mixing two experiments.
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(SystemExit, match="other settings"):
         run.main([*args[:5], "3", *args[6:]])
 
 

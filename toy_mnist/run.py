@@ -24,7 +24,7 @@ from toy_mnist.budget import BUDGET_MODES, PAPER_EPOCHS, PAPER_PROBE_EPOCHS, mak
 from toy_mnist.data import load_toy_data
 from toy_mnist.experiment import RESULT_NAME, run_repetition
 from toy_mnist.views import PAPER_NOISE_STD
-from utils.manifest import check_or_write_manifest
+from utils.manifest import ManifestMismatch, check_or_write_manifest
 
 DEFAULT_OUT = Path("outputs/toy_mnist")
 SETTINGS_NAME = "settings.json"
@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{budget.describe()}; device {device}")
     settings = {"data_source": data.source, "budget": budget.to_dict(), "noise_std": args.noise_std,
                 "batch_size": args.batch_size, "lr": args.lr}
-    check_or_write_manifest(args.out / SETTINGS_NAME, settings)
+    try:
+        check_or_write_manifest(args.out / SETTINGS_NAME, settings)
+    except ManifestMismatch as error:
+        raise SystemExit(f"{error}\n(toy_mnist.run keeps finished repetitions: give another --out)") from error
     for seed in seeds:
         folder = repetition_folder(args.out, seed)
         if (folder / RESULT_NAME).is_file():
