@@ -157,7 +157,8 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and scaler.is_enabled():  # empty when saved by a run without fp16 (CPU, bf16)
+            scaler.load_state_dict(state["scaler"])
         mask_generator.set_state(state["mask_generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best_psnr = state["epoch"] + 1, state["best_val_psnr"]

@@ -112,3 +112,12 @@ def test_a_non_finite_loss_stops_before_the_step_and_the_checkpoint(tmp_path, mo
     assert train_module.main(_args(data, tmp_path / "run")) == 1
     assert "non-finite loss at epoch 1, step 1" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_the_number_of_workers_does_not_change_the_run(tmp_path):
+    data = _noisy_folder(tmp_path / "noisy")
+    assert train_module.main(_args(data, tmp_path / "w0", "--epochs", "1")) == 0
+    assert train_module.main(_args(data, tmp_path / "w2", "--epochs", "1", "--workers", "2")) == 0
+    first = load_checkpoint(tmp_path / "w0" / "last.pt")["model"]
+    second = load_checkpoint(tmp_path / "w2" / "last.pt")["model"]
+    assert all(torch.equal(first[key], second[key]) for key in first)
