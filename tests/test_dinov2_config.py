@@ -95,3 +95,24 @@ def test_saved_config_round_trips_without_its_derived_section():
     assert "derived:" in text
     again = config_from_yaml(text)
     assert again == cfg
+
+
+def _leaf_keys(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_every_default_key_is_read_by_the_code():
+    """A key that no code reads is a silent no-op for users (like upstream's dead ``train.seed``)."""
+    from omegaconf import OmegaConf
+
+    source = "\n".join(
+        path.read_text() for path in (REPO / "dinov2").rglob("*.py") if "configs" not in path.parts
+    )
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIGS_DIR / "ssl_default_config.yaml"))
+    dead = [key for key in _leaf_keys(defaults)
+            if f".{key.rsplit('.', 1)[-1]}" not in source and f'"{key.rsplit(".", 1)[-1]}"' not in source]
+    assert dead == []

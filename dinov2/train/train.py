@@ -10,13 +10,13 @@ types, cross-field rules, dataset) before DIR is created; errors name the key an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from dinov2 import distributed
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checks import check_config, check_dataset_root, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config
@@ -24,6 +24,7 @@ from utils.atomic import atomic_write_text
 from utils.dataset_index import DatasetError
 
 if TYPE_CHECKING:
+    from dinov2.distributed import DistributedContext
     from dinov2.train.trainer import Trainer
 
 EXIT_CONFIG_ERROR = 2
@@ -50,9 +51,10 @@ def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
     return cfg
 
 
-def run_training(cfg: DictConfig, ctx: distributed.DistributedContext) -> "Trainer":
+def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
     """Build the dataset, check it, create the run directory and train; returns the trainer (after training)."""
-    from dinov2.train.data_setup import build_dataset  # heavy imports only once the config is valid
+    from dinov2 import distributed  # torch is imported only once the config is valid
+    from dinov2.train.data_setup import build_dataset
     from dinov2.train.trainer import Trainer
 
     dataset = build_dataset(cfg)
@@ -69,12 +71,14 @@ def run_training(cfg: DictConfig, ctx: distributed.DistributedContext) -> "Train
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    world_size = distributed.launched_world_size()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
     try:
         cfg = prepare(args, world_size)
     except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    from dinov2 import distributed
+
     ctx = distributed.setup()
     try:
         run_training(cfg, ctx)

@@ -119,7 +119,8 @@ class Trainer:
         self._warn_config_changes(state.get("config", ""))
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when written without loss scaling (CPU, bf16)
+            self.scaler.load_state_dict(state["scaler"])
         rng_states = state["rng"]
         if len(rng_states) == self.ctx.world_size:
             restore_rng_state(rng_states[self.ctx.rank])
@@ -127,6 +128,7 @@ class Trainer:
             warnings.warn(f"{path} was written by {len(rng_states)} ranks, this run has {self.ctx.world_size}: "
                           "random states are reseeded, so the continuation is not bit-exact")
             self._reseed_for_rank(int(state["iteration"]))
+        self.samples_consumed = int(state["samples_consumed"])
         self._log(f"resumed from {path} at iteration {state['iteration']}")
         return int(state["iteration"])
 
@@ -200,6 +202,7 @@ class Trainer:
             if checkpoint:
                 state = {
                     "iteration": iteration + 1,
+                    "samples_consumed": self.samples_consumed,
                     "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(),
@@ -220,6 +223,7 @@ class Trainer:
     def run(self) -> int:
         """Train from the resume point to the end (or ``train.stop_after_iterations``); returns the next iteration."""
         cfg = self.cfg
+        self.samples_consumed = 0  # position in the global sample stream (independent of the world size)
         start = self.resume()
         end = self.total_iterations
         if cfg.train.stop_after_iterations > 0:
@@ -229,7 +233,7 @@ class Trainer:
             return start
         metrics = MetricsLog(self.output_dir, start) if self.ctx.is_main else None
         global_batch = self.derived["global_batch_size"]
-        loader = build_data_loader(cfg, self.dataset, start * global_batch, self.ctx.rank, self.ctx.world_size)
+        loader = build_data_loader(cfg, self.dataset, self.samples_consumed, self.ctx.rank, self.ctx.world_size)
         with torch.random.fork_rng(devices=[]):  # the loader draws its workers' base seed from the global RNG
             batches = iter(loader)
         epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
@@ -237,6 +241,7 @@ class Trainer:
         last_time, last_iteration = time.perf_counter(), start
         for iteration, batch in zip(range(start, end), batches):
             record = self.train_step(batch_to_device(batch, self.ctx.device), iteration)
+            self.samples_consumed += global_batch
             done = iteration + 1
             if iteration % cfg.train.log_period == 0 or done == end:
                 now = time.perf_counter()

@@ -43,7 +43,7 @@ def _schema_class(name: str, defaults: dict) -> type:
     fields = []
     for key, value in defaults.items():
         if isinstance(value, dict):
-            sub = _schema_class(f"{name}.{key}", value)
+            sub = _schema_class(f"{name}.{key}" if name else key, value)
             fields.append((key, sub, dataclasses.field(default_factory=sub)))
         elif isinstance(value, list):
             fields.append((key, _list_type(value), dataclasses.field(default_factory=lambda v=value: list(v))))

@@ -1,0 +1,133 @@
+"""Time one DINOv2 training step against its unavoidable core, in the same process on the same crops.
+
+    python bench/train_step.py [--config-file dinov2/configs/train/tiny_cpu.yaml] [--steps 10] [key=value ...]
+
+Full step: everything ``python -m dinov2.train`` does per iteration (schedules, teacher on the global crops,
+student on all crops, DINO/iBOT/KoLeo losses, centering, loss check, backward, clipping, AdamW, EMA).
+Baseline: the student's forward (backbone + head on the class tokens) and backward plus the teacher's forward
+alone on the same crops. The two are measured alternately and the medians compared; the ratio is the cost of
+everything else (target on the CPU: at most 1.3x). Also prints images/s and peak memory; ``--output-json``
+writes the same figures to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from tqdm import tqdm
+
+from dinov2 import distributed
+from dinov2.data import MaskingGenerator, collate_data_and_cast
+from dinov2.train.data_setup import batch_to_device, n_patch_tokens
+from dinov2.train.trainer import Trainer
+from dinov2.utils.checks import check_config
+from dinov2.utils.config import CONFIGS_DIR, load_config
+from utils.atomic import atomic_write_json
+
+DEFAULT_CONFIG = CONFIGS_DIR / "train" / "tiny_cpu.yaml"
+
+
+def synthetic_batch(cfg, seed: int = 0) -> dict:
+    """A collated batch of random crops with real iBOT masks."""
+    g = torch.Generator().manual_seed(seed)
+    global_size, local_size = cfg.crops.global_crops_size, cfg.crops.local_crops_size
+    samples = [
+        (
+            {
+                "global_crops": [torch.randn(3, global_size, global_size, generator=g) for _ in range(2)],
+                "local_crops": [torch.randn(3, local_size, local_size, generator=g)
+                                for _ in range(cfg.crops.local_crops_number)],
+            },
+            0,
+        )
+        for _ in range(cfg.train.batch_size_per_gpu)
+    ]
+    side, n_tokens = n_patch_tokens(cfg)
+    return collate_data_and_cast(
+        samples, tuple(cfg.ibot.mask_ratio_min_max), cfg.ibot.mask_sample_probability, torch.float32, n_tokens,
+        MaskingGenerator((side, side), max_num_patches=int(0.5 * side * side)), generator=seed,
+    )
+
+
+def baseline_step(trainer: Trainer, batch: dict) -> None:
+    """Student forward + backward and teacher forward, nothing else."""
+    model = trainer.model
+    with trainer._autocast():
+        with torch.no_grad():
+            teacher = model.teacher["backbone"](batch["collated_global_crops"], is_training=True)
+            model.teacher["dino_head"](teacher["x_norm_clstoken"])
+        crops = [batch["collated_global_crops"], batch["collated_local_crops"]]
+        outputs = model.student["backbone"](crops, masks=[batch["collated_masks"], None], is_training=True)
+        cls_tokens = torch.cat([out["x_norm_clstoken"] for out in outputs])
+        loss = model.student["dino_head"](cls_tokens).float().mean()
+    loss.backward()
+    model.student.zero_grad(set_to_none=True)
+
+
+def _timed(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps of each kind (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--output-json", type=Path, default=None)
+    parser.add_argument("opts", nargs="*", default=[], help="config overrides section.key=value")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config_file, args.opts)
+    check_config(cfg)
+    ctx = distributed.setup()
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(cfg, ctx, Path(scratch), dataset=None)
+        batch = batch_to_device(synthetic_batch(cfg), ctx.device)
+        full_times, base_times = [], []
+        if ctx.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+        for step in tqdm(range(args.warmup + args.steps), desc="bench", unit="step"):
+            base = _timed(lambda: baseline_step(trainer, batch), ctx.device)
+            full = _timed(lambda: trainer.train_step(batch, step % len(trainer.schedules)), ctx.device)
+            if step >= args.warmup:
+                base_times.append(base)
+                full_times.append(full)
+    full_s, base_s = statistics.median(full_times), statistics.median(base_times)
+    if ctx.device.type == "cuda":
+        peak = {"peak_cuda_memory_mib": torch.cuda.max_memory_allocated(ctx.device) / 2**20}
+    else:
+        peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {
+        "config": str(args.config_file), "overrides": args.opts, "device": str(ctx.device),
+        "arch": cfg.student.arch, "batch_size": cfg.train.batch_size_per_gpu,
+        "global_crops": f"2x{cfg.crops.global_crops_size}", "local_crops": f"{cfg.crops.local_crops_number}x{cfg.crops.local_crops_size}",
+        "torch_threads": torch.get_num_threads(), "steps": args.steps,
+        "full_step_s": full_s, "baseline_step_s": base_s, "ratio": full_s / base_s,
+        "images_per_s": cfg.train.batch_size_per_gpu / full_s, **peak,
+    }
+    print(json.dumps(result, indent=2))
+    print(f"full SSL step {full_s * 1e3:.1f} ms vs student fwd+bwd + teacher fwd {base_s * 1e3:.1f} ms: "
+          f"ratio {result['ratio']:.2f}x (target <= 1.3x on CPU), {result['images_per_s']:.1f} images/s")
+    if args.output_json:
+        atomic_write_json(args.output_json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
