@@ -11,7 +11,6 @@ images: a reference that knows the clean data, which a useful denoiser should be
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

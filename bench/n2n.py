@@ -12,7 +12,6 @@ Inputs are the embedded MNIST digits padded to --size and noised with Gaussian s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,6 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from Neighbor2Neighbor.arch_unet import UNet
