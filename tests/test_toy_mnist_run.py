@@ -105,7 +105,7 @@ def test_two_epoch_run_writes_results_with_all_arms(tmp_path, capsys):
     assert set(results["arms"]) == set(ARMS) and all(results["arms"][a]["n"] == 1 for a in ARMS)
     assert results["budget"]["pretrain_epochs"] == 2 and "MNIST IDX files" in results["data_source"]
     assert results["paper_accuracy"] == {"noisy": 64.55, "curriculum": 83.05}
-    assert "64.55 %" in (out / "results.md").read_text()
+    assert "64.55 %" in (out / "results.md").read_text(encoding="utf-8")
     assert (out / "probe_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Other settings into the same folder are refused instead of mixing two experiments.
     with pytest.raises(SystemExit, match="other settings"):

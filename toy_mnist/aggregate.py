@@ -15,7 +15,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toy_mnist.experiment import ARMS, RESULT_NAME
-from utils.atomic import atomic_write, atomic_write_json, atomic_write_text
+from utils.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 
 PAPER_ACCURACY = {"noisy": 64.55, "curriculum": 83.05}
 ARM_LABELS = {
@@ -68,18 +68,18 @@ def markdown_table(summary: dict) -> str:
         f"{n} repetition(s), seeds {summary['seeds'][0]}..{summary['seeds'][-1]}, device {', '.join(summary['devices'])}; "
         f"{summary['wall_s_per_repetition']['mean']:.0f} s per repetition on average.",
         "",
-        "| arm | linear-probe accuracy (mean +- std) | paper |",
+        "| arm | linear-probe accuracy (mean ± std) | paper |",
         "| --- | --- | --- |",
     ]
     for arm in ARMS:
         stats = summary["arms"][arm]
         paper = f"{stats['paper']:.2f} %" if stats["paper"] is not None else "-"
-        lines.append(f"| {ARM_LABELS[arm]} | {stats['mean']:.2f} +- {stats['std']:.2f} % | {paper} |")
+        lines.append(f"| {ARM_LABELS[arm]} | {stats['mean']:.2f} ± {stats['std']:.2f} % | {paper} |")
     return "\n".join(lines) + "\n"
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Per-repetition probe accuracy per arm, mean +- std, and the paper's figures as crosses."""
+    """Per-repetition probe accuracy per arm, mean ± std, and the paper's figures as crosses."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +93,7 @@ def plot(summary: dict, path: Path) -> None:
         if stats["paper"] is not None:
             axes.scatter(position + 0.3, stats["paper"], marker="x", color="tab:red", s=50)
     axes.scatter([], [], marker="x", color="tab:red", label="paper")
-    axes.errorbar([], [], yerr=[], fmt="o", color="black", label="mean +- std")
+    axes.errorbar([], [], yerr=[], fmt="o", color="black", label="mean ± std")
     axes.set_xticks(range(len(ARMS)), ["clean", "noisy", "clean->noisy"])
     axes.set_ylabel("linear-probe test accuracy (%)")
     axes.set_title(f"Toy MLP, {summary['arms']['clean']['n']} repetition(s)")
@@ -108,7 +108,7 @@ def aggregate(out: Path) -> dict:
     """Write results.json, results.md and probe_accuracy.png into ``out`` and return the summary."""
     summary = summarise(load_repetitions(out))
     atomic_write_json(out / "results.json", summary)
-    atomic_write_text(out / "results.md", markdown_table(summary))
+    atomic_write_bytes(out / "results.md", markdown_table(summary).encode("utf-8"))
     plot(summary, out / "probe_accuracy.png")
     return summary
 
