@@ -130,3 +130,10 @@ def test_mlp_exp_script_runs_resumes_and_keeps_foreign_files(tmp_path):
     bad = subprocess.run(["bash", str(REPO / "toy_mnist" / "mlp_exp.sh"), "--reps", "zero"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--reps" in bad.stderr
+
+
+def test_missing_data_root_fails_before_any_output(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="train-images-idx3-ubyte.*not found"):
+        run.main(["--out", str(out), "--reps", "1", "--data-root", str(tmp_path / "absent"), "--device", "cpu"])
+    assert not out.exists()

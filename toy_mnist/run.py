@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import torch
 
 from toy_mnist.budget import BUDGET_MODES, PAPER_EPOCHS, PAPER_PROBE_EPOCHS, make_budget
-from toy_mnist.data import load_toy_data
+from toy_mnist.data import MnistDataError, load_toy_data
 from toy_mnist.experiment import RESULT_NAME, run_repetition
 from toy_mnist.views import PAPER_NOISE_STD
 from utils.manifest import ManifestMismatch, check_or_write_manifest
@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    data = load_toy_data(args.data_root)
+    try:
+        data = load_toy_data(args.data_root)
+    except (MnistDataError, FileNotFoundError) as error:
+        raise SystemExit(str(error)) from error
     try:
         budget = make_budget(args.budget, data.train_size, args.batch_size, args.epochs, args.switch_epoch,
                              args.probe_epochs)
