@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"data_source": data.source, "budget": budget.to_dict(), "noise_std": args.noise_std,
                 "batch_size": args.batch_size, "lr": args.lr}
     try:
-        check_or_write_manifest(args.out / SETTINGS_NAME, settings)
+        check_or_write_manifest(args.out / SETTINGS_NAME, settings,
+                                remedy="finished repetitions are kept, so give another --out")
     except ManifestMismatch as error:
-        raise SystemExit(f"{error}\n(toy_mnist.run keeps finished repetitions: give another --out)") from error
+        raise SystemExit(str(error)) from error
     for seed in seeds:
         folder = repetition_folder(args.out, seed)
         if (folder / RESULT_NAME).is_file():

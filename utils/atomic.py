@@ -32,7 +32,7 @@ def is_temporary_file(name: str) -> bool:
 
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file for writing; on success fsync it and rename it onto ``path``.
+    """Open a temporary file for writing (UTF-8 in text mode); on success fsync it and rename it onto ``path``.
 
     On any exception the temporary file is deleted and ``path`` is left untouched.
     """
@@ -42,7 +42,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path_for(path)
     try:
-        with open(tmp, mode) as handle:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -17,10 +17,13 @@ class ManifestMismatch(ValueError):
     """An output folder was made with other settings than the ones asked for now."""
 
 
-def check_or_write_manifest(path: Path, settings: dict[str, Any], overwrite: bool = False) -> None:
+def check_or_write_manifest(
+    path: Path, settings: dict[str, Any], overwrite: bool = False,
+    remedy: str = "use another output folder or --overwrite",
+) -> None:
     """Write ``settings`` to ``path`` unless a manifest with different values is already there.
 
-    Raises :class:`ManifestMismatch` naming the differing keys, unless ``overwrite`` is set.
+    Raises :class:`ManifestMismatch` naming the differing keys and ``remedy``, unless ``overwrite`` is set.
     """
     if path.is_file() and not overwrite:
         existing = json.loads(path.read_text())
@@ -28,7 +31,7 @@ def check_or_write_manifest(path: Path, settings: dict[str, Any], overwrite: boo
         if differing:
             details = ", ".join(f"{k}: {existing.get(k)!r} there, {settings[k]!r} now" for k in differing)
             raise ManifestMismatch(
-                f"{path.parent} was made with other settings ({details}); use another output folder or --overwrite"
+                f"{path.parent} was made with other settings ({details}); {remedy}"
             )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
