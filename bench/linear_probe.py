@@ -4,8 +4,8 @@
 
 Both modes evaluate the same checkpoint on the same embedded MNIST subset (``utils/make_toy_dataset.py``,
 ``--limit`` digits per class, 32 px) in this process, with the full 52-head grid, the same epochs, batch size,
-held-out selection and seed. The checkpoint is a randomly initialised ``vit_tiny`` (patch 4, 32 px) written as
-a teacher export, so no training is needed (LayerScale off: with upstream's 1e-5 initial LayerScale an
+held-out selection and seed. The checkpoint is ``--pretrained-weights`` (a trained export or run directory) or,
+by default, a randomly initialised ``vit_tiny`` (patch 4, 32 px) written as a teacher export (LayerScale off: with upstream's 1e-5 initial LayerScale an
 untrained ViT passes its input through almost unchanged and every image gets nearly the same class token). The script prints both wall times, their ratio and both
 accuracies (held-out-selected head, scored on val), and writes them to a JSON file. The paper's ImageNet-100
 probe runs about 32 passes over the training set; ``--epochs`` sets the passes here.
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (on a shared, oversubscribed CPU 1 avoids thread thrashing)")
+    parser.add_argument("--pretrained-weights", type=Path, default=None,
+                        help="a trained teacher export or run directory (default: a randomly initialised ViT)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/linear_probe.json"))
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         counts = build_toy_dataset(tmp / "data", limit=args.limit)
-        checkpoint = random_teacher_export(tmp / "run", args.arch, args.patch_size, 32, args.seed)
+        checkpoint = args.pretrained_weights or random_teacher_export(
+            tmp / "run", args.arch, args.patch_size, 32, args.seed)
         common = ["--crop-size", "32", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                   "--num-workers", str(args.num_workers), "--device", args.device, "--seed", str(args.seed),
                   "--quiet"]
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         augment_s, augmented = run_mode(checkpoint, tmp / "data", tmp / "augment", common, augment=True)
     report = {
         "data": f"embedded MNIST subset: {counts['train']} train / {counts['val']} val, 32 px",
-        "backbone": f"randomly initialised {args.arch}, patch {args.patch_size}",
+        "backbone": str(args.pretrained_weights) if args.pretrained_weights else
+                    f"randomly initialised {args.arch}, patch {args.patch_size}",
         "grid_heads": len(cached["results"]["heads"]), "epochs": args.epochs, "batch_size": args.batch_size,
         "device": cached["settings"]["device"], "torch_threads": torch.get_num_threads(),
         "cached": {"wall_seconds": round(cached_s, 2), "extract_seconds": cached["results"]["timing"]["extract_seconds"],
