@@ -34,12 +34,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from Neighbor2Neighbor.training_data import read_image_size
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
 from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, resolve_device, resolve_precision
 from Neighbor2Neighbor.weights import load_denoiser
 from utils.dataset_index import LABELS_FILENAME
-from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, save_png_atomic
+from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
+from utils.image_io import save_png_atomic
 from utils.noise import NoiseSpec, noisy_image, parse_noise
 
 

@@ -40,7 +40,7 @@ from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_
 from utils.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from utils.image_io import ImageReadError
 from utils.noise import parse_noise
-from utils.seeding import seed_everything, stable_seed, worker_init_fn
+from utils.seeding import seed_everything, torch_generator, worker_init_fn
 
 # arguments that change what an exact resume would compute; the others (workers, device, ...) may change
 RESUME_KEYS = ("data_dir", "epochs", "batch_size", "patch_size", "lr", "gamma", "increase_ratio", "lambda_rec",
@@ -149,7 +149,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(args.epochs), gamma=args.gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    mask_generator = torch.Generator().manual_seed(stable_seed("n2n-mask", args.seed) % 2**63)
+    mask_generator = torch_generator("n2n-mask", args.seed)
     start_epoch, best_psnr = 1, -math.inf
     if (out / LAST).exists() and not args.no_resume:
         state = load_checkpoint(out / LAST)

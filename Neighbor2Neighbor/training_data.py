@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, iter_image_files, load_rgb
-from utils.seeding import numpy_generator, stable_seed
+from utils.image_io import ImageReadError, iter_image_files, load_rgb, read_image_size
+from utils.seeding import numpy_generator, torch_generator
 
 SMALL_IMAGE_POLICIES = ("pad", "skip")
 
@@ -28,16 +27,6 @@ class ImageSurvey:
 
     relpaths: list[str]
     skipped_small: int
-
-
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the image header only; raises :class:`ImageReadError` naming the file."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise ImageReadError(f"cannot read image {path}: {error}") from error
-    return height, width
 
 
 def survey_images(root: Path, patch_size: int, small_images: str = "pad", progress: bool = True) -> ImageSurvey:
@@ -107,5 +96,5 @@ class NoisyCropDataset(Dataset):
 
 def epoch_order(num_images: int, seed: int, epoch: int) -> list[int]:
     """The shuffled image order of ``epoch``: a pure function of (seed, epoch)."""
-    generator = torch.Generator().manual_seed(stable_seed("n2n-order", seed, epoch) % 2**63)
+    generator = torch_generator("n2n-order", seed, epoch)
     return torch.randperm(num_images, generator=generator).tolist()

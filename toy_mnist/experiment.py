@@ -23,7 +23,7 @@ from toy_mnist.model import MLPHead
 from toy_mnist.probe import train_probe
 from toy_mnist.train import checkpoint_path, pretrain
 from utils.atomic import atomic_write_json
-from utils.seeding import stable_seed
+from utils.seeding import torch_seed
 
 ARMS = ("clean", "noisy", "curriculum")
 RESULT_NAME = "result.json"
@@ -32,7 +32,7 @@ RESULT_NAME = "result.json"
 def new_encoder(seed: int) -> MLPHead:
     """The encoder's initial weights for repetition ``seed`` (shared by the clean and noisy arms)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stable_seed(seed, "encoder-init") % 2**63)
+        torch.manual_seed(torch_seed(seed, "encoder-init"))
         return MLPHead()
 
 

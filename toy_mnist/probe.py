@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from toy_mnist.model import linear_probe
-from toy_mnist.views import cpu_generator, noise_spec, noisy_copy
-from utils.seeding import stable_seed
+from toy_mnist.views import noise_spec, noisy_copy
+from utils.seeding import torch_generator, torch_seed
 
 ENCODE_CHUNK = 8192
 
@@ -25,7 +25,7 @@ def encode(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device)
 def seeded_probe(seed: int, device: torch.device) -> torch.nn.Linear:
     """A freshly initialised probe whose weights depend only on ``seed`` (global RNG state is left untouched)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stable_seed(seed, "probe-init") % 2**63)
+        torch.manual_seed(torch_seed(seed, "probe-init"))
         probe = linear_probe()
     return probe.to(device)
 
@@ -68,7 +68,7 @@ def train_probe(
     for epoch in tqdm(range(1, epochs + 1), desc="probe", unit="epoch", disable=not progress, leave=False):
         features = clean_features if clean_features is not None else encode(
             encoder, noisy_copy(train_images, spec, seed, "probe", "train-noise", epoch), device)
-        order = torch.randperm(len(features), generator=cpu_generator(seed, "probe", "order", epoch)).to(device)
+        order = torch.randperm(len(features), generator=torch_generator(seed, "probe", "order", epoch)).to(device)
         total, batches = torch.zeros((), device=device), 0
         for first in range(0, len(order), batch_size):
             index = order[first:first + batch_size]

@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from toy_mnist.augment import augment_batch
 from toy_mnist.loss import toy_ssl_loss
-from toy_mnist.views import cpu_generator, noise_spec, noisy_copy
+from toy_mnist.views import noise_spec, noisy_copy
 from utils.atomic import atomic_torch_save
+from utils.seeding import torch_generator
 
 IMAGE_SIDE = 28
 
@@ -67,8 +68,8 @@ def pretrain(
     start = time.perf_counter()
     bar = tqdm(range(1, epochs + 1), desc=f"pretrain {arm}", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        order = torch.randperm(len(images), generator=cpu_generator(seed, arm, "order", epoch))
-        augment_rng = cpu_generator(seed, arm, "augment", epoch)
+        order = torch.randperm(len(images), generator=torch_generator(seed, arm, "order", epoch))
+        augment_rng = torch_generator(seed, arm, "augment", epoch)
         views = [clean_on_device] * 2 if clean_on_device is not None else [
             v.to(device) for v in _views(images, noise_std, seed, arm, epoch)
         ]

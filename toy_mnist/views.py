@@ -11,14 +11,9 @@ from __future__ import annotations
 import torch
 
 from utils.noise import NoiseSpec, add_noise_torch, gaussian_spec_from_std
-from utils.seeding import stable_seed
+from utils.seeding import torch_generator
 
 PAPER_NOISE_STD = 0.4
-
-
-def cpu_generator(*key: object) -> torch.Generator:
-    """A CPU generator seeded by ``stable_seed(*key)`` (torch accepts seeds below 2**63)."""
-    return torch.Generator().manual_seed(stable_seed(*key) % 2**63)
 
 
 def noise_spec(std: float = PAPER_NOISE_STD) -> NoiseSpec:
@@ -30,4 +25,4 @@ def noise_spec(std: float = PAPER_NOISE_STD) -> NoiseSpec:
 
 def noisy_copy(images: torch.Tensor, spec: NoiseSpec, *key: object) -> torch.Tensor:
     """A clamped noisy copy of a CPU split [N, D] in [0, 1], drawn from the generator of ``key``."""
-    return add_noise_torch(images, spec, generator=cpu_generator(*key), clip=True)
+    return add_noise_torch(images, spec, generator=torch_generator(*key), clip=True)

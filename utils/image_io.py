@@ -77,6 +77,16 @@ def load_rgb_pil(path: PathLike) -> Image.Image:
     return Image.fromarray(load_rgb(path))
 
 
+def read_image_size(path: PathLike) -> tuple[int, int]:
+    """(height, width) from the image header only; raises :class:`ImageReadError` naming the file."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise ImageReadError(f"cannot read image {os.fspath(path)}: {error}") from error
+    return height, width
+
+
 def encode_png(array: np.ndarray, compress_level: int = DEFAULT_PNG_COMPRESSION) -> bytes:
     """Encode a uint8 array (H x W x 3 or H x W) as PNG bytes."""
     buffer = io.BytesIO()

@@ -5,7 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # torch is optional for the data-preparation tools
+    import torch
 
 
 def stable_seed(*parts: object) -> int:
@@ -21,6 +26,18 @@ def stable_seed(*parts: object) -> int:
 def numpy_generator(*parts: object) -> np.random.Generator:
     """A NumPy generator seeded by :func:`stable_seed` of ``parts``."""
     return np.random.default_rng(stable_seed(*parts))
+
+
+def torch_seed(*parts: object) -> int:
+    """:func:`stable_seed` of ``parts`` reduced to the range torch accepts (below 2**63)."""
+    return stable_seed(*parts) % 2**63
+
+
+def torch_generator(*parts: object) -> "torch.Generator":
+    """A CPU ``torch.Generator`` seeded by :func:`torch_seed` of ``parts`` (the same draws on every device)."""
+    import torch
+
+    return torch.Generator().manual_seed(torch_seed(*parts))
 
 
 def seed_everything(seed: int) -> None:

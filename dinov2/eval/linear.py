@@ -28,7 +28,7 @@ from tqdm import tqdm
 from dinov2.eval.features import FeatureSet, ImageListDataset, block_features, make_loader
 from dinov2.eval.linear_heads import GridTrainer, LinearHeadGrid, grid_accuracies, head_grid, scale_learning_rate
 from utils.embedded_mnist import stratified_split
-from utils.seeding import stable_seed
+from utils.seeding import stable_seed, torch_generator, torch_seed
 
 CACHE_ON_DEVICE_BYTES = 8 * 1024**3
 
@@ -80,7 +80,7 @@ def train_grid(
     scaled = [scale_learning_rate(lr, specs_settings.batch_size, specs_settings.world_size)
               for lr in specs_settings.base_learning_rates]
     specs = head_grid(scaled, specs_settings.n_last_blocks, specs_settings.avgpool_options)
-    torch.manual_seed(stable_seed("linear-probe-init", specs_settings.seed) % 2**63)
+    torch.manual_seed(torch_seed("linear-probe-init", specs_settings.seed))
     grid = LinearHeadGrid(specs, embed_dim, num_classes).to(device)
     iterations_per_epoch = -(-num_train // specs_settings.batch_size)
     trainer = GridTrainer(grid, specs_settings.epochs * iterations_per_epoch)
@@ -100,7 +100,7 @@ def train_grid(
 def cached_epochs(features: FeatureSet, batch_size: int, seed: int) -> Callable[[int], object]:
     """Batches of cached features, reshuffled every epoch from (seed, epoch)."""
     def batches(epoch: int):
-        generator = torch.Generator().manual_seed(stable_seed("linear-probe-order", seed, epoch) % 2**63)
+        generator = torch_generator("linear-probe-order", seed, epoch)
         return _batches(features, batch_size, generator)
     return batches
 
@@ -111,8 +111,8 @@ def augmented_epochs(
 ) -> Callable[[int], object]:
     """Batches re-extracted every epoch from freshly augmented images (``dataset`` holds the augmentation)."""
     def batches(epoch: int):
-        torch.manual_seed(stable_seed("linear-probe-augment", seed, epoch) % 2**63)
-        generator = torch.Generator().manual_seed(stable_seed("linear-probe-order", seed, epoch) % 2**63)
+        torch.manual_seed(torch_seed("linear-probe-augment", seed, epoch))
+        generator = torch_generator("linear-probe-order", seed, epoch)
         for images, labels in make_loader(dataset, batch_size, num_workers, shuffle=True, generator=generator):
             cls, means = block_features(backbone, images.to(device, non_blocking=True), n_blocks, autocast_factory())
             yield cls, means, torch.as_tensor(labels, dtype=torch.int64)
