@@ -7,7 +7,7 @@ seeds; the main process's global generators (drop path) are never touched by dat
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -18,10 +18,15 @@ from dinov2.data import (
     ImageFolderDataset,
     InfiniteSampler,
     MaskingGenerator,
+    PairedDataAugmentationDINO,
+    PairedImageFolderDataset,
     collate_data_and_cast,
     make_data_loader,
 )
 from utils.seeding import stable_seed
+
+if TYPE_CHECKING:
+    from dinov2.train.curriculum import Phase
 
 
 class SeedCarryingDataset(Dataset):
@@ -71,6 +76,22 @@ def build_dataset(cfg: DictConfig) -> ImageFolderDataset:
     return ImageFolderDataset(cfg.train.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))
 
 
+def build_phase_dataset(cfg: DictConfig, phase: "Phase") -> ImageFolderDataset:
+    """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for NCT."""
+    if not phase.nct:
+        return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))
+    transform = PairedDataAugmentationDINO(
+        global_crops_scale=tuple(cfg.crops.global_crops_scale),
+        local_crops_scale=tuple(cfg.crops.local_crops_scale),
+        local_crops_number=cfg.crops.local_crops_number,
+        global_crops_size=cfg.crops.global_crops_size,
+        local_crops_size=cfg.crops.local_crops_size,
+        blur_mode=cfg.nct.blur_mode,
+    )
+    return PairedImageFolderDataset(phase.dataset_path, phase.denoised_dataset_path, cfg.train.dataset_split,
+                                    transform=transform)
+
+
 def build_collate(cfg: DictConfig) -> SeededCollate:
     side, n_tokens = n_patch_tokens(cfg)
     mask_generator = MaskingGenerator(input_size=(side, side), max_num_patches=int(0.5 * side * side))
@@ -95,11 +116,13 @@ class _CollateArgs:
 
 
 def build_data_loader(
-    cfg: DictConfig, dataset: ImageFolderDataset, consumed_samples: int, rank: int, world_size: int
+    cfg: DictConfig, dataset: ImageFolderDataset, consumed_samples: int, rank: int, world_size: int,
+    seed: Optional[int] = None,
 ) -> torch.utils.data.DataLoader:
-    """An endless loader that starts after ``consumed_samples`` samples of the global stream (for resume)."""
+    """An endless loader that starts after ``consumed_samples`` samples of the global stream (for resume);
+    ``seed`` (default ``train.seed``) names the stream."""
     sampler = InfiniteSampler(
-        len(dataset), seed=cfg.train.seed, shuffle=True, start=consumed_samples, rank=rank, world_size=world_size
+        len(dataset), seed=cfg.train.seed if seed is None else seed, shuffle=True, start=consumed_samples, rank=rank, world_size=world_size
     )
     return make_data_loader(
         SeedCarryingDataset(dataset),

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from omegaconf import DictConfig
 
 from dinov2.train.run_files import CONFIG_FILENAME
-from dinov2.utils.checks import check_config, check_dataset_root, check_dataset_size, check_weights_path
+from dinov2.train.curriculum import build_phases, check_curriculum
+from dinov2.utils.checks import check_config, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config
 from utils.atomic import atomic_write_text
 from utils.dataset_index import DatasetError
@@ -46,7 +47,7 @@ def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
     cfg = load_config(args.config_file, args.opts)
     cfg.train.output_dir = str(args.output_dir)
     check_config(cfg, world_size)
-    check_dataset_root(cfg)
+    check_curriculum(cfg)
     check_weights_path(cfg)
     return cfg
 
@@ -54,13 +55,15 @@ def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
 def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
     """Build the dataset, check it, create the run directory and train; returns the trainer (after training)."""
     from dinov2 import distributed  # torch is imported only once the config is valid
-    from dinov2.train.data_setup import build_dataset
+    from dinov2.train.data_setup import build_phase_dataset
     from dinov2.train.trainer import Trainer
 
-    dataset = build_dataset(cfg)
-    check_dataset_size(cfg, len(dataset), ctx.world_size)
+    datasets = []
+    for phase in build_phases(cfg):
+        datasets.append(build_phase_dataset(cfg, phase))
+        check_dataset_size(cfg, len(datasets[-1]), ctx.world_size, phase.dataset_path)
     output_dir = Path(cfg.train.output_dir)
-    trainer = Trainer(cfg, ctx, output_dir, dataset)
+    trainer = Trainer(cfg, ctx, output_dir, datasets)
     if ctx.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / CONFIG_FILENAME, trainer.config_yaml)

@@ -16,7 +16,9 @@ from tqdm import tqdm
 
 from dinov2 import distributed
 from dinov2.distributed import DistributedContext
+from dinov2.train.curriculum import Phase, build_curriculum_schedules, build_phases, phase_at, resolve_checkpoint
 from dinov2.train.data_setup import batch_to_device, build_data_loader
+from dinov2.train.nct import split_model_state
 from dinov2.train.run_files import MetricsLog, git_sha
 from dinov2.train.ssl_meta_arch import SSLMetaArch
 from dinov2.utils.checkpoint import (
@@ -29,7 +31,6 @@ from dinov2.utils.checkpoint import (
 )
 from dinov2.utils.config import config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
-from dinov2.utils.schedules import build_schedules
 from utils.seeding import seed_everything, stable_seed
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -56,10 +57,16 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, ctx: DistributedContext, output_dir: Path, dataset: Any) -> None:
         self.cfg, self.ctx, self.output_dir, self.dataset = cfg, ctx, Path(output_dir), dataset
+        self.phases = build_phases(cfg)
+        self.datasets = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
+        if len(self.datasets) != len(self.phases):
+            raise ValueError(f"{len(self.phases)} curriculum phases but {len(self.datasets)} datasets")
         self.derived = {**derived_values(cfg, ctx.world_size), "git_sha": git_sha()}
+        self.derived["total_iterations"] = self.phases[-1].end
         self.config_yaml = config_to_yaml(cfg, self.derived)
         self.total_iterations = self.derived["total_iterations"]
-        self.schedules = build_schedules(cfg, self.derived["lr"], self.total_iterations)
+        self.schedules = build_curriculum_schedules(cfg, self.derived["lr"], self.phases)
+        self.phase_start_samples = 0  # samples_consumed when the current phase began (its sampler's origin)
         seed_everything(cfg.train.seed)  # identical initial weights on every rank
         self.model = SSLMetaArch(cfg).to(ctx.device)
         self.model.train()
@@ -110,9 +117,7 @@ class Trainer:
         path = distributed.broadcast_object(str(found[0]) if found else None)
         if path is None:
             if self.cfg.MODEL.WEIGHTS:
-                state = load_checkpoint(Path(self.cfg.MODEL.WEIGHTS))
-                self.model.load_state_dict(state["model"], strict=True)
-                self._log(f"initialised student, teacher and centers from {self.cfg.MODEL.WEIGHTS} (iteration 0)")
+                self.load_initial_weights(Path(self.cfg.MODEL.WEIGHTS))
             self._reseed_for_rank()
             return 0
         state = found[1] if found else load_checkpoint(Path(path))
@@ -129,8 +134,38 @@ class Trainer:
                           "random states are reseeded, so the continuation is not bit-exact")
             self._reseed_for_rank(int(state["iteration"]))
         self.samples_consumed = int(state["samples_consumed"])
+        self.phase_start_samples = int(state.get("phase_start_samples", 0))
         self._log(f"resumed from {path} at iteration {state['iteration']}")
         return int(state["iteration"])
+
+    def load_initial_weights(self, path: Path) -> None:
+        """Student, teacher and centers of a full checkpoint (never its optimizer, nor a frozen NCT teacher)."""
+        state = load_checkpoint(path)
+        missing, unexpected = self.model.load_state_dict(split_model_state(state["model"]), strict=False)
+        missing = [key for key in missing if not key.startswith("nct.")]
+        if missing or unexpected:
+            raise ValueError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self._log(f"initialised student, teacher and centers from {path}")
+
+    def enter_phase(self, phase: Phase) -> None:
+        """What happens when ``phase`` begins: its initial weights, a fresh optimizer, the NCT frozen teacher."""
+        epoch_length = self.cfg.train.OFFICIAL_EPOCH_LENGTH
+        if phase.init_from:
+            key = f"curriculum.phases[{phase.index}].init_from"
+            self.load_initial_weights(resolve_checkpoint(phase.init_from, epoch_length, key))
+        if phase.index > 0 and not phase.keep_optimizer:
+            self.optimizer.state.clear()  # fresh AdamW moments, as a new run would have
+        nct = self.model.nct
+        if phase.nct and nct is not None and not nct.is_initialized:
+            if self.cfg.nct.teacher:
+                path = resolve_checkpoint(self.cfg.nct.teacher, epoch_length, "nct.teacher")
+                nct.load_from_model_state(load_checkpoint(path)["model"], str(path))
+                self._log(f"NCT: frozen teacher and centers from {path}")
+            else:
+                nct.copy_from_live(self.model)
+                self._log(f"NCT: frozen the current teacher and centers (iteration {phase.start})")
+        self.phase_start_samples = self.samples_consumed
+        self._log(f"phase {phase.index}: {phase.dataset_path}, iterations {phase.start}..{phase.end - 1}")
 
     def _reseed_for_rank(self, iteration: int = 0) -> None:
         seed_everything(stable_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration) % 2**63)
@@ -167,8 +202,9 @@ class Trainer:
         values = self.schedules.at(iteration)
         apply_schedule_values(self.optimizer, values["lr"], values["wd"], values["last_layer_lr"])
         self.optimizer.zero_grad(set_to_none=True)
+        nct_weight = self.cfg.nct.weight if phase_at(self.phases, iteration).nct else None
         with self._autocast():
-            terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"])
+            terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"], nct_weight=nct_weight)
         logged = self.check_finite(terms, iteration)
         total = sum(terms.values())
         self.scaler.scale(total).backward()
@@ -203,6 +239,8 @@ class Trainer:
                 state = {
                     "iteration": iteration + 1,
                     "samples_consumed": self.samples_consumed,
+                    "phase_start_samples": self.phase_start_samples,
+                    "phase": phase_at(self.phases, iteration).index,
                     "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(),
@@ -220,6 +258,37 @@ class Trainer:
             tqdm.write(message)
 
     # ----- loop -----
+    def _run_phase(self, phase: Phase, start: int, stop: int, end: int, metrics: Optional[MetricsLog],
+                   progress: tqdm) -> None:
+        """Iterations ``start..stop-1`` of ``phase`` (``end``: where this invocation stops)."""
+        cfg = self.cfg
+        global_batch = self.derived["global_batch_size"]
+        # the first phase keeps the plain run's sample stream; later ones get their own
+        seed = cfg.train.seed if phase.index == 0 else stable_seed(cfg.train.seed, "phase", phase.index) % 2**31
+        loader = build_data_loader(cfg, self.datasets[phase.index], self.samples_consumed - self.phase_start_samples,
+                                   self.ctx.rank, self.ctx.world_size, seed=seed)
+        with torch.random.fork_rng(devices=[]):  # the loader draws its workers' base seed from the global RNG
+            batches = iter(loader)
+        epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
+        for iteration, batch in zip(range(start, stop), batches):
+            record = self.train_step(batch_to_device(batch, self.ctx.device), iteration)
+            self.samples_consumed += global_batch
+            done = iteration + 1
+            if iteration % cfg.train.log_period == 0 or done == end:
+                now = time.perf_counter()
+                elapsed = max(now - self._last_time, 1e-9)
+                record = {"iteration": iteration, "epoch": iteration // epoch_length, "phase": phase.index, **record,
+                          "images_per_s": global_batch * (done - self._last_iteration) / elapsed}
+                self._last_time, self._last_iteration = now, done
+                if metrics is not None:
+                    metrics.write(record)
+                progress.set_postfix(loss=f"{record['total_loss']:.4f}", lr=f"{record['lr']:.2e}")
+            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end
+            export = done % cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
+            if checkpoint or export:
+                self.save(iteration, export=export, checkpoint=checkpoint)
+            progress.update(1)
+
     def run(self) -> int:
         """Train from the resume point to the end (or ``train.stop_after_iterations``); returns the next iteration."""
         cfg = self.cfg
@@ -232,31 +301,16 @@ class Trainer:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
         metrics = MetricsLog(self.output_dir, start) if self.ctx.is_main else None
-        global_batch = self.derived["global_batch_size"]
-        loader = build_data_loader(cfg, self.dataset, self.samples_consumed, self.ctx.rank, self.ctx.world_size)
-        with torch.random.fork_rng(devices=[]):  # the loader draws its workers' base seed from the global RNG
-            batches = iter(loader)
-        epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
         progress = tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main)
-        last_time, last_iteration = time.perf_counter(), start
-        for iteration, batch in zip(range(start, end), batches):
-            record = self.train_step(batch_to_device(batch, self.ctx.device), iteration)
-            self.samples_consumed += global_batch
-            done = iteration + 1
-            if iteration % cfg.train.log_period == 0 or done == end:
-                now = time.perf_counter()
-                elapsed = max(now - last_time, 1e-9)
-                record = {"iteration": iteration, "epoch": iteration // epoch_length, **record,
-                          "images_per_s": global_batch * (done - last_iteration) / elapsed}
-                last_time, last_iteration = now, done
-                if metrics is not None:
-                    metrics.write(record)
-                progress.set_postfix(loss=f"{record['total_loss']:.4f}", lr=f"{record['lr']:.2e}")
-            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end
-            export = done % cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
-            if checkpoint or export:
-                self.save(iteration, export=export, checkpoint=checkpoint)
-            progress.update(1)
+        self._last_time, self._last_iteration = time.perf_counter(), start
+        iteration = start
+        while iteration < end:
+            phase = phase_at(self.phases, iteration)
+            if iteration == phase.start:
+                self.enter_phase(phase)
+            phase_end = min(end, phase.end)
+            self._run_phase(phase, iteration, phase_end, end, metrics, progress)
+            iteration = phase_end
         progress.close()
         if end < self.total_iterations:
             self._log(f"stopped after iteration {end - 1} (train.stop_after_iterations); rerun to continue")

@@ -14,6 +14,8 @@ CHOICES = {
     "train.centering": ("centering", "sinkhorn_knopp"),
     "optim.scaling_rule": ("sqrt_wrt_1024", "linear_wrt_1024", "none"),
     "crops.blur_mode": ("upstream", "literal"),
+    "nct.blur_mode": ("upstream", "literal"),
+    "nct.head": ("live", "frozen"),
     "student.ffn_layer": ("mlp", "swiglu", "swiglufused", "identity"),
     "student.arch": ARCHITECTURES,
 }
@@ -40,6 +42,7 @@ NON_NEGATIVE = (
     "dino.koleo_loss_weight",
     "ibot.loss_weight",
     "student.num_register_tokens",
+    "nct.weight",
 )
 
 
@@ -97,13 +100,14 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
         raise ConfigError(f"world size must be at least 1, got {world_size}")
 
 
-def check_dataset_root(cfg: DictConfig) -> Path:
-    """The split folder of ``train.dataset_path``; raises naming the key when it is missing."""
-    if not cfg.train.dataset_path:
-        _fail("train.dataset_path", "is empty; give an ImageFolder tree, e.g. train.dataset_path=data/mnist5k")
-    split_dir = Path(cfg.train.dataset_path) / cfg.train.dataset_split
+def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: str | None = None) -> Path:
+    """The split folder of the tree ``root`` (default: ``train.dataset_path``); raises naming ``key``."""
+    root = cfg.train.dataset_path if root is None else root
+    if not root:
+        _fail(key, "is empty; give an ImageFolder tree, e.g. train.dataset_path=data/mnist5k")
+    split_dir = Path(root) / cfg.train.dataset_split
     if not split_dir.is_dir():
-        _fail("train.dataset_path", f"{split_dir} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
+        _fail(key, f"{split_dir} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
     return split_dir
 
 
@@ -113,12 +117,13 @@ def check_weights_path(cfg: DictConfig) -> None:
         _fail("MODEL.WEIGHTS", f"{cfg.MODEL.WEIGHTS} is not a file (expected a full checkpoint model_<it>.pth)")
 
 
-def check_dataset_size(cfg: DictConfig, num_images: int, world_size: int) -> None:
+def check_dataset_size(cfg: DictConfig, num_images: int, world_size: int, dataset_path: str = "") -> None:
     """Enough images for one batch on every rank."""
+    dataset_path = dataset_path or cfg.train.dataset_path
     needed = cfg.train.batch_size_per_gpu * world_size
     if num_images < needed:
         _fail(
             "train.batch_size_per_gpu",
-            f"{cfg.train.dataset_path} has {num_images} images in '{cfg.train.dataset_split}', fewer than one "
+            f"{dataset_path} has {num_images} images in '{cfg.train.dataset_split}', fewer than one "
             f"global batch ({cfg.train.batch_size_per_gpu} x {world_size} ranks = {needed})",
         )

@@ -1,0 +1,180 @@
+"""The curriculum: training phases (dataset, length, schedule restart, initial weights, NCT) as config data.
+
+An empty ``curriculum.phases`` list means one phase on ``train.dataset_path`` for ``optim.epochs`` (the plain
+DINOv2 run). Iterations are counted over the whole run; phase ``p`` covers ``[start, end)``. A phase that restarts
+its schedules begins a new *stretch*; a phase that does not extends the current stretch, whose schedules are
+built over its total length, so the values continue as if the stretch were one run. A first phase that does not
+restart but starts from ``init_from=RUN@EPOCH`` continues that run's schedules from EPOCH (the paper's
+"norestart" ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from dinov2.utils.config import ConfigError
+from dinov2.utils.schedules import Schedules, build_schedules
+
+PHASE_KEYS = {
+    "dataset_path": str,
+    "epochs": int,
+    "restart_schedules": bool,
+    "init_from": str,
+    "keep_optimizer": bool,
+    "nct": bool,
+    "denoised_dataset_path": str,
+}
+REQUIRED_PHASE_KEYS = ("dataset_path", "epochs")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of training; ``start``/``end`` are run iterations (end excluded)."""
+
+    index: int
+    dataset_path: str
+    epochs: int
+    restart_schedules: bool
+    init_from: str
+    keep_optimizer: bool
+    nct: bool
+    denoised_dataset_path: str
+    start: int
+    end: int
+
+
+def _phase_error(index: int, key: str, message: str) -> ConfigError:
+    return ConfigError(f"config key 'curriculum.phases[{index}].{key}': {message}")
+
+
+def _read_phase(index: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'curriculum.phases[{index}]': expected a mapping, got {raw!r}")
+    for key in raw:
+        if key not in PHASE_KEYS:
+            raise _phase_error(index, key, f"unknown key (expected {', '.join(PHASE_KEYS)})")
+    for key in REQUIRED_PHASE_KEYS:
+        if key not in raw:
+            raise _phase_error(index, key, "is required")
+    values = {"restart_schedules": True, "init_from": "", "keep_optimizer": False, "nct": False,
+              "denoised_dataset_path": "", **raw}
+    for key, kind in PHASE_KEYS.items():
+        value = values[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _phase_error(index, key, f"expected an integer, got {value!r}")
+        if kind is not int and not isinstance(value, kind):
+            raise _phase_error(index, key, f"expected a {kind.__name__}, got {value!r}")
+    if values["epochs"] <= 0:
+        raise _phase_error(index, "epochs", f"must be positive, got {values['epochs']}")
+    if not values["dataset_path"]:
+        raise _phase_error(index, "dataset_path", "is empty")
+    return values
+
+
+def build_phases(cfg: DictConfig) -> list[Phase]:
+    """The run's phases with their iteration ranges; raises :class:`ConfigError` naming the key."""
+    epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
+    raw_phases = OmegaConf.to_container(cfg.curriculum.phases, resolve=True)
+    if not raw_phases:
+        raw_phases = [{"dataset_path": cfg.train.dataset_path or "-", "epochs": cfg.optim.epochs,
+                       "nct": bool(cfg.nct.enabled), "denoised_dataset_path": cfg.nct.denoised_dataset_path}]
+    phases, start = [], 0
+    for index, raw in enumerate(raw_phases):
+        values = _read_phase(index, raw)
+        if values["nct"] and not cfg.nct.enabled:
+            raise _phase_error(index, "nct", "is true but nct.enabled is false")
+        if values["nct"] and not values["denoised_dataset_path"]:
+            if not cfg.curriculum.phases:
+                raise ConfigError("config key 'nct.denoised_dataset_path': is empty; NCT needs the denoised tree")
+            raise _phase_error(index, "denoised_dataset_path", "an NCT phase needs the paired denoised tree")
+        end = start + values["epochs"] * epoch_length
+        phases.append(Phase(index=index, start=start, end=end, **values))
+        start = end
+    if cfg.nct.enabled and not any(phase.nct for phase in phases):
+        raise ConfigError("config key 'nct.enabled': true, but no curriculum phase has nct: true")
+    return phases
+
+
+def phase_at(phases: list[Phase], iteration: int) -> Phase:
+    """The phase that contains run iteration ``iteration``."""
+    for phase in phases:
+        if phase.start <= iteration < phase.end:
+            return phase
+    raise IndexError(f"iteration {iteration} is beyond the curriculum's {phases[-1].end} iterations")
+
+
+def parse_checkpoint_reference(reference: str, epoch_length: int) -> tuple[Path, Optional[int]]:
+    """``RUN_DIR@EPOCH`` -> (``RUN_DIR/model_<EPOCH*epoch_length-1>.pth``, EPOCH); a file path -> (path, None)."""
+    if "@" not in reference:
+        return Path(reference), None
+    run_dir, _, epoch_text = reference.rpartition("@")
+    try:
+        epoch = int(epoch_text)
+    except ValueError:
+        raise ConfigError(f"checkpoint reference {reference!r}: expected RUN_DIR@EPOCH with an integer epoch") from None
+    if epoch <= 0:
+        raise ConfigError(f"checkpoint reference {reference!r}: the epoch must be positive")
+    saved = Path(run_dir) / "config.yaml"
+    if saved.is_file():  # the source run's own epoch length names its checkpoints
+        epoch_length = int(OmegaConf.load(saved).train.OFFICIAL_EPOCH_LENGTH)
+    return Path(run_dir) / f"model_{epoch * epoch_length - 1:07d}.pth", epoch
+
+
+def resolve_checkpoint(reference: str, epoch_length: int, key: str) -> Path:
+    """The checkpoint file of a reference; raises naming ``key`` when it does not exist."""
+    path, _ = parse_checkpoint_reference(reference, epoch_length)
+    if not path.is_file():
+        raise ConfigError(f"config key '{key}': {reference!r} -> {path} is not a file (was it deleted by "
+                          f"train.max_to_keep? keep restart points with a larger max_to_keep)")
+    return path
+
+
+def build_curriculum_schedules(cfg: DictConfig, peak_lr: float, phases: list[Phase]) -> Schedules:
+    """Per-iteration schedules of the whole run: rebuilt at each restarting phase, continued otherwise."""
+    epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
+    stretches: list[list[Phase]] = []
+    for phase in phases:
+        if phase.restart_schedules or not stretches:
+            stretches.append([phase])
+        else:
+            stretches[-1].append(phase)
+    parts: list[Schedules] = []
+    for stretch in stretches:
+        offset = 0
+        first = stretch[0]
+        if not first.restart_schedules and first.init_from:
+            epoch = parse_checkpoint_reference(first.init_from, epoch_length)[1]
+            offset = (epoch or 0) * epoch_length
+        length = sum(phase.end - phase.start for phase in stretch)
+        full = build_schedules(cfg, peak_lr, offset + length)
+        parts.append(Schedules(**{name: getattr(full, name)[offset:] for name in _FIELDS}))
+    return Schedules(**{name: np.concatenate([getattr(part, name) for part in parts]) for name in _FIELDS})
+
+
+_FIELDS = ("lr", "last_layer_lr", "weight_decay", "momentum", "teacher_temp")
+
+
+def check_curriculum(cfg: DictConfig) -> list[Phase]:
+    """Phases, their trees and every referenced checkpoint exist; raises :class:`ConfigError` naming the key."""
+    from dinov2.utils.checks import check_dataset_root
+
+    phases = build_phases(cfg)
+    explicit = bool(cfg.curriculum.phases)
+    epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
+    for phase in phases:
+        prefix = f"curriculum.phases[{phase.index}]." if explicit else ""
+        check_dataset_root(cfg, prefix + "dataset_path" if explicit else "train.dataset_path",
+                           phase.dataset_path if explicit else None)
+        if phase.nct:
+            check_dataset_root(cfg, prefix + "denoised_dataset_path" if explicit else "nct.denoised_dataset_path",
+                               phase.denoised_dataset_path)
+        if phase.init_from:
+            resolve_checkpoint(phase.init_from, epoch_length, f"curriculum.phases[{phase.index}].init_from")
+    if cfg.nct.enabled and cfg.nct.teacher:
+        resolve_checkpoint(cfg.nct.teacher, epoch_length, "nct.teacher")
+    return phases
