@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dinov2.utils.config import ConfigError
 from dinov2.utils.schedules import Schedules, build_schedules
@@ -79,7 +80,17 @@ def _read_phase(index: int, raw: Any) -> dict[str, Any]:
 def build_phases(cfg: DictConfig) -> list[Phase]:
     """The run's phases with their iteration ranges; raises :class:`ConfigError` naming the key."""
     epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
-    raw_phases = OmegaConf.to_container(cfg.curriculum.phases, resolve=True)
+    try:
+        raw_phases = OmegaConf.to_container(cfg.curriculum.phases, resolve=True)
+    except OmegaConfBaseException as error:  # e.g. a recipe's required ${curriculum.branch_from} left unset
+        raise ConfigError(f"config key 'curriculum.phases': {str(error).splitlines()[0]}") from error
+    unresolved = OmegaConf.to_container(cfg.curriculum.phases, resolve=False)
+    for index, raw in enumerate(unresolved or []):
+        for key, value in (raw.items() if isinstance(raw, dict) else ()):
+            if isinstance(value, str) and value.startswith("${") and raw_phases[index][key] == "":
+                target = value[2:-1]
+                raise ConfigError(f"config key '{target}': is empty, but curriculum.phases[{index}].{key} uses it; "
+                                  f"give it on the command line ({target}=...)")
     if not raw_phases:
         raw_phases = [{"dataset_path": cfg.train.dataset_path or "-", "epochs": cfg.optim.epochs,
                        "nct": bool(cfg.nct.enabled), "denoised_dataset_path": cfg.nct.denoised_dataset_path}]

@@ -1,0 +1,69 @@
+"""Every training recipe loads and validates against the defaults; the NC / NCT recipes hold the paper's values."""
+
+from pathlib import Path
+
+import pytest
+
+from dinov2.train.curriculum import build_curriculum_schedules, build_phases
+from dinov2.utils.checks import check_config
+from dinov2.utils.config import CONFIGS_DIR, ConfigError, derived_values, load_config
+from dinov2.utils.schedules import build_schedules
+
+RECIPES = sorted((CONFIGS_DIR / "train").glob("*.yaml"))
+BRANCHING = {"imagenet100_nc", "imagenet100_nc_norestart", "imagenet100_nct", "imagenet1k_nc", "imagenet1k_nct"}
+FILL = ["curriculum.branch_from=runs/denoised@140", "nct.denoised_dataset_path=data/denoised"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_loads_and_validates(recipe: Path):
+    cfg = load_config(recipe, FILL)
+    world_size = 4 if recipe.stem.startswith("imagenet1k") else 1
+    check_config(cfg, world_size)
+    phases = build_phases(cfg)
+    assert phases and all(p.epochs > 0 for p in phases)
+    assert (recipe.stem in BRANCHING) == bool(cfg.curriculum.phases)
+    assert any(p.nct for p in phases) == recipe.stem.endswith("_nct")
+
+
+@pytest.mark.parametrize("stem", sorted(BRANCHING))
+def test_branching_recipes_need_the_branch_point(stem):
+    with pytest.raises(ConfigError, match="curriculum.branch_from"):
+        build_phases(load_config(CONFIGS_DIR / "train" / f"{stem}.yaml", FILL[1:]))
+
+
+def _recipe(stem: str, *overrides: str):
+    return load_config(CONFIGS_DIR / "train" / f"{stem}.yaml", [*FILL, *overrides])
+
+
+def test_imagenet100_nc_and_nct_restart_60_epochs_from_epoch_140():
+    for stem in ("imagenet100_nc", "imagenet100_nct"):
+        cfg = _recipe(stem, "train.dataset_path=data/noisy")
+        (phase,) = build_phases(cfg)
+        assert (phase.epochs, phase.restart_schedules, phase.init_from) == (60, True, "runs/denoised@140")
+        assert phase.dataset_path == "data/noisy" and phase.end == 75000
+        schedules = build_curriculum_schedules(cfg, derived_values(cfg, 1)["lr"], [phase])
+        assert schedules.lr[0] == 0.0 and schedules.teacher_temp[0] == pytest.approx(0.04)
+        assert schedules.lr[12500] == pytest.approx(0.004 * (40 / 1024) ** 0.5)  # peak after the 10-epoch warm-up
+    nct = _recipe("imagenet100_nct")
+    assert nct.nct.head == "live" and nct.nct.update_centers and nct.nct.blur_mode == "literal"
+    assert build_phases(nct)[0].denoised_dataset_path == "data/denoised"
+
+
+def test_imagenet100_norestart_continues_the_200_epoch_schedule_from_140():
+    cfg = _recipe("imagenet100_nc_norestart")
+    (phase,) = build_phases(cfg)
+    lr = derived_values(cfg, 1)["lr"]
+    continued = build_curriculum_schedules(cfg, lr, [phase])
+    full = build_schedules(cfg, lr, 200 * 1250)
+    assert len(continued) == 60 * 1250
+    for name in ("lr", "weight_decay", "momentum", "teacher_temp", "last_layer_lr"):
+        assert (getattr(continued, name) == getattr(full, name)[140 * 1250:]).all(), name
+
+
+def test_imagenet1k_branches_warm_up_5_and_teacher_temperature_15():
+    for stem in ("imagenet1k_nc", "imagenet1k_nct"):
+        cfg = _recipe(stem, "curriculum.branch_from=runs/denoised@30")
+        (phase,) = build_phases(cfg)
+        assert (phase.epochs, phase.init_from, phase.end) == (70, "runs/denoised@30", 175000)
+        assert cfg.optim.warmup_epochs == 5 and cfg.teacher.warmup_teacher_temp_epochs == 15
+        assert cfg.student.arch == "vit_base" and cfg.train.batch_size_per_gpu == 128
