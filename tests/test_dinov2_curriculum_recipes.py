@@ -67,3 +67,35 @@ def test_imagenet1k_branches_warm_up_5_and_teacher_temperature_15():
         assert (phase.epochs, phase.init_from, phase.end) == (70, "runs/denoised@30", 175000)
         assert cfg.optim.warmup_epochs == 5 and cfg.teacher.warmup_teacher_temp_epochs == 15
         assert cfg.student.arch == "vit_base" and cfg.train.batch_size_per_gpu == 128
+
+
+def _plan(script: str) -> list[list[str]]:
+    import os
+    import shlex
+    import subprocess
+
+    env = {**os.environ, "NOISES": "gauss100", "RUNS": "runs", "EVALS": "evals"}
+    result = subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, env=env, check=True)
+    return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
+
+
+@pytest.mark.parametrize("script", ["exps/linear_probe.sh", "exps/linear_probe_nct.sh"])
+def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
+    from dinov2.train.train import parse_args
+
+    plan = _plan(script)
+    trainings = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.train"]]
+    evaluations = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.eval.linear"]]
+    assert trainings and len(evaluations) == len(trainings)
+    outputs, n_nct = [], 0
+    for cmd in trainings:
+        args = parse_args(cmd[3:])
+        cfg = load_config(args.config_file, args.opts)
+        check_config(cfg)
+        for phase in build_phases(cfg):
+            n_nct += phase.nct
+            if phase.init_from:  # branches off a run planned earlier in the script
+                assert phase.init_from.rpartition("@")[0] in outputs, phase.init_from
+        outputs.append(str(args.output_dir))
+    assert "runs/gauss100-200-denoised" in outputs
+    assert n_nct == (4 if script.endswith("nct.sh") else 0)  # the paper's four NCT settings

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# ImageNet-100 linear-probe experiments of the paper, for every noise setting, in dependency order:
+#   1. DINOv2 on the noisy tree (200 epochs)                     -> $RUNS/<noise>-200
+#   2. N2N+DINOv2 on the denoised tree (200 epochs, checkpoints every 5 epochs kept)
+#                                                                 -> $RUNS/<noise>-200-denoised
+#   3. NC: branch off run 2 at epoch $SWITCH_EPOCH, the remaining epochs on the noisy tree, schedules restarted
+#                                                                 -> $RUNS/<noise>-nc-$SWITCH_EPOCH
+#   4. ablations: other switch epochs ($ABLATION_SWITCH_EPOCHS) and the continued-schedule variant ("norestart")
+# Each training is followed by the linear probe (and k-NN) of all its teacher exports: noisy train/val for
+# DINOv2 and NC, denoised train/val for N2N+DINOv2 (the denoiser is used at test time), as in the paper.
+#
+#   bash exps/linear_probe.sh [--dry-run]
+#
+# Needs the noisy and denoised trees of Neighbor2Neighbor/linear_probe_n2n.sh. A training whose last teacher export
+# exists is skipped (an unfinished one resumes from its newest checkpoint); an evaluation skips the checkpoints
+# that already have a result. --dry-run prints the plan and runs nothing. exps/linear_probe_nct.sh sources this
+# file for its settings and functions.
+set -euo pipefail
+
+# ---- paths and settings (edit these, or set them in the environment) ----
+NOISY_PREFIX="${NOISY_PREFIX:-data/noisy_mini-imagenet}"   # trees NOISY_PREFIX-<noise> and NOISY_PREFIX-<noise>-denoised
+RUNS="${RUNS:-outputs/imagenet100}"                       # training runs
+EVALS="${EVALS:-outputs/imagenet100/eval}"                # evaluation results (one folder per run)
+NOISES="${NOISES:-gauss100 gauss50 gauss255 speckle0.7 speckle1.0 speckle0.4 shot3 shot10 shot1}"
+LAUNCHER="${LAUNCHER:-python -m}"                         # or: torchrun --nproc_per_node=4 -m
+EVAL_LAUNCHER="${EVAL_LAUNCHER:-python -m}"
+CONFIGS="${CONFIGS:-dinov2/configs/train}"
+EPOCHS="${EPOCHS:-200}"                                   # length of the noisy and denoised runs
+EPOCH_LENGTH="${EPOCH_LENGTH:-1250}"                      # iterations per epoch (train.OFFICIAL_EPOCH_LENGTH)
+SWITCH_EPOCH="${SWITCH_EPOCH:-140}"                       # NC branches off the denoised run here
+ABLATION_NOISES="${ABLATION_NOISES:-gauss100}"            # settings that get the ablations below
+ABLATION_SWITCH_EPOCHS="${ABLATION_SWITCH_EPOCHS:-110 120 130 150}"
+NORESTART_ABLATION="${NORESTART_ABLATION:-1}"             # 1: also run the continued-schedule ablation
+TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (section.key=value)
+EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear
+# ---------------------------------------------------------------------------
+
+DRY_RUN=0
+
+say() { printf '\n=== %s\n' "$*"; }
+
+run_cmd() {  # print a command, then run it unless --dry-run
+    echo "+ $*"
+    if [ "$DRY_RUN" = 0 ]; then
+        eval "$@"
+    fi
+}
+
+last_export() {  # last_export RUN_DIR EPOCHS -> the teacher export written at the end of the run
+    echo "$1/eval/training_$(( $2 * EPOCH_LENGTH - 1 ))/teacher_checkpoint.pth"
+}
+
+train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]
+    local run_dir="$1" epochs="$2" config="$3"
+    shift 3
+    if [ -f "$(last_export "$run_dir" "$epochs")" ]; then
+        echo "skip (done): $run_dir"
+        return 0
+    fi
+    run_cmd "$LAUNCHER dinov2.train --config-file $config --output-dir $run_dir $* $TRAIN_ARGS"
+}
+
+evaluate() {  # evaluate RUN_DIR TREE METHOD NOISE EPOCH_OFFSET
+    local run_dir="$1" tree="$2" method="$3" noise="$4" offset="$5"
+    run_cmd "$EVAL_LAUNCHER dinov2.eval.linear --run-dir $run_dir --train-dataset $tree/train" \
+        "--val-dataset $tree/val --output-dir $EVALS/$(basename "$run_dir") --method $method --noise $noise" \
+        "--epoch-offset $offset $EVAL_ARGS"
+}
+
+check_tree() {
+    if [ "$DRY_RUN" = 0 ] && [ ! -d "$1/train" ]; then
+        echo "error: $1/train not found (make it with Neighbor2Neighbor/linear_probe_n2n.sh, or edit NOISY_PREFIX)" >&2
+        exit 1
+    fi
+}
+
+denoised_run() {  # the N2N+DINOv2 run of a setting (NC and NCT branch off it)
+    local noise="$1" denoised="$NOISY_PREFIX-$1-denoised"
+    local run_dir="$RUNS/$noise-$EPOCHS-denoised"
+    check_tree "$denoised"
+    say "$noise: N2N+DINOv2 on $denoised -> $run_dir"
+    train "$run_dir" "$EPOCHS" "$CONFIGS/imagenet100_denoised.yaml" "train.dataset_path=$denoised" \
+        "optim.epochs=$EPOCHS"
+    evaluate "$run_dir" "$denoised" n2n_dinov2 "$noise" 0
+}
+
+nc_run() {  # nc_run NOISE SWITCH_EPOCH [restart|norestart]
+    local noise="$1" switch="$2" mode="${3:-restart}" noisy="$NOISY_PREFIX-$1"
+    local source="$RUNS/$noise-$EPOCHS-denoised" epochs=$(( EPOCHS - $2 ))
+    local run_dir="$RUNS/$noise-nc-$switch" restart=true
+    if [ "$mode" = norestart ]; then
+        run_dir="$run_dir-norestart"
+        restart=false
+    fi
+    say "$noise: NC ($mode), denoised epochs 0-$switch then noisy epochs $switch-$EPOCHS -> $run_dir"
+    train "$run_dir" "$epochs" "$CONFIGS/imagenet100_nc.yaml" "train.dataset_path=$noisy" \
+        "'curriculum.phases=[{dataset_path: \"$noisy\", epochs: $epochs, restart_schedules: $restart, init_from: \"$source@$switch\"}]'"
+    evaluate "$run_dir" "$noisy" nc "$noise" "$switch"
+}
+
+parse_args() {
+    for arg in "$@"; do
+        case "$arg" in
+            --dry-run) DRY_RUN=1 ;;
+            -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+            *) echo "error: unknown argument $arg (expected --dry-run)" >&2; exit 2 ;;
+        esac
+    done
+}
+
+# sourced by exps/linear_probe_nct.sh: settings and functions only
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+    return 0
+fi
+
+cd "$(dirname "$0")/.."
+parse_args "$@"
+for noise in $NOISES; do
+    noisy="$NOISY_PREFIX-$noise"
+    check_tree "$noisy"
+    say "$noise: DINOv2 on $noisy -> $RUNS/$noise-$EPOCHS"
+    train "$RUNS/$noise-$EPOCHS" "$EPOCHS" "$CONFIGS/imagenet100_vits16.yaml" "train.dataset_path=$noisy" \
+        "optim.epochs=$EPOCHS"
+    evaluate "$RUNS/$noise-$EPOCHS" "$noisy" dinov2 "$noise" 0
+    denoised_run "$noise"
+    nc_run "$noise" "$SWITCH_EPOCH"
+done
+for noise in $ABLATION_NOISES; do
+    for switch in $ABLATION_SWITCH_EPOCHS; do
+        nc_run "$noise" "$switch"
+    done
+    if [ "$NORESTART_ABLATION" = 1 ]; then
+        nc_run "$noise" "$SWITCH_EPOCH" norestart
+    fi
+done
+say "done: runs in $RUNS, results in $EVALS (tables: python exps/report.py $EVALS --out outputs/report)"
