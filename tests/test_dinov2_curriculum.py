@@ -53,7 +53,8 @@ def _two_phases(trees, restart: bool, extra: str = "") -> str:
 
 def test_switch_restarts_every_schedule_at_the_boundary(trees, tmp_path):
     out = tmp_path / "run"
-    assert main(_argv(out, _two_phases(trees, restart=True))) == 0
+    assert main(_argv(out, _two_phases(trees, restart=True), "train.checkpoint_period=100")) == 0
+    assert [p.name for p in list_checkpoints(out)] == ["model_0000007.pth", "model_0000003.pth"]  # phase ends
     records = read_metrics(out)
     assert [r["phase"] for r in records] == [0] * 4 + [1] * 4
     boundary = records[2 * EPOCH]

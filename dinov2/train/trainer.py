@@ -283,7 +283,8 @@ class Trainer:
                 if metrics is not None:
                     metrics.write(record)
                 progress.set_postfix(loss=f"{record['total_loss']:.4f}", lr=f"{record['lr']:.2e}")
-            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end
+            # a phase's last iteration is always checkpointed: another run may branch off there (RUN@EPOCH)
+            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end or done == phase.end
             export = done % cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
             if checkpoint or export:
                 self.save(iteration, export=export, checkpoint=checkpoint)
