@@ -89,6 +89,8 @@ def test_ibot_center_and_softmax():
     assert loss.center.flatten().tolist() == pytest.approx([1.0, 2.0])
     loss.update_center(tokens[0])  # [N, K] counts as one group
     assert loss.center.flatten().tolist() == pytest.approx([1.5, 3.0])
+    loss.update_center(torch.zeros(1, 0, 2))  # no masked patch in this batch: the center is kept, never NaN
+    assert loss.center.flatten().tolist() == pytest.approx([1.5, 3.0])
     probs = loss.softmax_center_teacher(torch.tensor([[1.5, 4.0]]), teacher_temp=1.0)
     assert probs[0].tolist() == pytest.approx([1 / (1 + math.e), math.e / (1 + math.e)], rel=1e-6)
 

@@ -32,7 +32,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dino.update_center(mine_cls)
         ibot.update_center(mine_patch)
         probs = dino.sinkhorn_knopp_teacher(mine_cls, teacher_temp=0.5, n_iterations=3)
-        torch.save({"dino_center": dino.center, "ibot_center": ibot.center, "sinkhorn": probs},
+        # rank 1 has no masked patch: only rank 0's tokens move the center, on both ranks alike
+        sparse = iBOTPatchLoss(5)
+        sparse.update_center(mine_patch if rank == 0 else torch.zeros(1, 0, 5))
+        torch.save({"dino_center": dino.center, "ibot_center": ibot.center, "sinkhorn": probs,
+                    "sparse_center": sparse.center},
                    Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -46,7 +50,11 @@ def test_centers_and_sinkhorn_are_reduced_over_ranks(tmp_path):
     dino.update_center(cls_scores)
     ibot.update_center(patch_scores)
     expected_probs = dino.sinkhorn_knopp_teacher(cls_scores, teacher_temp=0.5, n_iterations=3)
+    sparse = iBOTPatchLoss(5)
+    sparse.update_center(patch_scores[:1])
     for rank, result in enumerate(results):
         assert torch.allclose(result["dino_center"], dino.center, atol=1e-6)
         assert torch.allclose(result["ibot_center"], ibot.center, atol=1e-6)
         assert torch.allclose(result["sinkhorn"], expected_probs[rank * 3:(rank + 1) * 3], atol=1e-6)
+        assert torch.allclose(result["sparse_center"], sparse.center, atol=1e-6)
+        assert torch.isfinite(result["sparse_center"]).all()

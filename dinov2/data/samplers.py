@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from utils.seeding import stable_seed
+from utils.seeding import stable_seed, torch_seed
 
 
 class InfiniteSampler(Sampler):
@@ -45,7 +45,7 @@ class InfiniteSampler(Sampler):
 
     def sample_seed(self, position: int) -> int:
         """Augmentation seed of global stream position ``position`` (fits torch.manual_seed)."""
-        return stable_seed(self.seed, "sample", position) % 2**63
+        return torch_seed(self.seed, "sample", position)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start + self.rank

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov2.loss._distributed import all_reduce_sum, world_size
+from dinov2.loss._distributed import all_reduce_sum
 from dinov2.loss.sinkhorn import sinkhorn_knopp
 
 
@@ -73,11 +73,18 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 (upstream's public name)
         """EMA of the center towards the mean teacher patch score, over all ranks.
 
         ``[G, N, K]`` tokens are averaged within each group then over groups (upstream's convention); plain
-        ``[N, K]`` tokens count as one group.
+        ``[N, K]`` tokens count as one group. Groups without tokens (no masked patch on a rank: tiny crops)
+        say nothing about the center and are left out; when no rank has any, the center is kept.
         """
         tokens = teacher_patch_tokens.float()
         if tokens.dim() == 2:
             tokens = tokens.unsqueeze(0)
-        batch_sum = all_reduce_sum(tokens.mean(dim=1).sum(dim=0, keepdim=True))
-        batch_center = (batch_sum / (tokens.shape[0] * world_size())).unsqueeze(0)
+        has_tokens = tokens.shape[1] > 0
+        group_means = tokens.mean(dim=1) if has_tokens else tokens.new_zeros(tokens.shape[0], tokens.shape[2])
+        sums = torch.cat([group_means.sum(dim=0), tokens.new_tensor([tokens.shape[0] if has_tokens else 0])])
+        all_reduce_sum(sums)
+        groups = float(sums[-1])
+        if groups == 0:
+            return
+        batch_center = (sums[:-1] / groups).view(1, 1, -1)
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1.0 - self.center_momentum)

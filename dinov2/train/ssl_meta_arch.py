@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from dinov2 import distributed
 from dinov2.layers import DINOHead
 from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from dinov2.models import build_model_from_cfg
@@ -156,9 +155,7 @@ class SSLMetaArch(nn.Module):
             if update_centers:
                 if cls_scores is not None:
                     dino_loss.update_center(cls_scores)
-                # a batch without masked patches (tiny crops) says nothing about the center: keep it (one process
-                # only; with several ranks every rank takes part in the reduction)
-                if patch_scores is not None and (patch_scores.shape[0] > 0 or distributed.is_enabled()):
+                if patch_scores is not None:
                     ibot_patch_loss.update_center(patch_scores.unsqueeze(0))
         else:
             if cls_scores is not None:

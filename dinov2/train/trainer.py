@@ -31,7 +31,7 @@ from dinov2.utils.checkpoint import (
 )
 from dinov2.utils.config import config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
-from utils.seeding import seed_everything, stable_seed
+from utils.seeding import seed_everything, stable_seed, torch_seed
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 MAX_SKIPPED_STEPS_IN_A_ROW = 20
@@ -168,7 +168,7 @@ class Trainer:
         self._log(f"phase {phase.index}: {phase.dataset_path}, iterations {phase.start}..{phase.end - 1}")
 
     def _reseed_for_rank(self, iteration: int = 0) -> None:
-        seed_everything(stable_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration) % 2**63)
+        seed_everything(torch_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration))
 
     def _warn_config_changes(self, saved_yaml: str) -> None:
         if not saved_yaml:
