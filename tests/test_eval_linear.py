@@ -11,7 +11,7 @@ from dinov2.eval.features import FeatureSet
 from dinov2.eval.linear_heads import (BASE_LEARNING_RATES, GridTrainer, HeadSpec, LinearHeadGrid, head_grid,
                                       scale_learning_rate)
 from dinov2.eval.results import ResultError, load_result, make_result, validate_result
-from tests.test_eval_fixtures import make_separable_tree, make_teacher_export
+from tests.eval_fixtures import make_separable_tree, make_teacher_export
 
 
 def test_grid_is_the_dinov2_grid_with_scaled_rates():

@@ -13,7 +13,7 @@ from dinov2.eval.features import make_loader
 from dinov2.eval.results import load_result
 from dinov2.eval.retrieval_data import RetrievalImages, load_retrieval_set
 from dinov2.eval.transforms import make_eval_transform
-from tests.test_eval_fixtures import make_teacher_export
+from tests.eval_fixtures import make_teacher_export
 from utils.image_io import load_rgb
 from utils.make_toy_retrieval import build_toy_retrieval
 from utils.noise import noisy_image
