@@ -60,34 +60,25 @@ def n_patch_tokens(cfg: DictConfig) -> tuple[int, int]:
     return side, side * side
 
 
-def build_transform(cfg: DictConfig) -> DataAugmentationDINO:
-    return DataAugmentationDINO(
+def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDINO:
+    """The multi-crop transform of ``cfg.crops``; ``paired`` gives the (noisy, denoised) one of NCT phases,
+    whose blur probabilities follow ``nct.blur_mode``."""
+    augmentation = PairedDataAugmentationDINO if paired else DataAugmentationDINO
+    return augmentation(
         global_crops_scale=tuple(cfg.crops.global_crops_scale),
         local_crops_scale=tuple(cfg.crops.local_crops_scale),
         local_crops_number=cfg.crops.local_crops_number,
         global_crops_size=cfg.crops.global_crops_size,
         local_crops_size=cfg.crops.local_crops_size,
-        blur_mode=cfg.crops.blur_mode,
+        blur_mode=cfg.nct.blur_mode if paired else cfg.crops.blur_mode,
     )
-
-
-def build_dataset(cfg: DictConfig) -> ImageFolderDataset:
-    """The training split of ``train.dataset_path`` with the multi-crop transform."""
-    return ImageFolderDataset(cfg.train.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))
 
 
 def build_phase_dataset(cfg: DictConfig, phase: "Phase") -> ImageFolderDataset:
     """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for NCT."""
     if not phase.nct:
         return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))
-    transform = PairedDataAugmentationDINO(
-        global_crops_scale=tuple(cfg.crops.global_crops_scale),
-        local_crops_scale=tuple(cfg.crops.local_crops_scale),
-        local_crops_number=cfg.crops.local_crops_number,
-        global_crops_size=cfg.crops.global_crops_size,
-        local_crops_size=cfg.crops.local_crops_size,
-        blur_mode=cfg.nct.blur_mode,
-    )
+    transform = build_transform(cfg, paired=True)
     return PairedImageFolderDataset(phase.dataset_path, phase.denoised_dataset_path, cfg.train.dataset_split,
                                     transform=transform)
 
