@@ -1,6 +1,7 @@
 """Benchmark: linear-probe wall time with cached features against ``--augment`` at the same head grid.
 
-    python bench/linear_probe.py [--limit 100] [--epochs 20] [--out outputs/bench/linear_probe.json]
+    python bench/linear_probe.py [--limit 60] [--epochs 20] [--pretrained-weights RUN_OR_EXPORT] [--threads 1]
+                                 [--augment-scale 0.08 1] [--augment-hflip 0.5] [--out outputs/bench/linear_probe.json]
 
 Both modes evaluate the same checkpoint on the same embedded MNIST subset (``utils/make_toy_dataset.py``,
 ``--limit`` digits per class, 32 px) in this process, with the full 52-head grid, the same epochs, batch size,
@@ -44,12 +45,13 @@ def random_teacher_export(run_dir: Path, arch: str, patch_size: int, crop_size: 
     return export_teacher(run_dir, 0, state, config_to_yaml(cfg))
 
 
-def run_mode(checkpoint: Path, data: Path, out: Path, common: list[str], augment: bool) -> tuple[float, dict]:
+def run_mode(checkpoint: Path, data: Path, out: Path, common: list[str], augment: list[str] | None
+             ) -> tuple[float, dict]:
     parser = argparse.ArgumentParser()
     add_common_arguments(parser)
     argv = ["--pretrained-weights", str(checkpoint), "--train-dataset", str(data / "train"),
             "--val-dataset", str(data / "val"), "--output-dir", str(out), "--no-knn", *common]
-    args = parser.parse_args(argv + (["--augment"] if augment else []))
+    args = parser.parse_args(argv + (["--augment", *augment] if augment is not None else []))
     train, val = load_splits(args.train_dataset, args.val_dataset)
     start = time.perf_counter()
     path = evaluate_checkpoint(args, checkpoint, "linear", train, val, resolve_device(args.device))
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch intra-op threads (on a shared, oversubscribed CPU 1 avoids thread thrashing)")
     parser.add_argument("--pretrained-weights", type=Path, default=None,
                         help="a trained teacher export or run directory (default: a randomly initialised ViT)")
+    parser.add_argument("--augment-scale", type=float, nargs=2, default=[0.08, 1.0], metavar=("MIN", "MAX"),
+                        help="crop area range of the augment mode (default: upstream's 0.08 1)")
+    parser.add_argument("--augment-hflip", type=float, default=0.5, help="flip probability of the augment mode")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/linear_probe.json"))
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -79,11 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         counts = build_toy_dataset(tmp / "data", limit=args.limit)
         checkpoint = args.pretrained_weights or random_teacher_export(
             tmp / "run", args.arch, args.patch_size, 32, args.seed)
+        augment = ["--augment-scale", *map(str, args.augment_scale), "--augment-hflip", str(args.augment_hflip)]
         common = ["--crop-size", "32", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                   "--num-workers", str(args.num_workers), "--device", args.device, "--seed", str(args.seed),
                   "--quiet"]
-        cached_s, cached = run_mode(checkpoint, tmp / "data", tmp / "cached", common, augment=False)
-        augment_s, augmented = run_mode(checkpoint, tmp / "data", tmp / "augment", common, augment=True)
+        cached_s, cached = run_mode(checkpoint, tmp / "data", tmp / "cached", common, augment=None)
+        augment_s, augmented = run_mode(checkpoint, tmp / "data", tmp / "augment", common, augment=augment)
     report = {
         "data": f"embedded MNIST subset: {counts['train']} train / {counts['val']} val, 32 px",
         "backbone": str(args.pretrained_weights) if args.pretrained_weights else
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "cached": {"wall_seconds": round(cached_s, 2), "extract_seconds": cached["results"]["timing"]["extract_seconds"],
                    "head_training_seconds": cached["results"]["train_seconds"], **cached["results"]["final"],
                    "selected": cached["results"]["selected"]["name"]},
-        "augment": {"wall_seconds": round(augment_s, 2),
+        "augment": {"wall_seconds": round(augment_s, 2), "scale": args.augment_scale, "hflip": args.augment_hflip,
                     "extract_seconds": augmented["results"]["timing"]["extract_seconds"],
                     "head_training_seconds": augmented["results"]["train_seconds"], **augmented["results"]["final"],
                     "selected": augmented["results"]["selected"]["name"]},

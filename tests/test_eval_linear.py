@@ -122,7 +122,22 @@ def test_cli_augment_mode(probe_setup):
     assert linear.main(argv) == 0
     result = load_result(out / "linear_training_19.json")
     assert result["settings"]["mode"] == "augment" and "knn" not in result["results"]
+    assert result["settings"]["augment_scale"] == [0.08, 1.0] and result["settings"]["augment_hflip"] == 0.5
     assert result["results"]["final"]["top1"] >= 75.0
+
+
+def test_cli_augment_strength_is_an_option_checked_before_work(probe_setup, capsys):
+    out = probe_setup / "out_mild"
+    argv = _argv(probe_setup, "--pretrained-weights", str(probe_setup / "run"), "--output-dir", str(out),
+                 "--augment", "--no-knn", "--augment-scale", "0.5", "1", "--augment-hflip", "0")
+    assert linear.main(argv) == 0
+    settings = load_result(out / "linear_training_19.json")["settings"]
+    assert settings["augment_scale"] == [0.5, 1.0] and settings["augment_hflip"] == 0.0
+    bad = _argv(probe_setup, "--pretrained-weights", str(probe_setup / "run"), "--output-dir",
+                str(probe_setup / "out_bad"), "--augment", "--augment-scale", "0.5", "1.5")
+    assert linear.main(bad) == 2
+    assert "augment scale" in capsys.readouterr().err
+    assert not (probe_setup / "out_bad").exists()
 
 
 def test_cli_rejects_bad_input_before_work(probe_setup, tmp_path, capsys):

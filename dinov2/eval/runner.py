@@ -19,7 +19,9 @@ from dinov2.eval.knn import DEFAULT_KS, DEFAULT_TEMPERATURE, knn_accuracies
 from dinov2.eval.linear import ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
 from dinov2.eval.linear_heads import AVGPOOL_OPTIONS, BASE_LEARNING_RATES, N_LAST_BLOCKS
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
-from dinov2.eval.transforms import make_eval_transform, make_train_augment_transform
+from dinov2.eval.transforms import (
+    DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_eval_transform, make_train_augment_transform,
+)
 from utils.dataset_index import DatasetError, SplitIndex, load_split
 
 
@@ -48,6 +50,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--epoch-offset", type=float, default=0.0, help="added to the checkpoint's epoch")
     probe = parser.add_argument_group("linear probe")
     probe.add_argument("--augment", action="store_true", help="re-extract augmented train features every epoch")
+    probe.add_argument("--augment-scale", type=float, nargs=2, default=list(DEFAULT_AUGMENT_SCALE),
+                       metavar=("MIN", "MAX"), help="RandomResizedCrop area range of --augment (default 0.08 1)")
+    probe.add_argument("--augment-hflip", type=float, default=DEFAULT_HFLIP_PROBABILITY, metavar="P",
+                       help="horizontal-flip probability of --augment (default 0.5; 0 for digits or text)")
     probe.add_argument("--epochs", type=int, default=10, help="passes over the training images")
     probe.add_argument("--batch-size", type=int, default=128)
     probe.add_argument("--learning-rates", type=float, nargs="+", default=list(BASE_LEARNING_RATES),
@@ -89,6 +95,8 @@ def settings_from_args(args: argparse.Namespace) -> ProbeSettings:
     """The probe settings of the command line, checked before any work."""
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if args.augment:
+        make_train_augment_transform(args.crop_size, tuple(args.augment_scale), args.augment_hflip)
     return ProbeSettings(epochs=args.epochs, batch_size=args.batch_size,
                          base_learning_rates=tuple(args.learning_rates), n_last_blocks=tuple(args.n_last_blocks),
                          avgpool_options=tuple(args.avgpool), holdout_fraction=args.holdout_fraction,
@@ -148,7 +156,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
         embed_dim = int(val_features.class_tokens.shape[2])
         if args.augment:
             fit_samples = [train.samples[i] for i in fit_idx]
-            dataset = ImageListDataset(train.root, fit_samples, make_train_augment_transform(args.crop_size))
+            dataset = ImageListDataset(train.root, fit_samples, make_train_augment_transform(
+                args.crop_size, tuple(args.augment_scale), args.augment_hflip))
             batches = augmented_epochs(backbone, dataset, settings.batch_size, args.num_workers, n_blocks, device,
                                        autocast, settings.seed)
             results = run_linear_probe(settings, embed_dim, len(train.classes), device, None, holdout_features,
@@ -171,6 +180,7 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
         "num_fit": int(len(fit_idx)), "num_holdout": int(len(holdout_idx)),
         "crop_size": args.crop_size, "resize_size": eval_transform.transforms[0].size,
         "mode": "augment" if args.augment else "cached", "epochs": settings.epochs,
+        **({"augment_scale": list(args.augment_scale), "augment_hflip": args.augment_hflip} if args.augment else {}),
         "batch_size": settings.batch_size, "base_learning_rates": list(settings.base_learning_rates),
         "lr_scaling": "lr * batch_size * world_size / 256", "world_size": settings.world_size,
         "n_last_blocks": list(settings.n_last_blocks), "avgpool": list(settings.avgpool_options),

@@ -36,11 +36,25 @@ def make_eval_transform(crop_size: int = 224, resize_size: Optional[int] = None)
     ])
 
 
-def make_train_augment_transform(crop_size: int = 224) -> transforms.Compose:
-    """The linear probe's training augmentation: RandomResizedCrop (bicubic) + horizontal flip."""
+DEFAULT_AUGMENT_SCALE = (0.08, 1.0)
+DEFAULT_HFLIP_PROBABILITY = 0.5
+
+
+def make_train_augment_transform(crop_size: int = 224, scale: tuple[float, float] = DEFAULT_AUGMENT_SCALE,
+                                 hflip_probability: float = DEFAULT_HFLIP_PROBABILITY) -> transforms.Compose:
+    """The linear probe's training augmentation: RandomResizedCrop (bicubic) + horizontal flip.
+
+    The defaults are upstream's (ImageNet photographs); small or orientation-bearing images such as digits may
+    need a milder ``scale`` and no flip.
+    """
+    low, high = scale
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"augment scale must satisfy 0 < min <= max <= 1, got {scale}")
+    if not 0 <= hflip_probability <= 1:
+        raise ValueError(f"horizontal-flip probability must be in [0, 1], got {hflip_probability}")
     return transforms.Compose([
-        transforms.RandomResizedCrop(crop_size, interpolation=_BICUBIC),
-        transforms.RandomHorizontalFlip(),
+        transforms.RandomResizedCrop(crop_size, scale=(low, high), interpolation=_BICUBIC),
+        transforms.RandomHorizontalFlip(hflip_probability),
         transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
