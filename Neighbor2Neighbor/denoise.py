@@ -40,7 +40,10 @@ from Neighbor2Neighbor.weights import load_denoiser
 from utils.dataset_index import LABELS_FILENAME
 from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
 from utils.image_io import save_png_atomic
+from utils.manifest import check_or_write_manifest, file_sha256
 from utils.noise import NoiseSpec, noisy_image, parse_noise
+
+MANIFEST_FILENAME = "denoise_manifest.json"
 
 
 @dataclass
@@ -195,8 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         noise = parse_noise(args.revisitop_noise) if args.revisitop_noise is not None else None
         device = resolve_device(args.device)
         model = load_denoiser(args.weights, device)
+        precision = resolve_precision(args.precision, device)
+        check_or_write_manifest(args.dst / MANIFEST_FILENAME, {
+            "weights_sha256": file_sha256(args.weights), "revisitop_noise": args.revisitop_noise,
+            "noise_seed": args.noise_seed if noise is not None else None, "precision": str(precision),
+            "tile": args.tile, "tile_overlap": args.tile_overlap,
+        }, remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
+                  "another --dst")
         job = Job(args.src, args.dst, noise, args.noise_seed)
-        report = denoise_tree(model, job, device, resolve_precision(args.precision, device), args.batch_size,
+        report = denoise_tree(model, job, device, precision, args.batch_size,
                               args.workers, args.tile, args.tile_overlap, noise is not None, not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

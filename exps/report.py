@@ -11,7 +11,11 @@ Method, noise setting and epoch come from the files' fields, never from their na
   checkpoint (optimistic: chosen on the test set);
 * ``knn_top1.{md,csv}`` (when k-NN was run): top-1 at the last checkpoint for the largest k;
 * ``retrieval.{md,csv}``: revisited Oxford/Paris Easy / Medium / Hard mAP per method, noise and checkpoint label;
-* ``linear_curve_<noise>.png``: top-1 versus epoch, one line per method.
+* ``summary.{md,csv}``: per noise setting and method, the probe, k-NN and retrieval (Medium / Hard mAP) numbers
+  side by side;
+* ``linear_curve_<noise>.png``: top-1 versus epoch, one line per method;
+* with ``--page TITLE``: ``index.md`` and ``index.html`` showing every table and figure of the folder
+  (``exps/report_page.py``), plus ``--n2n-psnr`` (the denoiser's PSNR JSON) and ``--include`` (.md / .png files).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dinov2.eval.results import ResultError, iter_result_files, load_result
+from exps.report_page import write_page
 from utils.atomic import atomic_write_bytes, atomic_write_text
 from utils.noise import PAPER_NOISE_SETTINGS
 
@@ -143,6 +148,40 @@ def write_retrieval_table(results: list[dict], out: Path) -> bool:
     return True
 
 
+def _retrieval_cells(results: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """{(method, noise, dataset): results} of the newest retrieval result, preferring the ``final`` checkpoint."""
+    cells: dict[tuple[str, str, str], dict] = {}
+    ranked = sorted((r for r in results if r["protocol"] == "instance_recog"),
+                    key=lambda r: (r.get("checkpoint_label") == "final", r["created"]))
+    for result in ranked:
+        cells[(_label(result["method"]), _label(result["noise"]), result["results"]["dataset"])] = result["results"]
+    return cells
+
+
+def write_summary(results: list[dict], out: Path) -> bool:
+    """``summary.{md,csv}``: rows (noise, method); probe, k-NN and retrieval numbers side by side."""
+    tables = linear_cells(results)
+    retrieval = _retrieval_cells(results)
+    keys = set().union(*(cells.keys() for cells in tables.values())) | {k[:2] for k in retrieval}
+    if not keys:
+        return False
+    datasets = _ordered({k[2] for k in retrieval}, ("roxford5k", "rparis6k"))
+    header = ["noise", "method", "linear top-1", "linear top-1 (best on val)", "k-NN top-1"]
+    header += [f"{d} mAP {p}" for d in datasets for p in ("M", "H")]
+    rows = []
+    for noise in _ordered({n for _, n in keys}, ("identity",) + PAPER_NOISE_SETTINGS):
+        for method in _ordered({m for m, n in keys if n == noise}, METHOD_ORDER):
+            row: list[object] = [noise, method] + [tables.get(name, {}).get((method, noise), MISSING)
+                                                   for name in ("linear_top1", "linear_top1_paper_best", "knn_top1")]
+            for dataset in datasets:
+                cell = retrieval.get((method, noise, dataset))
+                row += [cell[p]["mAP"] if cell else MISSING for p in ("medium", "hard")]
+            rows.append(row)
+    write_table(out, "summary", "Summary: linear probe (last checkpoint), k-NN, retrieval (final checkpoint)",
+                header, rows)
+    return True
+
+
 def plot_curves(results: list[dict], out: Path) -> list[Path]:
     """One PNG per noise setting: held-out-selected top-1 versus epoch, a line per method."""
     import matplotlib
@@ -176,8 +215,9 @@ def plot_curves(results: list[dict], out: Path) -> list[Path]:
     return written
 
 
-def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False) -> dict[str, list]:
-    """Collect, tabulate and plot; returns what was written."""
+def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, page: Optional[str] = None,
+                 psnr_json: Optional[Path] = None, includes: tuple[Path, ...] = ()) -> dict[str, list]:
+    """Collect, tabulate and plot (and write the page when ``page`` is a title); returns what was written."""
     results = collect_results(roots, skip_invalid)
     if not results:
         raise FileNotFoundError(f"no result file (schema dinov2-eval-result) under {', '.join(map(str, roots))}")
@@ -185,7 +225,11 @@ def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False) -
     tables = write_linear_tables(results, out)
     if write_retrieval_table(results, out):
         tables.append("retrieval")
-    return {"results": [r["_path"] for r in results], "tables": tables, "figures": plot_curves(results, out)}
+    if write_summary(results, out):
+        tables.append("summary")
+    figures = plot_curves(results, out)
+    pages = list(write_page(out, page, tables, psnr_json, includes)) if page else []
+    return {"results": [r["_path"] for r in results], "tables": tables, "figures": figures, "pages": pages}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,14 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("roots", type=Path, nargs="+", help="folders searched recursively for result JSON files")
     parser.add_argument("--out", type=Path, default=Path("outputs/report"), help="default: %(default)s")
     parser.add_argument("--skip-invalid", action="store_true", help="warn about invalid result files, do not stop")
+    parser.add_argument("--page", metavar="TITLE", help="also write OUT/index.md and OUT/index.html with this title")
+    parser.add_argument("--n2n-psnr", type=Path, help="with --page: Neighbor2Neighbor/evaluate_psnr.py result JSON")
+    parser.add_argument("--include", type=Path, nargs="+", default=[], help="with --page: extra .md / .png files")
     args = parser.parse_args(argv)
+    if (args.n2n_psnr or args.include) and not args.page:
+        parser.error("--n2n-psnr and --include need --page")
     try:
-        written = build_report(args.roots, args.out, args.skip_invalid)
-    except (FileNotFoundError, ResultError) as error:
+        written = build_report(args.roots, args.out, args.skip_invalid, args.page, args.n2n_psnr,
+                               tuple(args.include))
+    except (FileNotFoundError, ResultError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{len(written['results'])} result files -> {args.out}: tables {', '.join(written['tables'])}; "
-          f"{len(written['figures'])} figure(s)")
+          f"{len(written['figures'])} figure(s)" + (f"; page {written['pages'][1]}" if written["pages"] else ""))
     return 0
 
 

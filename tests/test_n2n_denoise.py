@@ -117,3 +117,17 @@ def test_revisitop_images_are_noised_on_the_fly_then_denoised(tmp_path, weights)
         expected = denoise_uint8(model, noisy[None], torch.device("cpu"))[0]
         assert np.array_equal(load_rgb(dst / "jpg" / f"{name}.png"), expected)
     assert _run(weights, tmp_path / "noisy_missing", dst, "--revisitop-noise", "gauss100") == 1
+
+
+def test_refuses_to_mix_outputs_of_another_denoiser(tmp_path, weights, capsys):
+    _tree(tmp_path / "noisy")
+    dst = tmp_path / "denoised"
+    assert _run(weights, tmp_path / "noisy", dst) == 0
+    assert _run(weights, tmp_path / "noisy", dst) == 0  # same weights: a resume, nothing to redo
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    torch.save(UNet(features=8).state_dict(), other)
+    before = load_rgb(dst / "train/a/x.png")
+    assert _run(other, tmp_path / "noisy", dst) == 1
+    assert "weights_sha256" in capsys.readouterr().err
+    assert np.array_equal(load_rgb(dst / "train/a/x.png"), before)

@@ -70,6 +70,54 @@ def test_report_builds_tables_and_figures(results_root, tmp_path):
     assert (out / "linear_curve_shot1.png").is_file()
 
 
+def test_summary_puts_probe_knn_and_retrieval_side_by_side(results_root, tmp_path):
+    out = tmp_path / "report"
+    report.build_report([results_root], out)
+    summary = read_csv(out / "summary.csv")
+    assert summary[0] == ["noise", "method", "linear top-1", "linear top-1 (best on val)", "k-NN top-1",
+                          "roxford5k mAP M", "roxford5k mAP H", "rparis6k mAP M", "rparis6k mAP H"]
+    assert summary[1] == ["gauss100", "dinov2", "55.00", "54.00", "51.00", "30.00", "20.00", "45.00", "35.00"]
+    assert summary[2] == ["gauss100", "nc", "68.00", "69.00", "64.00", "-", "-", "-", "-"]
+    assert summary[3][:3] == ["shot1", "dinov2", "40.00"]
+
+
+def test_page_shows_tables_figures_and_includes(results_root, tmp_path):
+    out = tmp_path / "report"
+    psnr = tmp_path / "psnr.json"
+    psnr.write_text(json.dumps({"images": 10, "noisy_psnr": 11.2, "best_blur_psnr": 14.1, "best_blur_sigma": 0.8,
+                                "denoised_psnr": 15.0}))
+    toy = tmp_path / "toy" / "results.md"
+    toy.parent.mkdir()
+    toy.write_text("| arm | accuracy |\n| --- | --- |\n| noisy | 63.0 % |\n")
+    figure = tmp_path / "toy" / "probe_accuracy.png"
+    figure.write_bytes(b"\x89PNG fake")
+    argv = [str(results_root), "--out", str(out), "--page", "Mini <paper>", "--n2n-psnr", str(psnr),
+            "--include", str(toy), str(figure)]
+    assert report.main(argv) == 0
+    markdown = (out / "index.md").read_text()
+    assert markdown.startswith("# Mini <paper>")
+    assert markdown.index("Summary") < markdown.index("Denoiser") < markdown.index("Linear probe top-1")
+    assert "| Neighbor2Neighbor | 15.00 |" in markdown and "## toy" in markdown
+    assert "![probe_accuracy](probe_accuracy.png)" in markdown
+    assert "![linear_curve_gauss100](linear_curve_gauss100.png)" in markdown
+    assert (out / "probe_accuracy.png").read_bytes() == figure.read_bytes()
+    page = (out / "index.html").read_text()
+    assert "<title>Mini &lt;paper&gt;</title>" in page
+    assert "<td>nc</td><td>68.00</td>" in page and "<th>method</th>" in page
+    assert page.count("<img ") == len(list(out.glob("*.png"))) == 3
+    assert "| ---" not in page and "<td>---</td>" not in page
+
+
+def test_page_options_are_checked(results_root, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        report.main([str(results_root), "--out", str(tmp_path / "r"), "--include", str(tmp_path)])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    assert report.main([str(results_root), "--out", str(tmp_path / "r"), "--page", "t", "--include",
+                        str(notes)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+
+
 def test_report_stops_on_an_invalid_result(results_root, tmp_path):
     broken = linear_result("dinov2", "gauss50", 1.0, 50.0, 52.0)
     del broken["results"]["final"]

@@ -6,6 +6,7 @@ mix two datasets; the manifest turns that into a clear error unless the user ask
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,12 @@ def check_or_write_manifest(
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, settings)
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex), read in chunks; records which weights made an output."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,91 @@
+"""Denoising examples: one image per column, rows clean / noisy / denoised, PSNR (dB) under each noisy and
+denoised panel.
+
+    python Neighbor2Neighbor/plot_examples.py --clean CLEAN_ROOT --noisy NOISY_ROOT --denoised DENOISED_ROOT
+        [--split val] [--images 8] [--out outputs/denoising_examples.png]
+
+The three roots are ImageFolder trees paired by relative path (noisy and denoised images are PNG files at the
+clean image's path with a ``.png`` suffix). One image of each of the first ``--images`` classes is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from utils.atomic import atomic_write  # noqa: E402
+from utils.image_io import ImageReadError, load_rgb, png_relpath  # noqa: E402
+from utils.metrics import psnr  # noqa: E402
+from utils.plot_noise_grid import pick_images  # noqa: E402
+
+ROWS = ("clean", "noisy", "denoised")
+
+
+def plot_examples(clean_root: Path, noisy_root: Path, denoised_root: Path, relpaths: list[str],
+                  out: Path) -> dict[str, list[float]]:
+    """Draw the figure into ``out`` (PNG); ``relpaths`` are relative to the roots (``val/3/00012.png``).
+
+    Returns the PSNR of every noisy and denoised panel.
+    """
+    figure, axes = plt.subplots(len(ROWS), len(relpaths), figsize=(1.3 * len(relpaths), 1.5 * len(ROWS)),
+                                squeeze=False)
+    psnrs: dict[str, list[float]] = {"noisy": [], "denoised": []}
+    for col, rel in enumerate(relpaths):
+        clean = load_rgb(clean_root / rel)
+        images = {"clean": clean}
+        for name, root in (("noisy", noisy_root), ("denoised", denoised_root)):
+            path = root / png_relpath(rel)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: is {root} the {name} copy of {clean_root}?")
+            images[name] = load_rgb(path)
+            if images[name].shape != clean.shape:
+                raise ValueError(f"{path} is {images[name].shape[:2]}, its clean image {clean.shape[:2]}")
+            psnrs[name].append(psnr(clean, images[name]))
+        for row, name in enumerate(ROWS):
+            axis = axes[row][col]
+            axis.imshow(images[name], interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if col == 0:
+                axis.set_ylabel(name, fontsize=9)
+            if name != "clean":
+                axis.set_xlabel(f"{psnrs[name][-1]:.1f} dB", fontsize=8)
+    figure.tight_layout()
+    with atomic_write(out, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120)
+    plt.close(figure)
+    return psnrs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clean", type=Path, required=True, help="clean ImageFolder tree")
+    parser.add_argument("--noisy", type=Path, required=True, help="its noisy copy")
+    parser.add_argument("--denoised", type=Path, required=True, help="the denoised copy of the noisy tree")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--images", type=int, default=8, help="columns: one image from each of the first N classes")
+    parser.add_argument("--out", type=Path, default=Path("outputs/denoising_examples.png"))
+    args = parser.parse_args(argv)
+    try:
+        relpaths = pick_images(args.clean, args.split, args.images)
+        psnrs = plot_examples(args.clean, args.noisy, args.denoised, relpaths, args.out)
+    except (ValueError, FileNotFoundError, ImageReadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    means = {name: sum(values) / len(values) for name, values in psnrs.items()}
+    print(f"wrote {args.out} ({len(relpaths)} images; mean PSNR noisy {means['noisy']:.1f} dB, "
+          f"denoised {means['denoised']:.1f} dB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The README's main command, end to end, at smoke scale: exps/quickstart.sh with QUICKSTART_PROFILE=smoke
+(300 digits, a handful of steps per stage) must finish, write every expected file, and every result must
+validate; a second call finds everything done."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dinov2.eval.results import iter_result_files, load_result
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("dinov2", "n2n_dinov2", "nc", "nct")
+REPORT_FILES = ("index.html", "index.md", "summary.md", "summary.csv", "linear_top1.md", "linear_top1.csv",
+                "linear_top1_paper_best.md", "knn_top1.md", "retrieval.md", "retrieval.csv", "noise_grid.png",
+                "denoising_examples.png", "linear_curve_gauss100.png", "probe_accuracy.png")
+
+
+def _quickstart(tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "QUICKSTART_PROFILE": "smoke", "DATA_ROOT": str(tmp_path / "data"),
+           "OUT": str(tmp_path / "out"), "WORKERS": "1", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(["bash", "exps/quickstart.sh", "gauss100"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_quickstart_smoke_runs_every_stage_and_resumes(tmp_path):
+    started = time.perf_counter()
+    first = _quickstart(tmp_path)
+    first_seconds = time.perf_counter() - started
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = tmp_path / "out"
+    report = out / "report"
+    for name in REPORT_FILES:
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    for name in REPORT_FILES:
+        if name.endswith(".png"):
+            assert (report / name).read_bytes()[:4] == b"\x89PNG", name
+
+    results = [load_result(path) for path in iter_result_files(out / "eval")]  # raises on an invalid file
+    linear = [r for r in results if r["protocol"] == "linear"]
+    retrieval = [r for r in results if r["protocol"] == "instance_recog"]
+    assert {r["method"] for r in linear} == set(METHODS) and {r["noise"] for r in linear} == {"gauss100"}
+    assert sorted(r["method"] for r in retrieval) == sorted(METHODS)
+    arms = {r["method"]: r["settings"]["arm"] for r in retrieval}
+    assert arms["n2n_dinov2"] == "denoised" and arms["dinov2"] == arms["nc"] == arms["nct"] == "noisy"
+    nc_epochs = sorted(r["epoch"] for r in linear if r["method"] == "nc")
+    assert nc_epochs and nc_epochs[0] > 2.0  # NC exports continue after the switch epoch (2 in the smoke profile)
+    assert all(0.0 <= r["results"]["final"]["top1"] <= 100.0 for r in linear)
+
+    summary = (report / "summary.md").read_text()
+    for method in METHODS:
+        assert f"| gauss100 | {method} |" in summary
+    page = (report / "index.html").read_text()
+    assert page.count("<img ") == len(list(report.glob("*.png")))
+    toy = json.loads((out / "toy_mnist" / "results.json").read_text())
+    assert toy  # the toy experiment's summary was written
+    psnr = json.loads((out / "n2n" / "psnr.json").read_text())
+    assert psnr["images"] == 60 and psnr["denoised_psnr"] > 0
+    assert "done in" in first.stdout
+
+    started = time.perf_counter()
+    second = _quickstart(tmp_path)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert time.perf_counter() - started < first_seconds
+    assert "skip" in second.stdout
