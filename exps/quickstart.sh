@@ -14,7 +14,8 @@
 # images for n2n_dinov2) -> the toy MLP experiment (reduced budget) -> tables, figures and OUT/report/index.html.
 #
 # Every step skips what is already done (and training resumes from its last checkpoint), so an interrupted run
-# continues where it stopped. Variables (environment): DATA_ROOT, OUT, WORKERS, QUICKSTART_PROFILE, NCT_WEIGHT.
+# continues where it stopped. Variables (environment): DATA_ROOT, OUT, WORKERS, QUICKSTART_PROFILE, NCT_WEIGHT and
+# SEED (the DINOv2 runs' train.seed, shared by the four arms; use another OUT for another seed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,14 +24,15 @@ PROFILE="${QUICKSTART_PROFILE:-full}"
 DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/quickstart}"
 WORKERS="${WORKERS:-2}"
+SEED="${SEED:-0}"
 
 case "$PROFILE" in
   full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (the paper's 140/200)
-    DATASET="mnist5k"; LIMIT=(); N2N_EPOCHS=1; N2N_BATCH=16
+    DATASET="mnist5k"; LIMIT=(); N2N_EPOCHS=1; N2N_BATCH=16; EPOCH_ITERS=40
     DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
     PROBE_ARGS=(--epochs 10); TOY_ARGS=(--reps 1 --epochs 10 --threads 1 -- --probe-epochs 10) ;;
   smoke)  # 300 digits; 4 epochs of 2 iterations per arm; the test suite runs this end to end
-    DATASET="mnist300"; LIMIT=(--limit 30); N2N_EPOCHS=1; N2N_BATCH=8
+    DATASET="mnist300"; LIMIT=(--limit 30); N2N_EPOCHS=1; N2N_BATCH=8; EPOCH_ITERS=2
     DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
     DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
                evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
@@ -81,7 +83,7 @@ python Neighbor2Neighbor/denoise.py --weights "$OUT/n2n/last.pt" --src "$RETRIEV
 train() {  # train RUN_DIR DATASET [override ...]
     local run_dir="$1" dataset="$2"; shift 2
     python -m dinov2.train --config-file "$DINO_CONFIG" --output-dir "$run_dir" "train.dataset_path=$dataset" \
-        "optim.epochs=$EPOCHS" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
+        "optim.epochs=$EPOCHS" "train.seed=$SEED" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
 }
 branch() {  # branch RUN_DIR [nct]: NC_EPOCHS noisy epochs from the denoised run at SWITCH_EPOCH
     local run_dir="$1" nct=false extra=()
@@ -89,7 +91,7 @@ branch() {  # branch RUN_DIR [nct]: NC_EPOCHS noisy epochs from the denoised run
         nct=true
         extra=(nct.enabled=true "nct.weight=$NCT_WEIGHT" "nct.denoised_dataset_path=$DENOISED")
     fi
-    train "$run_dir" "$NOISY" ${extra[@]+"${extra[@]}"} \
+    train "$run_dir" "$NOISY" "evaluation.eval_period_iterations=$EPOCH_ITERS" ${extra[@]+"${extra[@]}"} \
         "curriculum.phases=[{dataset_path: \"$NOISY\", epochs: $NC_EPOCHS, restart_schedules: true, init_from: \"$OUT/dinov2_denoised@$SWITCH_EPOCH\", nct: $nct, denoised_dataset_path: \"$DENOISED\"}]"
 }
 

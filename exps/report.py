@@ -144,7 +144,7 @@ def write_retrieval_table(results: list[dict], out: Path) -> bool:
     keys = sorted(cells, key=lambda k: (_ordered({k[0] for k in cells}, METHOD_ORDER).index(k[0]), k[1:]))
     rows = [list(key) + [cells[key][d][p]["mAP"] if d in cells[key] else MISSING
                          for d in datasets for p in ("easy", "medium", "hard")] for key in keys]
-    write_table(out, "retrieval", "Revisited Oxford/Paris mAP (%), Easy / Medium / Hard", header, rows)
+    write_table(out, "retrieval", "Retrieval mAP (%), revisited protocol, Easy / Medium / Hard", header, rows)
     return True
 
 

@@ -46,7 +46,7 @@ def _caption(path: Path) -> str:
 def build_page_markdown(out: Path, title: str, tables: list[str], psnr_json: Path | None = None,
                         includes: tuple[Path, ...] = ()) -> str:
     """The page as Markdown; PNG files among ``includes`` are copied into ``out``."""
-    sections = [f"# {title}", ""]
+    sections = [f"# {title}"]
     ordered = [t for t in TABLE_ORDER if t in tables] + [t for t in tables if t not in TABLE_ORDER]
     if "summary" in ordered:
         sections.append((out / "summary.md").read_text())
