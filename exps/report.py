@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dinov2.eval.results import ResultError, iter_result_files, load_result
-from exps.report_page import write_page
+from exps.report_page import check_page_inputs, write_page
 from utils.atomic import atomic_write_bytes, atomic_write_text
 from utils.noise import PAPER_NOISE_SETTINGS
 
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.n2n_psnr or args.include) and not args.page:
         parser.error("--n2n-psnr and --include need --page")
     try:
+        check_page_inputs(args.n2n_psnr, tuple(args.include))
         written = build_report(args.roots, args.out, args.skip_invalid, args.page, args.n2n_psnr,
                                tuple(args.include))
     except (FileNotFoundError, ResultError, ValueError) as error:

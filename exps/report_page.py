@@ -36,6 +36,16 @@ def psnr_markdown(path: Path) -> str:
     return "\n".join(lines + [f"| {name} | {value:.2f} |" for name, value in rows]) + "\n"
 
 
+def check_page_inputs(psnr_json: Path | None, includes: tuple[Path, ...]) -> None:
+    """Raise ``FileNotFoundError`` / ``ValueError`` naming a missing or unsupported page input, before any work."""
+    for path in ([psnr_json] if psnr_json is not None else []) + [Path(p) for p in includes]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file (given to --n2n-psnr / --include)")
+    for path in includes:
+        if Path(path).suffix.lower() not in (".md", ".png"):
+            raise ValueError(f"--include {path}: only .md and .png files can be included")
+
+
 def _caption(path: Path) -> str:
     stem = path.stem
     if stem.startswith("linear_curve_"):
@@ -54,18 +64,14 @@ def build_page_markdown(out: Path, title: str, tables: list[str], psnr_json: Pat
     if psnr_json is not None:
         sections.append(psnr_markdown(psnr_json))
     sections += [(out / f"{name}.md").read_text() for name in ordered]
-    for path in includes:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--include {path}: no such file")
+    check_page_inputs(psnr_json, includes)
+    for path in map(Path, includes):
         if path.suffix.lower() == ".png":
             if path.resolve() != (out / path.name).resolve():
                 shutil.copyfile(path, out / path.name)
-        elif path.suffix.lower() == ".md":
+        else:
             text = path.read_text()
             sections.append(text if text.lstrip().startswith("#") else f"## {path.parent.name}\n\n{text}")
-        else:
-            raise ValueError(f"--include {path}: only .md and .png files can be included")
     sections.append("## Figures\n")
     for figure in sorted(out.glob("*.png"), key=lambda p: (list(FIGURE_CAPTIONS).index(p.stem)
                                                             if p.stem in FIGURE_CAPTIONS else len(FIGURE_CAPTIONS),

@@ -116,6 +116,10 @@ def test_page_options_are_checked(results_root, tmp_path, capsys):
     assert report.main([str(results_root), "--out", str(tmp_path / "r"), "--page", "t", "--include",
                         str(notes)]) == 2
     assert "notes.txt" in capsys.readouterr().err
+    assert report.main([str(results_root), "--out", str(tmp_path / "r"), "--page", "t", "--n2n-psnr",
+                        str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # checked before any table was written
 
 
 def test_report_stops_on_an_invalid_result(results_root, tmp_path):
