@@ -9,7 +9,7 @@ import torch
 from dinov2.eval import linear
 from dinov2.eval.features import FeatureSet
 from dinov2.eval.linear_heads import (BASE_LEARNING_RATES, GridTrainer, HeadSpec, LinearHeadGrid, head_grid,
-                                      scale_learning_rate)
+                                      linear_input, scale_learning_rate)
 from dinov2.eval.results import ResultError, load_result, make_result, validate_result
 from tests.eval_fixtures import make_separable_tree, make_teacher_export
 
@@ -24,28 +24,36 @@ def test_grid_is_the_dinov2_grid_with_scaled_rates():
 
 def test_heads_follow_torch_sgd_with_cosine_schedule():
     torch.manual_seed(0)
-    specs = [HeadSpec(1, True, 0.3), HeadSpec(1, True, 0.05)]
+    # heads of different inputs share one masked weight: each must still be exactly its own linear layer
+    specs = [HeadSpec(1, True, 0.3), HeadSpec(2, False, 0.05), HeadSpec(1, False, 0.1), HeadSpec(2, True, 0.2)]
     grid = LinearHeadGrid(specs, embed_dim=4, num_classes=3)
     references = []
     for i, spec in enumerate(specs):
-        layer = torch.nn.Linear(8, 3)
+        weight, bias = grid.head_parameters(i)
+        layer = torch.nn.Linear(weight.shape[1], 3)
         with torch.no_grad():
-            layer.weight.copy_(grid.weights[0][i])
-            layer.bias.copy_(grid.biases[0][i])
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
         optimizer = torch.optim.SGD(layer.parameters(), lr=spec.lr, momentum=0.9, weight_decay=0)
         references.append((layer, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 6, eta_min=0)))
     trainer = GridTrainer(grid, total_iterations=6)
     for step in range(6):
-        cls, means, labels = torch.randn(5, 1, 4), torch.randn(5, 4), torch.randint(0, 3, (5,))
+        cls, means, labels = torch.randn(5, 2, 4), torch.randn(5, 4), torch.randint(0, 3, (5,))
         trainer.step(cls, means, labels)
-        for layer, optimizer, scheduler in references:
+        for spec, (layer, optimizer, scheduler) in zip(specs, references):
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(layer(torch.cat([cls[:, 0], means], 1)), labels).backward()
+            inputs = linear_input(cls, means, spec.n_last_blocks, spec.avgpool)
+            torch.nn.functional.cross_entropy(layer(inputs), labels).backward()
             optimizer.step()
             scheduler.step()
     for i, (layer, _, _) in enumerate(references):
-        torch.testing.assert_close(grid.weights[0][i], layer.weight, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(grid.biases[0][i], layer.bias, rtol=1e-5, atol=1e-6)
+        weight, bias = grid.head_parameters(i)
+        torch.testing.assert_close(weight, layer.weight, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(bias, layer.bias, rtol=1e-5, atol=1e-6)
+    logits = grid(cls, means)
+    for i, (spec, (layer, _, _)) in enumerate(zip(specs, references)):
+        torch.testing.assert_close(logits[i], layer(linear_input(cls, means, spec.n_last_blocks, spec.avgpool)),
+                                   rtol=1e-5, atol=1e-5)
 
 
 def _blobs(n_per_class, num_classes, seed, dim=6):

@@ -82,6 +82,14 @@ class LinearHeadGrid(nn.Module):
     def max_blocks(self) -> int:
         return max(s.n_last_blocks for s in self.specs)
 
+    def head_parameters(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head ``index`` (in ``self.specs`` order) as a plain linear layer: (weight ``[C, D_in]``, bias ``[C]``)."""
+        for group, members in enumerate(self.members):
+            if index in members:
+                position = members.index(index)
+                return self.weights[group][position], self.biases[group][position]
+        raise IndexError(f"no head {index} in a grid of {len(self.specs)}")
+
     def group_logits(self, class_tokens: torch.Tensor,
                      patch_means: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per group: (its input ``[B, D_in]``, its logits ``[B, H, C]``), from one matrix product per group."""
