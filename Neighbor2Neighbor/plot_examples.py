@@ -17,15 +17,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from utils.atomic import atomic_write  # noqa: E402
-from utils.image_io import ImageReadError, load_rgb, png_relpath  # noqa: E402
-from utils.metrics import psnr  # noqa: E402
-from utils.plot_noise_grid import pick_images  # noqa: E402
+from utils.figures import pyplot, save_png
+from utils.image_io import ImageReadError, load_rgb, png_relpath
+from utils.metrics import psnr
+from utils.plot_noise_grid import pick_images
 
 ROWS = ("clean", "noisy", "denoised")
 
@@ -36,7 +31,7 @@ def plot_examples(clean_root: Path, noisy_root: Path, denoised_root: Path, relpa
 
     Returns the PSNR of every noisy and denoised panel.
     """
-    figure, axes = plt.subplots(len(ROWS), len(relpaths), figsize=(1.3 * len(relpaths), 1.5 * len(ROWS)),
+    figure, axes = pyplot().subplots(len(ROWS), len(relpaths), figsize=(1.3 * len(relpaths), 1.5 * len(ROWS)),
                                 squeeze=False)
     psnrs: dict[str, list[float]] = {"noisy": [], "denoised": []}
     for col, rel in enumerate(relpaths):
@@ -59,10 +54,7 @@ def plot_examples(clean_root: Path, noisy_root: Path, denoised_root: Path, relpa
                 axis.set_ylabel(name, fontsize=9)
             if name != "clean":
                 axis.set_xlabel(f"{psnrs[name][-1]:.1f} dB", fontsize=8)
-    figure.tight_layout()
-    with atomic_write(out, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
+    save_png(figure, out)
     return psnrs
 
 

@@ -34,7 +34,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from dinov2.eval.results import ResultError, iter_result_files, load_result
 from exps.report_page import check_page_inputs, write_page
-from utils.atomic import atomic_write_bytes, atomic_write_text
+from utils.atomic import atomic_write_text
+from utils.figures import pyplot, save_png
 from utils.noise import PAPER_NOISE_SETTINGS
 
 METHOD_ORDER = ("dinov2", "n2n_dinov2", "nc", "nct")
@@ -184,11 +185,6 @@ def write_summary(results: list[dict], out: Path) -> bool:
 
 def plot_curves(results: list[dict], out: Path) -> list[Path]:
     """One PNG per noise setting: held-out-selected top-1 versus epoch, a line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for result in results:
         if result["protocol"] == "linear" and result["epoch"] is not None:
@@ -196,7 +192,7 @@ def plot_curves(results: list[dict], out: Path) -> list[Path]:
                 (float(result["epoch"]), result["results"]["final"]["top1"]))
     written = []
     for noise, by_method in sorted(series.items()):
-        figure, axis = plt.subplots(figsize=(6, 4))
+        figure, axis = pyplot().subplots(figsize=(6, 4))
         for method in _ordered(by_method, METHOD_ORDER):
             points = sorted(by_method[method])
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=method)
@@ -205,13 +201,7 @@ def plot_curves(results: list[dict], out: Path) -> list[Path]:
         axis.set_title(f"noise: {noise}")
         axis.grid(alpha=0.3)
         axis.legend()
-        buffer = io.BytesIO()
-        figure.tight_layout()
-        figure.savefig(buffer, format="png", dpi=120)
-        plt.close(figure)
-        path = out / f"linear_curve_{noise}.png"
-        atomic_write_bytes(path, buffer.getvalue())
-        written.append(path)
+        written.append(save_png(figure, out / f"linear_curve_{noise}.png"))
     return written
 
 

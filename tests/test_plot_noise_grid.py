@@ -30,3 +30,30 @@ def test_grid_matches_generated_trees(tiny_tree: Path, tmp_path: Path):
 def test_cli_rejects_unknown_setting(tiny_tree: Path, tmp_path: Path, capsys):
     assert plot_main(["--src", str(tiny_tree), "--noise", "gauss", "--out", str(tmp_path / "g.png")]) == 1
     assert "gauss" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
+
+
+def test_denoising_examples_show_stored_images_and_their_psnr(tiny_tree: Path, tmp_path: Path, capsys):
+    from Neighbor2Neighbor.plot_examples import main as examples_main
+    from Neighbor2Neighbor.plot_examples import plot_examples
+
+    generate_noise(tiny_tree, ["gauss50"], tmp_path / "n", seed=7, progress=False)
+    noisy = tmp_path / "n-gauss50"
+    denoised = tmp_path / "denoised"
+    relpaths = pick_images(tiny_tree, "val", 2)
+    for rel in relpaths:  # a stand-in "denoiser": the clean image with a one-level offset
+        clean = load_rgb(tiny_tree / rel)
+        target = denoised / png_relpath(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(clean.astype(int) + 1, 0, 255).astype(np.uint8)).save(target)
+    out = tmp_path / "examples.png"
+    psnrs = plot_examples(tiny_tree, noisy, denoised, relpaths, out)
+    with Image.open(out) as figure:
+        assert figure.format == "PNG"
+    expected = [psnr(load_rgb(tiny_tree / rel), load_rgb(noisy / png_relpath(rel))) for rel in relpaths]
+    assert np.allclose(psnrs["noisy"], expected)
+    assert all(d > n for d, n in zip(psnrs["denoised"], psnrs["noisy"]))
+    (denoised / png_relpath(relpaths[0])).unlink()
+    argv = ["--clean", str(tiny_tree), "--noisy", str(noisy), "--denoised", str(denoised), "--images", "2",
+            "--out", str(tmp_path / "broken.png")]
+    assert examples_main(argv) == 1
+    assert png_relpath(relpaths[0]) in capsys.readouterr().err and not (tmp_path / "broken.png").exists()

@@ -15,7 +15,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toy_mnist.experiment import ARMS, RESULT_NAME
-from utils.atomic import atomic_write, atomic_write_bytes, atomic_write_json
+from utils.atomic import atomic_write_bytes, atomic_write_json
+from utils.figures import pyplot, save_png
 
 PAPER_ACCURACY = {"noisy": 64.55, "curriculum": 83.05}
 ARM_LABELS = {
@@ -80,12 +81,7 @@ def markdown_table(summary: dict) -> str:
 
 def plot(summary: dict, path: Path) -> None:
     """Per-repetition probe accuracy per arm, mean ± std, and the paper's figures as crosses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 4))
+    figure, axes = pyplot().subplots(figsize=(5.5, 4))
     for position, arm in enumerate(ARMS):
         stats = summary["arms"][arm]
         axes.scatter([position] * stats["n"], stats["values"], color="tab:blue", alpha=0.4, s=14)
@@ -98,10 +94,7 @@ def plot(summary: dict, path: Path) -> None:
     axes.set_ylabel("linear-probe test accuracy (%)")
     axes.set_title(f"Toy MLP, {summary['arms']['clean']['n']} repetition(s)")
     axes.legend(loc="lower left")
-    figure.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def aggregate(out: Path) -> dict:

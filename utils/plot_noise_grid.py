@@ -16,16 +16,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from utils.atomic import atomic_write  # noqa: E402
-from utils.dataset_index import load_split  # noqa: E402
-from utils.image_io import load_rgb  # noqa: E402
-from utils.metrics import psnr  # noqa: E402
-from utils.noise import expand_noise_settings, noisy_image  # noqa: E402
+from utils.dataset_index import load_split
+from utils.figures import pyplot, save_png
+from utils.image_io import load_rgb
+from utils.metrics import psnr
+from utils.noise import expand_noise_settings, noisy_image
 
 
 def pick_images(root: Path, split: str, count: int) -> list[str]:
@@ -42,7 +37,7 @@ def plot_noise_grid(root: Path, settings: list[str], relpaths: list[str], out: P
     """Draw the grid into ``out`` (PNG) and return the PSNR of every noisy panel, per setting."""
     settings = expand_noise_settings(settings)
     rows, cols = len(relpaths), len(settings) + 1
-    figure, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
+    figure, axes = pyplot().subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
     psnrs: dict[str, list[float]] = {setting: [] for setting in settings}
     for row, rel in enumerate(relpaths):
         clean = load_rgb(root / rel)
@@ -59,10 +54,7 @@ def plot_noise_grid(root: Path, settings: list[str], relpaths: list[str], out: P
             if row == 0:
                 axis.set_title(title, fontsize=9)
             axis.set_xlabel("" if value is None else f"{value:.1f} dB", fontsize=8)
-    figure.tight_layout()
-    with atomic_write(out, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
+    save_png(figure, out)
     return psnrs
 
 
