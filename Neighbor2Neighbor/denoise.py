@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
-from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, resolve_device, resolve_precision
 from Neighbor2Neighbor.weights import load_denoiser
 from utils.dataset_index import LABELS_FILENAME
+from utils.device import PRECISIONS, resolve_device, resolve_precision
 from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
 from utils.image_io import save_png_atomic
 from utils.manifest import check_or_write_manifest, file_sha256
@@ -56,8 +56,9 @@ class DenoiseReport:
 
 
 @dataclass(frozen=True)
-class Job:
-    """Where to read the images from, where to write them, and the optional on-the-fly noise."""
+class DenoiseTask:
+    """The tree to denoise (``src``), where its denoised copy goes (``dst``), and the optional noise added on the
+    fly to each image before denoising (revisitop datasets)."""
 
     src: Path
     dst: Path
@@ -68,8 +69,8 @@ class Job:
 class BatchDataset(Dataset):
     """Each item is a group of equal-size images: (relpaths, uint8 stack or None, error messages)."""
 
-    def __init__(self, job: Job, batches: list[list[str]]) -> None:
-        self.job, self.batches = job, batches
+    def __init__(self, task: DenoiseTask, batches: list[list[str]]) -> None:
+        self.task, self.batches = task, batches
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -78,17 +79,17 @@ class BatchDataset(Dataset):
         kept, images, errors = [], [], []
         for relpath in self.batches[index]:
             try:
-                image = load_rgb(self.job.src / relpath)
+                image = load_rgb(self.task.src / relpath)
             except ImageReadError as error:
                 errors.append(str(error))
                 continue
-            if self.job.noise is not None:
-                image = noisy_image(image, self.job.noise, self.job.noise_seed, relpath)
+            if self.task.noise is not None:
+                image = noisy_image(image, self.task.noise, self.task.noise_seed, relpath)
             kept.append(relpath)
             images.append(image)
         stack = np.stack(images) if images and len({im.shape for im in images}) == 1 else None
         if images and stack is None:  # a header lied about the size: fall back to one image per batch
-            return kept, None, errors + [f"{self.job.src / r}: size differs from its header" for r in kept]
+            return kept, None, errors + [f"{self.task.src / r}: size differs from its header" for r in kept]
         return kept, stack, errors
 
 
@@ -104,26 +105,27 @@ def _drain(pending: list[Future], limit: int) -> list[Future]:
     return pending
 
 
-def plan_batches(job: Job, relpaths: list[str], batch_size: int, progress: bool) -> tuple[list[list[str]], list[str]]:
+def plan_batches(task: DenoiseTask, relpaths: list[str], batch_size: int, progress: bool
+                 ) -> tuple[list[list[str]], list[str]]:
     """Group the images to do by size (read from headers) into batches; returns (batches, unreadable files)."""
     by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
     unreadable = []
     for relpath in tqdm(relpaths, desc="reading sizes", unit="img", disable=not progress, leave=False):
         try:
-            by_size[read_image_size(job.src / relpath)].append(relpath)
+            by_size[read_image_size(task.src / relpath)].append(relpath)
         except ImageReadError as error:
             unreadable.append(str(error))
     batches = [group[i:i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
     return batches, unreadable
 
 
-def copy_metadata(job: Job, revisitop: bool) -> None:
+def copy_metadata(task: DenoiseTask, revisitop: bool) -> None:
     """Copy labels.txt (image trees) or the gnd_*.pkl ground-truth files (revisitop datasets)."""
-    job.dst.mkdir(parents=True, exist_ok=True)
-    names = [p.name for p in job.src.glob("gnd_*.pkl")] if revisitop else [LABELS_FILENAME]
+    task.dst.mkdir(parents=True, exist_ok=True)
+    names = [p.name for p in task.src.glob("gnd_*.pkl")] if revisitop else [LABELS_FILENAME]
     for name in names:
-        if (job.src / name).is_file():
-            shutil.copyfile(job.src / name, job.dst / name)
+        if (task.src / name).is_file():
+            shutil.copyfile(task.src / name, task.dst / name)
 
 
 def list_revisitop_images(src: Path) -> list[str]:
@@ -136,21 +138,21 @@ def list_revisitop_images(src: Path) -> list[str]:
 
 
 def denoise_tree(
-    model: torch.nn.Module, job: Job, device: torch.device, precision: str = "fp32", batch_size: int = 8,
+    model: torch.nn.Module, task: DenoiseTask, device: torch.device, precision: str = "fp32", batch_size: int = 8,
     workers: int = 0, tile: int = 1024, overlap: int = 64, revisitop: bool = False, progress: bool = True,
 ) -> DenoiseReport:
-    """Denoise every image of ``job.src`` that has no output yet; never raises for unreadable images."""
-    if not job.src.is_dir():
-        raise FileNotFoundError(f"--src folder {job.src} does not exist")
-    relpaths = list_revisitop_images(job.src) if revisitop else list(iter_image_files(job.src))
+    """Denoise every image of ``task.src`` that has no output yet; never raises for unreadable images."""
+    if not task.src.is_dir():
+        raise FileNotFoundError(f"--src folder {task.src} does not exist")
+    relpaths = list_revisitop_images(task.src) if revisitop else list(iter_image_files(task.src))
     if not relpaths:
-        raise ValueError(f"--src folder {job.src} holds no images")
-    copy_metadata(job, revisitop)
+        raise ValueError(f"--src folder {task.src} holds no images")
+    copy_metadata(task, revisitop)
     report = DenoiseReport()
-    todo = [r for r in relpaths if not (job.dst / png_relpath(r)).exists()]
+    todo = [r for r in relpaths if not (task.dst / png_relpath(r)).exists()]
     report.skipped = len(relpaths) - len(todo)
-    batches, report.failures = plan_batches(job, todo, batch_size, progress)
-    loader = DataLoader(BatchDataset(job, batches), batch_size=1, num_workers=workers, collate_fn=_collate)
+    batches, report.failures = plan_batches(task, todo, batch_size, progress)
+    loader = DataLoader(BatchDataset(task, batches), batch_size=1, num_workers=workers, collate_fn=_collate)
     with ThreadPoolExecutor(max_workers=2) as writer, \
             tqdm(total=sum(map(len, batches)), desc="denoising", unit="img", disable=not progress) as bar:
         pending = []
@@ -161,7 +163,7 @@ def denoise_tree(
                 continue
             denoised = denoise_uint8(model, stack, device, precision, tile, overlap)
             for relpath, image in zip(kept, denoised):
-                pending.append(writer.submit(save_png_atomic, image, job.dst / png_relpath(relpath)))
+                pending.append(writer.submit(save_png_atomic, image, task.dst / png_relpath(relpath)))
             report.written += len(kept)
             bar.update(len(kept) + len(errors))
             pending = _drain(pending, limit=4 * batch_size)
@@ -179,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=4, help="image-decoding processes (0: in this process)")
     parser.add_argument("--tile", type=int, default=1024, help="tile side for larger images (0: never tile)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="context pixels around each tile")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="autocast dtype on CUDA (default fp32, as the paper); the CPU always runs fp32")
     parser.add_argument("--revisitop-noise", default=None, help="noise a revisitop dataset on the fly, e.g. gauss100")
@@ -205,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             "tile": args.tile, "tile_overlap": args.tile_overlap,
         }, remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
                   "another --dst")
-        job = Job(args.src, args.dst, noise, args.noise_seed)
-        report = denoise_tree(model, job, device, precision, args.batch_size,
+        task = DenoiseTask(args.src, args.dst, noise, args.noise_seed)
+        report = denoise_tree(model, task, device, precision, args.batch_size,
                               args.workers, args.tile, args.tile_overlap, noise is not None, not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

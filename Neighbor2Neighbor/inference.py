@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from Neighbor2Neighbor.arch_unet import SIZE_MULTIPLE
+from Neighbor2Neighbor.arch_unet import SIZE_MULTIPLE, memory_format
 from Neighbor2Neighbor.padding import apply_padded
-from Neighbor2Neighbor.runtime import autocast, memory_format
+from utils.device import autocast
 
 
 def check_tiling(tile: int, overlap: int) -> None:

@@ -15,10 +15,10 @@ command resumes exactly from last.pt; a finished run exits at once.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,17 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from Neighbor2Neighbor.arch_unet import UNet
-from Neighbor2Neighbor.training_data import SMALL_IMAGE_POLICIES, NoisyCropDataset, epoch_order, survey_images
+from Neighbor2Neighbor.arch_unet import UNet, memory_format
+from Neighbor2Neighbor.training_data import SMALL_IMAGE_POLICIES, ImageSurvey, NoisyCropDataset, epoch_order
+from Neighbor2Neighbor.training_data import survey_images
 from Neighbor2Neighbor.loss import regularizer_weight, training_loss
 from Neighbor2Neighbor.padding import apply_padded
-from Neighbor2Neighbor.runtime import DEVICES, PRECISIONS, autocast, memory_format, resolve_device
-from Neighbor2Neighbor.runtime import resolve_precision
 from Neighbor2Neighbor.validation import Validator
 from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
-from utils.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from utils.atomic import atomic_torch_save, atomic_write_json
+from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
+from utils.jsonl_log import JsonlLog
 from utils.noise import parse_noise
 from utils.seeding import seed_everything, torch_generator, worker_init_fn
 
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--small-images", choices=SMALL_IMAGE_POLICIES, default="pad",
                         help="images smaller than the crop: reflect-pad them, or skip them (counted)")
     parser.add_argument("--workers", type=int, default=4, help="data-loading processes (0: in this process)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="autocast dtype on CUDA (auto: bf16); the CPU always trains in fp32")
     parser.add_argument("--save-every", type=int, default=0, help="also keep epoch_XXX.pt every N epochs (0: no)")
@@ -121,12 +122,143 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path)
                             "choose another --output-dir, or pass --no-resume to start afresh")
 
 
-def _rewrite_metrics(path: Path, last_epoch: int) -> None:
-    """Drop metric lines of epochs after the checkpoint (a crash between the two writes)."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["epoch"] <= last_epoch]
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
+@dataclass
+class TrainingState:
+    """What training updates and a checkpoint restores: the model, its optimizer, lr schedule, fp16 loss scaler,
+    the generator of the sub-sampling masks, and the best validation PSNR so far."""
+
+    model: UNet
+    optimizer: torch.optim.Adam
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    scaler: torch.amp.GradScaler
+    mask_generator: torch.Generator
+    best_psnr: float = -math.inf
+
+    @classmethod
+    def create(cls, args: argparse.Namespace, device: torch.device, precision: str) -> TrainingState:
+        """Seed every RNG, then build the parts in a fixed order (it fixes the initial weights of a seed)."""
+        seed_everything(args.seed)
+        model = UNet(features=args.n_feature).to(device, memory_format=memory_format(device))
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(args.epochs), gamma=args.gamma)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        return cls(model, optimizer, scheduler, scaler, torch_generator("n2n-mask", args.seed))
+
+    def denoise(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model on ``batch`` (any even size), in the memory format of its device."""
+        return apply_padded(self.model, batch.contiguous(memory_format=memory_format(batch.device)))
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One optimizer update from ``loss`` (scaled when training in fp16)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def checkpoint(self, epoch: int, settings: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        """The complete training state after ``epoch``, as saved in last.pt (also best.pt, epoch_XXX.pt)."""
+        return {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.model.state_dict(),
+            "model_config": model_config(self.model), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "mask_generator": self.mask_generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "best_val_psnr": self.best_psnr, "args": settings, "metrics": record,
+        }
+
+
+def restore(state: TrainingState, path: Path, settings: dict[str, Any]) -> int:
+    """Load checkpoint ``path`` (written with the same ``settings``) into ``state`` and the torch RNG; returns the
+    epoch it was saved after."""
+    checkpoint = load_checkpoint(path)
+    _check_resumable(checkpoint["args"], settings, path)
+    state.model.load_state_dict(checkpoint["model"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    state.scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint["scaler"] and state.scaler.is_enabled():  # empty when saved by a run without fp16 (CPU, bf16)
+        state.scaler.load_state_dict(checkpoint["scaler"])
+    state.mask_generator.set_state(checkpoint["mask_generator"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    state.best_psnr = checkpoint["best_val_psnr"]
+    return checkpoint["epoch"]
+
+
+def first_epoch(state: TrainingState, args: argparse.Namespace, settings: dict[str, Any]) -> int:
+    """The first epoch this call trains: 1, or the one after OUT/last.pt (restored into ``state``) when resuming."""
+    path = args.output_dir / LAST
+    if args.no_resume or not path.exists():
+        return 1
+    saved_epoch = restore(state, path, settings)
+    if saved_epoch < args.epochs:
+        print(f"resuming {path} after epoch {saved_epoch}")
+    return saved_epoch + 1
+
+
+def last_epoch(args: argparse.Namespace, first: int) -> int:
+    """The last epoch this call trains: --epochs, or earlier with --stop-after-epochs."""
+    if args.stop_after_epochs:
+        return min(args.epochs, first + args.stop_after_epochs - 1)
+    return args.epochs
+
+
+def usable_images(args: argparse.Namespace) -> ImageSurvey:
+    """The training images (see --small-images); ValueError when they do not fill one batch."""
+    survey = survey_images(args.data_dir, args.patch_size, args.small_images, progress=not args.no_progress)
+    if len(survey.relpaths) < args.batch_size:
+        raise ValueError(f"{args.data_dir} has {len(survey.relpaths)} usable images, fewer than --batch-size "
+                         f"{args.batch_size}")
+    return survey
+
+
+def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args: argparse.Namespace,
+              device: torch.device, precision: str) -> dict[str, Any]:
+    """Train one epoch (then step the lr schedule); returns its metrics record, without validation."""
+    dataset.set_epoch(epoch)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=epoch_order(len(dataset), args.seed, epoch),
+                        num_workers=args.workers, drop_last=True, pin_memory=device.type == "cuda",
+                        worker_init_fn=worker_init_fn)
+    reg_weight = regularizer_weight(epoch, args.epochs, args.increase_ratio)
+    lr = state.optimizer.param_groups[0]["lr"]
+    sums = torch.zeros(3, dtype=torch.float64)
+    steps, started = 0, time.perf_counter()
+    state.model.train()
+    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=args.no_progress, leave=False)
+    for noisy in bar:
+        noisy = noisy.to(device, non_blocking=True)
+        with autocast(device, precision):
+            terms = training_loss(state.denoise, noisy, state.mask_generator, reg_weight, args.lambda_rec,
+                                  args.lambda_reg)
+        values = torch.stack([terms.total.detach(), terms.reconstruction, terms.regularizer]).double().cpu()
+        if not torch.isfinite(values).all():
+            raise TrainingError(f"non-finite loss at epoch {epoch}, step {steps + 1}: total, reconstruction, "
+                                f"regulariser = {values.tolist()}; no checkpoint was written for this epoch")
+        state.step(terms.total)
+        sums += values
+        steps += 1
+        if steps % 20 == 0:
+            bar.set_postfix(loss=f"{sums[0].item() / steps:.5f}")
+    state.scheduler.step()
+    seconds = time.perf_counter() - started
+    return {
+        "epoch": epoch, "loss": sums[0].item() / steps, "loss_rec": sums[1].item() / steps,
+        "loss_reg": sums[2].item() / steps, "reg_weight": reg_weight, "lr": lr, "steps": steps,
+        "images_per_s": steps * args.batch_size / seconds, "seconds": seconds,
+    }
+
+
+def save_epoch(state: TrainingState, epoch: int, record: dict[str, Any], settings: dict[str, Any],
+               args: argparse.Namespace) -> None:
+    """Write the checkpoint of ``epoch``: best.pt when validation improved, epoch_XXX.pt every --save-every
+    epochs, and last.pt (written last, so it never runs ahead of the others)."""
+    improved = "val_psnr" in record and record["val_psnr"] > state.best_psnr
+    if improved:
+        state.best_psnr = record["val_psnr"]
+    checkpoint = state.checkpoint(epoch, settings, record)
+    out: Path = args.output_dir
+    if improved:
+        atomic_torch_save(checkpoint, out / BEST)
+    if args.save_every and epoch % args.save_every == 0:
+        atomic_torch_save(checkpoint, out / f"epoch_{epoch:03d}.pt")
+    atomic_torch_save(checkpoint, out / LAST)
 
 
 def train(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -134,109 +266,31 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     check_args(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    survey = survey_images(args.data_dir, args.patch_size, args.small_images, progress=not args.no_progress)
-    if len(survey.relpaths) < args.batch_size:
-        raise ValueError(f"{args.data_dir} has {len(survey.relpaths)} usable images, fewer than --batch-size "
-                         f"{args.batch_size}")
+    survey = usable_images(args)
     validator = (Validator(args.val_clean, args.val_noise, args.val_seed, args.val_limit)
                  if args.val_clean is not None else None)
     settings = resume_settings(args)
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-
-    seed_everything(args.seed)
-    model = UNet(features=args.n_feature).to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(args.epochs), gamma=args.gamma)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    mask_generator = torch_generator("n2n-mask", args.seed)
-    start_epoch, best_psnr = 1, -math.inf
-    if (out / LAST).exists() and not args.no_resume:
-        state = load_checkpoint(out / LAST)
-        _check_resumable(state["args"], settings, out / LAST)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"] and scaler.is_enabled():  # empty when saved by a run without fp16 (CPU, bf16)
-            scaler.load_state_dict(state["scaler"])
-        mask_generator.set_state(state["mask_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, best_psnr = state["epoch"] + 1, state["best_val_psnr"]
-        _rewrite_metrics(out / METRICS, state["epoch"])
-        if start_epoch <= args.epochs:
-            print(f"resuming {out / LAST} after epoch {state['epoch']}")
-    elif (out / METRICS).exists():
-        (out / METRICS).unlink()
-    if start_epoch > args.epochs:
+    state = TrainingState.create(args, device, precision)
+    first = first_epoch(state, args, settings)
+    # lines written after the checkpoint (a crash between the two writes) belong to epochs this call redoes
+    metrics = JsonlLog(out / METRICS, "epoch", first)
+    if first > args.epochs:
         print(f"{out}: all {args.epochs} epochs are done")
         return []
     atomic_write_json(out / CONFIG, settings | {"device": str(device), "precision": precision,
                                                 "images": len(survey.relpaths), "skipped_small": survey.skipped_small})
     if survey.skipped_small:
         print(f"skipped {survey.skipped_small} image(s) smaller than {args.patch_size} px")
-
     dataset = NoisyCropDataset(args.data_dir, survey.relpaths, args.patch_size, args.seed)
-    fmt = memory_format(device)
-
-    def denoise(batch: torch.Tensor) -> torch.Tensor:
-        return apply_padded(model, batch.contiguous(memory_format=fmt))
-
     records = []
-    last_epoch = args.epochs
-    if args.stop_after_epochs:
-        last_epoch = min(args.epochs, start_epoch + args.stop_after_epochs - 1)
-    for epoch in range(start_epoch, last_epoch + 1):
-        dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=args.batch_size, sampler=epoch_order(len(dataset), args.seed, epoch),
-                            num_workers=args.workers, drop_last=True, pin_memory=device.type == "cuda",
-                            worker_init_fn=worker_init_fn)
-        reg_weight = regularizer_weight(epoch, args.epochs, args.increase_ratio)
-        lr = optimizer.param_groups[0]["lr"]
-        sums = torch.zeros(3, dtype=torch.float64)
-        steps, started = 0, time.perf_counter()
-        model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=args.no_progress, leave=False)
-        for noisy in bar:
-            noisy = noisy.to(device, non_blocking=True)
-            with autocast(device, precision):
-                terms = training_loss(denoise, noisy, mask_generator, reg_weight, args.lambda_rec, args.lambda_reg)
-            values = torch.stack([terms.total.detach(), terms.reconstruction, terms.regularizer]).double().cpu()
-            if not torch.isfinite(values).all():
-                raise TrainingError(f"non-finite loss at epoch {epoch}, step {steps + 1}: total, reconstruction, "
-                                    f"regulariser = {values.tolist()}; no checkpoint was written for this epoch")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            sums += values
-            steps += 1
-            if steps % 20 == 0:
-                bar.set_postfix(loss=f"{sums[0].item() / steps:.5f}")
-        scheduler.step()
-        seconds = time.perf_counter() - started
-        record: dict[str, Any] = {
-            "epoch": epoch, "loss": sums[0].item() / steps, "loss_rec": sums[1].item() / steps,
-            "loss_reg": sums[2].item() / steps, "reg_weight": reg_weight, "lr": lr, "steps": steps,
-            "images_per_s": steps * args.batch_size / seconds, "seconds": seconds,
-        }
+    for epoch in range(first, last_epoch(args, first) + 1):
+        record = run_epoch(state, dataset, epoch, args, device, precision)
         if validator is not None and (epoch % args.val_every == 0 or epoch == args.epochs):
-            record.update(validator.evaluate(model, device, precision))
-        improved = "val_psnr" in record and record["val_psnr"] > best_psnr
-        best_psnr = record["val_psnr"] if improved else best_psnr
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
-            "model_config": model_config(model), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "mask_generator": mask_generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "best_val_psnr": best_psnr, "args": settings, "metrics": record,
-        }
-        with open(out / METRICS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if improved:
-            atomic_torch_save(checkpoint, out / BEST)
-        if args.save_every and epoch % args.save_every == 0:
-            atomic_torch_save(checkpoint, out / f"epoch_{epoch:03d}.pt")
-        atomic_torch_save(checkpoint, out / LAST)
+            record.update(validator.evaluate(state.model, device, precision))
+        metrics.write(record)
+        save_epoch(state, epoch, record, settings, args)
         summary = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float))
         print(f"epoch {epoch}/{args.epochs}: {summary}", flush=True)
         records.append(record)

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from Neighbor2Neighbor.arch_unet import UNet
+from Neighbor2Neighbor.arch_unet import UNet, memory_format
 from Neighbor2Neighbor.inference import denoise_uint8, to_uint8
 from Neighbor2Neighbor.loss import training_loss
 from Neighbor2Neighbor.padding import apply_padded, padded_size, reflect_pad
-from Neighbor2Neighbor.runtime import DEVICES, autocast, memory_format, resolve_device, resolve_precision
 from utils.atomic import atomic_write_json
+from utils.device import autocast, resolve_device, resolve_precision
 from utils.embedded_mnist import load_mnist5k, pad_to
 from utils.noise import noisy_image
 
@@ -123,10 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--denoise-images", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=32, help="our batch for training and denoising")
     parser.add_argument("--features", type=int, default=48)
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     precision = resolve_precision("auto", device)
     if min(args.train_images, args.denoise_images) < args.batch_size:
         parser.error("--train-images and --denoise-images must be at least --batch-size")

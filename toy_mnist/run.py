@@ -24,23 +24,11 @@ from toy_mnist.budget import BUDGET_MODES, PAPER_EPOCHS, PAPER_PROBE_EPOCHS, mak
 from toy_mnist.data import MnistDataError, load_toy_data
 from toy_mnist.experiment import RESULT_NAME, run_repetition
 from toy_mnist.views import PAPER_NOISE_STD
+from utils.device import resolve_device
 from utils.manifest import ManifestMismatch, check_or_write_manifest
 
 DEFAULT_OUT = Path("outputs/toy_mnist")
 SETTINGS_NAME = "settings.json"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA device is an error, not a silent fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise SystemExit(f"--device {name!r}: {error}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return device
 
 
 def repetition_folder(out: Path, seed: int) -> Path:
@@ -84,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
     try:
         data = load_toy_data(args.data_root)
     except (MnistDataError, FileNotFoundError) as error:

@@ -1,0 +1,44 @@
+"""The metrics log of a resumable run: one JSON object per line, appended as the run goes.
+
+A run that resumes from a checkpoint redoes the steps after it, so the lines of those steps (written after the
+checkpoint, before an interruption) are dropped first; so are unreadable (half-written) lines. DINOv2 counts
+steps in iterations, Neighbor2Neighbor in epochs: the step key is named by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from utils.atomic import atomic_write_text
+
+
+def _step(line: str, step_key: str) -> int:
+    try:
+        return int(json.loads(line)[step_key])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # an unreadable line is dropped with the redone steps
+
+
+class JsonlLog:
+    """Append-only JSON-lines file; opening it keeps only the records whose ``step_key`` is below ``resume_step``
+    (``resume_step=0`` empties it: a run that starts afresh)."""
+
+    def __init__(self, path: Path, step_key: str, resume_step: int) -> None:
+        self.path = Path(path)
+        if self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if line.strip() and _step(line, step_key) < resume_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record (flushed at once, so a crash loses at most the line being written)."""
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
