@@ -40,7 +40,7 @@ def launched_world_size() -> int:
 
 def setup(prefer_cuda: bool = True) -> DistributedContext:
     """Initialise the default process group when launched by torchrun with more than one process."""
-    world_size = launched_world_size()
+    n_ranks = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = prefer_cuda and torch.cuda.is_available()
@@ -49,10 +49,10 @@ def setup(prefer_cuda: bool = True) -> DistributedContext:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    if n_ranks > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, device_id=device if use_cuda else None)
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=n_ranks, device_id=device if use_cuda else None)
+    return DistributedContext(rank=rank, world_size=n_ranks, local_rank=local_rank, device=device)
 
 
 def is_enabled() -> bool:
@@ -60,23 +60,21 @@ def is_enabled() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def get_rank() -> int:
-    return dist.get_rank() if is_enabled() else 0
-
-
-def get_world_size() -> int:
+def world_size() -> int:
+    """Number of ranks (1 without a process group)."""
     return dist.get_world_size() if is_enabled() else 1
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op in one process)."""
     if is_enabled():
         dist.barrier()
 
 
-def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
-    """Element-wise maximum over ranks (in place; returns the tensor)."""
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (in place; returns the tensor)."""
     if is_enabled():
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        dist.all_reduce(value)
     return value
 
 

@@ -22,7 +22,7 @@ NOISY_PREFIX="${NOISY_PREFIX:-data/noisy_mini-imagenet}"   # trees NOISY_PREFIX-
 RUNS="${RUNS:-outputs/imagenet100}"                       # training runs
 EVALS="${EVALS:-outputs/imagenet100/eval}"                # evaluation results (one folder per run)
 NOISES="${NOISES:-gauss100 gauss50 gauss255 speckle0.7 speckle1.0 speckle0.4 shot3 shot10 shot1}"
-LAUNCHER="${LAUNCHER:-python -m}"                         # or: torchrun --nproc_per_node=4 -m
+LAUNCHER="${LAUNCHER:-python -m}"                         # or: torchrun --nproc_per_node=4 -m (split on spaces)
 EVAL_LAUNCHER="${EVAL_LAUNCHER:-python -m}"
 CONFIGS="${CONFIGS:-dinov2/configs/train}"
 EPOCHS="${EPOCHS:-200}"                                   # length of the noisy and denoised runs
@@ -31,18 +31,30 @@ SWITCH_EPOCH="${SWITCH_EPOCH:-140}"                       # NC branches off the 
 ABLATION_NOISES="${ABLATION_NOISES:-gauss100}"            # settings that get the ablations below
 ABLATION_SWITCH_EPOCHS="${ABLATION_SWITCH_EPOCHS:-110 120 130 150}"
 NORESTART_ABLATION="${NORESTART_ABLATION:-1}"             # 1: also run the continued-schedule ablation
-TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (section.key=value)
-EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear
+TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (split on spaces)
+EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear (split on spaces)
 # ---------------------------------------------------------------------------
 
 DRY_RUN=0
 
 say() { printf '\n=== %s\n' "$*"; }
 
-run_cmd() {  # print a command, then run it unless --dry-run
-    echo "+ $*"
+# Commands are argument arrays, never strings passed to eval: paths may hold spaces or shell characters.
+# LAUNCHER, EVAL_LAUNCHER, TRAIN_ARGS and EVAL_ARGS are lists of words, split on whitespace (no globbing).
+words() {  # words NAME TEXT: the array NAME holds the whitespace-separated words of TEXT
+    read -r -a "$1" <<< "$2" || true
+}
+words LAUNCH_WORDS "$LAUNCHER"
+words EVAL_LAUNCH_WORDS "$EVAL_LAUNCHER"
+words TRAIN_EXTRA "$TRAIN_ARGS"
+words EVAL_EXTRA "$EVAL_ARGS"
+
+run_cmd() {  # print a command (shell-quoted), then run it unless --dry-run
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
     if [ "$DRY_RUN" = 0 ]; then
-        eval "$@"
+        "$@"
     fi
 }
 
@@ -50,21 +62,22 @@ last_export() {  # last_export RUN_DIR EPOCHS -> the teacher export written at t
     echo "$1/eval/training_$(( $2 * EPOCH_LENGTH - 1 ))/teacher_checkpoint.pth"
 }
 
-train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]
+train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]: EPOCHS of the run (its optim.epochs)
     local run_dir="$1" epochs="$2" config="$3"
     shift 3
     if [ -f "$(last_export "$run_dir" "$epochs")" ]; then
         echo "skip (done): $run_dir"
         return 0
     fi
-    run_cmd "$LAUNCHER dinov2.train --config-file $config --output-dir $run_dir $* $TRAIN_ARGS"
+    run_cmd "${LAUNCH_WORDS[@]}" dinov2.train --config-file "$config" --output-dir "$run_dir" \
+        "optim.epochs=$epochs" "$@" ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 }
 
 evaluate() {  # evaluate RUN_DIR TREE METHOD NOISE EPOCH_OFFSET
     local run_dir="$1" tree="$2" method="$3" noise="$4" offset="$5"
-    run_cmd "$EVAL_LAUNCHER dinov2.eval.linear --run-dir $run_dir --train-dataset $tree/train" \
-        "--val-dataset $tree/val --output-dir $EVALS/$(basename "$run_dir") --method $method --noise $noise" \
-        "--epoch-offset $offset $EVAL_ARGS"
+    run_cmd "${EVAL_LAUNCH_WORDS[@]}" dinov2.eval.linear --run-dir "$run_dir" --train-dataset "$tree/train" \
+        --val-dataset "$tree/val" --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise "$noise" \
+        --epoch-offset "$offset" ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
 }
 
 check_tree() {
@@ -79,22 +92,20 @@ denoised_run() {  # the N2N+DINOv2 run of a setting (NC and NCT branch off it)
     local run_dir="$RUNS/$noise-$EPOCHS-denoised"
     check_tree "$denoised"
     say "$noise: N2N+DINOv2 on $denoised -> $run_dir"
-    train "$run_dir" "$EPOCHS" "$CONFIGS/imagenet100_denoised.yaml" "train.dataset_path=$denoised" \
-        "optim.epochs=$EPOCHS"
+    train "$run_dir" "$EPOCHS" "$CONFIGS/imagenet100_denoised.yaml" "train.dataset_path=$denoised"
     evaluate "$run_dir" "$denoised" n2n_dinov2 "$noise" 0
 }
 
 nc_run() {  # nc_run NOISE SWITCH_EPOCH [restart|norestart]
     local noise="$1" switch="$2" mode="${3:-restart}" noisy="$NOISY_PREFIX-$1"
     local source="$RUNS/$noise-$EPOCHS-denoised" epochs=$(( EPOCHS - $2 ))
-    local run_dir="$RUNS/$noise-nc-$switch" restart=true
+    local run_dir="$RUNS/$noise-nc-$switch" recipe="$CONFIGS/imagenet100_nc.yaml"
     if [ "$mode" = norestart ]; then
         run_dir="$run_dir-norestart"
-        restart=false
+        recipe="$CONFIGS/imagenet100_nc_norestart.yaml"
     fi
     say "$noise: NC ($mode), denoised epochs 0-$switch then noisy epochs $switch-$EPOCHS -> $run_dir"
-    train "$run_dir" "$epochs" "$CONFIGS/imagenet100_nc.yaml" "train.dataset_path=$noisy" \
-        "'curriculum.phases=[{dataset_path: \"$noisy\", epochs: $epochs, restart_schedules: $restart, init_from: \"$source@$switch\"}]'"
+    train "$run_dir" "$epochs" "$recipe" "train.dataset_path=$noisy" "curriculum.branch_from=$source@$switch"
     evaluate "$run_dir" "$noisy" nc "$noise" "$switch"
 }
 
@@ -119,8 +130,7 @@ for noise in $NOISES; do
     noisy="$NOISY_PREFIX-$noise"
     check_tree "$noisy"
     say "$noise: DINOv2 on $noisy -> $RUNS/$noise-$EPOCHS"
-    train "$RUNS/$noise-$EPOCHS" "$EPOCHS" "$CONFIGS/imagenet100_vits16.yaml" "train.dataset_path=$noisy" \
-        "optim.epochs=$EPOCHS"
+    train "$RUNS/$noise-$EPOCHS" "$EPOCHS" "$CONFIGS/imagenet100_vits16.yaml" "train.dataset_path=$noisy"
     evaluate "$RUNS/$noise-$EPOCHS" "$noisy" dinov2 "$noise" 0
     denoised_run "$noise"
     nc_run "$noise" "$SWITCH_EPOCH"

@@ -23,8 +23,7 @@ nct_run() {  # nct_run NOISE WEIGHT
     check_tree "$noisy"
     say "$noise: NCT (weight $weight), denoised epochs 0-$SWITCH_EPOCH then noisy epochs $SWITCH_EPOCH-$EPOCHS -> $run_dir"
     train "$run_dir" "$epochs" "$CONFIGS/imagenet100_nct.yaml" "train.dataset_path=$noisy" \
-        "nct.denoised_dataset_path=$denoised" "nct.weight=$weight" \
-        "'curriculum.phases=[{dataset_path: \"$noisy\", epochs: $epochs, init_from: \"$source@$SWITCH_EPOCH\", nct: true, denoised_dataset_path: \"$denoised\"}]'"
+        "nct.denoised_dataset_path=$denoised" "nct.weight=$weight" "curriculum.branch_from=$source@$SWITCH_EPOCH"
     evaluate "$run_dir" "$noisy" nct "$noise" "$SWITCH_EPOCH"
 }
 

@@ -80,25 +80,28 @@ python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --de
 python Neighbor2Neighbor/denoise.py --weights "$OUT/n2n/last.pt" --src "$RETRIEVAL/toy_retrieval" \
     --dst "$RETRIEVAL_DENOISED/toy_retrieval" --revisitop-noise "$NOISE" --workers 0 --no-progress
 
-train() {  # train RUN_DIR DATASET [override ...]
-    local run_dir="$1" dataset="$2"; shift 2
-    python -m dinov2.train --config-file "$DINO_CONFIG" --output-dir "$run_dir" "train.dataset_path=$dataset" \
+train() {  # train RUN_DIR DATASET [--branch nc|nct] [override ...]
+    local run_dir="$1" dataset="$2" configs=(--config-file "$DINO_CONFIG"); shift 2
+    if [ "${1:-}" = --branch ]; then  # the recipe's size and data settings, then the branch recipe over them
+        configs+=(--config-file "dinov2/configs/train/branch_$2.yaml"); shift 2
+    fi
+    python -m dinov2.train "${configs[@]}" --output-dir "$run_dir" "train.dataset_path=$dataset" \
         "optim.epochs=$EPOCHS" "train.seed=$SEED" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
 }
-branch() {  # branch RUN_DIR [nct]: NC_EPOCHS noisy epochs from the denoised run at SWITCH_EPOCH
-    local run_dir="$1" nct=false extra=()
-    if [ "${2:-}" = nct ]; then
-        nct=true
-        extra=(nct.enabled=true "nct.weight=$NCT_WEIGHT" "nct.denoised_dataset_path=$DENOISED")
+branch() {  # branch RUN_DIR nc|nct: NC_EPOCHS noisy epochs from the denoised run at SWITCH_EPOCH
+    local run_dir="$1" kind="$2" extra=()
+    if [ "$kind" = nct ]; then
+        extra=("nct.weight=$NCT_WEIGHT" "nct.denoised_dataset_path=$DENOISED")
     fi
-    train "$run_dir" "$NOISY" "evaluation.eval_period_iterations=$EPOCH_ITERS" ${extra[@]+"${extra[@]}"} \
-        "curriculum.phases=[{dataset_path: \"$NOISY\", epochs: $NC_EPOCHS, restart_schedules: true, init_from: \"$OUT/dinov2_denoised@$SWITCH_EPOCH\", nct: $nct, denoised_dataset_path: \"$DENOISED\"}]"
+    train "$run_dir" "$NOISY" --branch "$kind" "optim.epochs=$NC_EPOCHS" \
+        "curriculum.branch_from=$OUT/dinov2_denoised@$SWITCH_EPOCH" "evaluation.eval_period_iterations=$EPOCH_ITERS" \
+        ${extra[@]+"${extra[@]}"}
 }
 
 step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs 0-$SWITCH_EPOCH, then $NC_EPOCHS noisy)"
 train "$OUT/dinov2_noisy" "$NOISY"
 train "$OUT/dinov2_denoised" "$DENOISED"
-branch "$OUT/nc"
+branch "$OUT/nc" nc
 branch "$OUT/nct" nct
 
 step "5. linear probe and k-NN of every teacher export (noisy val; denoised val for the N2N arm, as the paper)"

@@ -12,7 +12,7 @@ from dinov2.utils.checkpoint import export_teacher
 from dinov2.utils.config import config_to_yaml, load_config
 from utils.image_io import save_png_atomic
 
-TINY_OVERRIDES = ("student.arch=vit_tiny", "student.patch_size=8", "crops.global_crops_size=32",
+TINY_OVERRIDES = ("student.arch=vit_tiny_4blocks", "student.patch_size=8", "crops.global_crops_size=32",
                   "train.OFFICIAL_EPOCH_LENGTH=10")
 
 

@@ -116,3 +116,40 @@ def test_every_default_key_is_read_by_the_code():
     dead = [key for key in _leaf_keys(defaults)
             if f".{key.rsplit('.', 1)[-1]}" not in source and f'"{key.rsplit(".", 1)[-1]}"' not in source]
     assert dead == []
+
+
+def test_recipes_build_on_base_files_and_several_config_files_merge_in_order(tmp_path):
+    (tmp_path / "size.yaml").write_text("student:\n  patch_size: 8\noptim:\n  epochs: 7\n")
+    (tmp_path / "more.yaml").write_text("optim:\n  epochs: 9\n  warmup_epochs: 2\n")
+    (tmp_path / "sub").mkdir()
+    recipe = tmp_path / "sub" / "recipe.yaml"
+    recipe.write_text("_base_: [../size.yaml, ../more.yaml]\noptim:\n  warmup_epochs: 3\n")
+    cfg = load_config(recipe)  # bases in order, then the recipe's own keys
+    assert (cfg.student.patch_size, cfg.optim.epochs, cfg.optim.warmup_epochs) == (8, 9, 3)
+    cfg = load_config([recipe, tmp_path / "size.yaml"], ["optim.warmup_epochs=1"])
+    assert (cfg.optim.epochs, cfg.optim.warmup_epochs) == (7, 1)
+
+
+def test_base_file_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("_base_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("_base_: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("_base_: {x: 1}\n")
+    with pytest.raises(ConfigError, match="_base_"):
+        load_config(tmp_path / "d.yaml")
+
+
+def test_branch_recipes_combine_with_a_size_recipe():
+    tiny = CONFIGS_DIR / "train" / "tiny_cpu.yaml"
+    cfg = load_config([tiny, CONFIGS_DIR / "train" / "branch_nct.yaml"],
+                      ["optim.epochs=3", "train.dataset_path=data/noisy", "curriculum.branch_from=runs/den@7",
+                       "nct.denoised_dataset_path=data/den"])
+    from dinov2.train.curriculum import build_phases
+
+    (phase,) = build_phases(cfg)
+    assert (phase.epochs, phase.init_from, phase.nct, phase.denoised_dataset_path) == (3, "runs/den@7", True, "data/den")
+    assert cfg.student.arch == "vit_tiny_4blocks" and cfg.nct.enabled

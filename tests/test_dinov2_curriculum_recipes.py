@@ -10,7 +10,8 @@ from dinov2.utils.config import CONFIGS_DIR, ConfigError, derived_values, load_c
 from dinov2.utils.schedules import build_schedules
 
 RECIPES = sorted((CONFIGS_DIR / "train").glob("*.yaml"))
-BRANCHING = {"imagenet100_nc", "imagenet100_nc_norestart", "imagenet100_nct", "imagenet1k_nc", "imagenet1k_nct"}
+BRANCHING = {"branch_nc", "branch_nct", "imagenet100_nc", "imagenet100_nc_norestart", "imagenet100_nct", "imagenet1k_nc",
+             "imagenet1k_nct"}
 FILL = ["curriculum.branch_from=runs/denoised@140", "nct.denoised_dataset_path=data/denoised"]
 
 

@@ -7,14 +7,17 @@ import torch
 from omegaconf import OmegaConf
 
 from dinov2.layers import DINOHead
-from dinov2.models import DinoVisionTransformer, build_model_from_cfg, vit_base, vit_small, vit_tiny
+from dinov2.models import (DinoVisionTransformer, VIT_FACTORIES, build_model_from_cfg, vit_base, vit_small, vit_tiny,
+                           vit_tiny_4blocks)
+from dinov2.models.vision_transformer import FFN_MODULES
+from dinov2.utils.choices import FFN_LAYERS, VIT_SIZES
 
 
 def _tiny(**kwargs) -> DinoVisionTransformer:
     torch.manual_seed(0)
     settings = {"patch_size": 8, "img_size": 32, "depth": 2, "embed_dim": 48}
     settings.update(kwargs)
-    return vit_tiny(**settings).eval()
+    return vit_tiny_4blocks(**settings).eval()
 
 
 def test_forward_shapes_and_training_dicts():
@@ -34,11 +37,17 @@ def test_forward_shapes_and_training_dicts():
 
 def test_named_sizes():
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        small, base, tiny = vit_small(), vit_base(patch_size=16), vit_tiny()
+        small, base, tiny, tiny4 = vit_small(), vit_base(patch_size=16), vit_tiny(), vit_tiny_4blocks()
     assert (small.embed_dim, small.n_blocks, small.num_heads, len(small.blocks)) == (384, 12, 6, 12)
     assert (base.embed_dim, base.n_blocks, base.patch_size) == (768, 12, 16)
     assert base.blocks[0].mlp.fc1.out_features == 4 * 768
-    assert tiny.embed_dim == 192
+    assert (tiny.embed_dim, tiny.n_blocks, tiny.num_heads) == (192, 12, 3)  # the usual ViT-Ti of DeiT, DINO, timm
+    assert (tiny4.embed_dim, tiny4.n_blocks, tiny4.num_heads) == (192, 4, 3)
+
+
+def test_config_choices_match_the_builders():
+    assert set(VIT_FACTORIES) == set(VIT_SIZES)
+    assert set(FFN_MODULES) == set(FFN_LAYERS)
 
 
 def test_position_embedding_interpolates_to_other_sizes():
@@ -116,7 +125,7 @@ def test_state_dict_keys_are_plain_and_load_strictly():
 
 def test_build_model_from_cfg_reads_student_section():
     cfg = OmegaConf.create({
-        "student": {"arch": "vit_tiny", "patch_size": 8, "drop_path_rate": 0.2, "drop_path_uniform": True,
+        "student": {"arch": "vit_tiny_4blocks", "patch_size": 8, "drop_path_rate": 0.2, "drop_path_uniform": True,
                     "layerscale": 1e-5, "ffn_layer": "mlp", "qkv_bias": True, "proj_bias": True,
                     "ffn_bias": True, "num_register_tokens": 1, "interpolate_antialias": False,
                     "interpolate_offset": 0.1, "block_chunks": 0},

@@ -13,7 +13,7 @@ from PIL import Image
 from dinov2.data import PairedDataAugmentationDINO
 from dinov2.train.data_setup import build_collate
 from dinov2.train.run_files import read_metrics
-from dinov2.train.ssl_meta_arch import SSLMetaArch
+from dinov2.train.nct import NCTMetaArch
 from dinov2.train.train import main
 from dinov2.utils.checkpoint import load_checkpoint
 from dinov2.utils.config import CONFIGS_DIR, load_config
@@ -115,7 +115,7 @@ def test_nct_loss_is_the_sum_of_its_terms_by_hand(head):
     cfg = load_config(SMOKE, ["student.patch_size=4", "nct.enabled=true", f"nct.head={head}",
                               "ibot.mask_sample_probability=1.0"])
     torch.manual_seed(0)
-    model = SSLMetaArch(cfg)
+    model = NCTMetaArch(cfg)
     model.train()
     model.nct.copy_from_live(model)
     with torch.no_grad():  # make the frozen teacher, its heads and its centers differ from the live ones

@@ -73,26 +73,33 @@ def pretrain(
         views = [clean_on_device] * 2 if clean_on_device is not None else [
             v.to(device) for v in _views(images, noise_std, seed, arm, epoch)
         ]
-        sums = torch.zeros(3, device=device)
-        batches = 0
-        for first in range(0, len(order), batch_size):
-            index = order[first:first + batch_size].to(device)
-            z = [model(augment_batch(v[index].view(-1, 1, IMAGE_SIDE, IMAGE_SIDE), augment_rng)) for v in views]
-            terms = torch.stack(toy_ssl_loss(z[0], z[1]))
-            # Checked before the step, so non-finite values never reach the weights or a checkpoint.
-            _check_finite(terms.detach(), arm, epoch, batches)
-            optimizer.zero_grad(set_to_none=True)
-            terms[0].backward()
-            optimizer.step()
-            sums += terms.detach()
-            batches += 1
-        means = (sums / max(batches, 1)).tolist()
+        means = _train_epoch(model, optimizer, views, order, augment_rng, batch_size, arm, epoch)
         for name, value in zip(history, means):
             history[name].append(value)
         bar.set_postfix(loss=f"{means[0]:.4f}")
         if epoch in saves:
             atomic_torch_save(model.state_dict(), checkpoint_path(checkpoint_dir, arm, epoch))
     return {"epochs": epochs, "wall_s": time.perf_counter() - start, **history}
+
+
+def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor],
+                 order: torch.Tensor, augment_rng: torch.Generator, batch_size: int, arm: str,
+                 epoch: int) -> list[float]:
+    """One pass over ``order`` in batches; the mean (loss, invariance, covariance) of the epoch."""
+    sums = torch.zeros(3, device=views[0].device)
+    batches = 0
+    for first in range(0, len(order), batch_size):
+        index = order[first:first + batch_size].to(views[0].device)
+        z = [model(augment_batch(v[index].view(-1, 1, IMAGE_SIDE, IMAGE_SIDE), augment_rng)) for v in views]
+        terms = torch.stack(toy_ssl_loss(z[0], z[1]))
+        # Checked before the step, so non-finite values never reach the weights or a checkpoint.
+        _check_finite(terms.detach(), arm, epoch, batches)
+        optimizer.zero_grad(set_to_none=True)
+        terms[0].backward()
+        optimizer.step()
+        sums += terms.detach()
+        batches += 1
+    return (sums / max(batches, 1)).tolist()
 
 
 def _check_finite(terms: torch.Tensor, arm: str, epoch: int, batch: int) -> None:

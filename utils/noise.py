@@ -32,7 +32,6 @@ PAPER_NOISE_SETTINGS: tuple[str, ...] = (
     "shot10", "shot3", "shot1",
     "speckle0.4", "speckle0.7", "speckle1.0",
 )
-FAMILIES = ("gauss", "shot", "speckle")
 QUANTIZATION_MODES = ("truncate", "round")
 _SETTING_PATTERN = re.compile(r"^(gauss|shot|speckle)(\d+(?:\.\d*)?|\.\d+)$")
 

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 from PIL import Image
 
 from dinov2.data.crops import CropRecipe
+from dinov2.utils.choices import BLUR_MODES
 
-BLUR_MODES: dict[str, tuple[float, float, float]] = {"upstream": (0.0, 0.9, 0.5), "literal": (1.0, 0.1, 0.5)}
 SOLARIZE_PROBABILITY_CROP2 = 0.2
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from dinov2.models.vision_transformer import DinoVisionTransformer
-from dinov2.models.vits import VIT_FACTORIES, vit_base, vit_giant2, vit_large, vit_small, vit_tiny
+from dinov2.models.vits import VIT_FACTORIES, vit_base, vit_giant2, vit_large, vit_small, vit_tiny, vit_tiny_4blocks
 
-__all__ = ["DinoVisionTransformer", "VIT_FACTORIES", "vit_tiny", "vit_small", "vit_base", "vit_large", "vit_giant2",
-           "build_model", "build_model_from_cfg"]
+__all__ = ["DinoVisionTransformer", "VIT_FACTORIES", "vit_tiny_4blocks", "vit_tiny", "vit_small", "vit_base",
+           "vit_large", "vit_giant2", "build_model", "build_model_from_cfg"]
 
 
 def _get(args: Any, key: str, default: Any) -> Any:
@@ -22,7 +22,7 @@ def build_model(args: Any, only_teacher: bool = False, img_size: int = 224) -> t
 
     The teacher has no stochastic depth. Unknown architectures raise ``ValueError`` naming ``student.arch``.
     """
-    arch = str(_get(args, "arch", "vit_small")).removesuffix("_memeff")
+    arch = str(_get(args, "arch", "vit_small"))
     if arch not in VIT_FACTORIES:
         raise ValueError(f"student.arch: unknown architecture {arch!r}; expected one of {sorted(VIT_FACTORIES)}")
     layerscale = _get(args, "layerscale", 1e-5)
@@ -31,7 +31,6 @@ def build_model(args: Any, only_teacher: bool = False, img_size: int = 224) -> t
         "patch_size": int(_get(args, "patch_size", 16)),
         "init_values": float(layerscale) if layerscale else None,
         "ffn_layer": _get(args, "ffn_layer", "mlp"),
-        "block_chunks": _get(args, "block_chunks", 0),
         "qkv_bias": bool(_get(args, "qkv_bias", True)),
         "proj_bias": bool(_get(args, "proj_bias", True)),
         "ffn_bias": bool(_get(args, "ffn_bias", True)),

@@ -1,7 +1,7 @@
 """The DINOv2 vision transformer: patch tokens, class token, optional registers, iBOT mask token.
 
-State-dict keys are plain (``blocks.<i>.attn.qkv.weight``, ...) and identical to upstream DINOv2 with
-``block_chunks=0``, whatever performance options are used, so exported teachers load strictly anywhere.
+State-dict keys are plain (``blocks.<i>.attn.qkv.weight``, ...) and identical to upstream DINOv2's unchunked
+layout, whatever performance options are used, so exported teachers load strictly anywhere.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from torch.nn.init import trunc_normal_
 
 from dinov2.layers import Mlp, NestedTensorBlock, PatchEmbed, SwiGLUFFN
 
-FFN_LAYERS = {"mlp": Mlp, "swiglu": SwiGLUFFN, "swiglufused": SwiGLUFFN}
-
 
 def _identity_ffn(*args: Any, **kwargs: Any) -> nn.Module:
     return nn.Identity()
+
+
+# the builders of dinov2.utils.choices.FFN_LAYERS (a test keeps the two in step)
+FFN_MODULES = {"mlp": Mlp, "swiglu": SwiGLUFFN, "swiglufused": SwiGLUFFN, "identity": _identity_ffn}
+NORM_LAYER = partial(nn.LayerNorm, eps=1e-6)
 
 
 class DinoVisionTransformer(nn.Module):
@@ -46,12 +49,10 @@ class DinoVisionTransformer(nn.Module):
         num_register_tokens: int = 0,
         interpolate_antialias: bool = False,
         interpolate_offset: float = 0.1,
-        block_chunks: int = 0,
     ) -> None:
-        """``block_chunks`` is accepted for config compatibility and ignored: blocks are never regrouped."""
         super().__init__()
-        if ffn_layer not in FFN_LAYERS and ffn_layer != "identity":
-            raise ValueError(f"ffn_layer must be one of {sorted(FFN_LAYERS) + ['identity']}, got {ffn_layer!r}")
+        if ffn_layer not in FFN_MODULES:
+            raise ValueError(f"ffn_layer must be one of {sorted(FFN_MODULES)}, got {ffn_layer!r}")
         if img_size % patch_size != 0:
             raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
         if num_register_tokens < 0:
@@ -72,19 +73,15 @@ class DinoVisionTransformer(nn.Module):
         self.register_tokens = (
             nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
         )
+        # on the CPU explicitly: under a ``torch.device("meta")`` context the rates must still be real numbers
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         if drop_path_uniform:
             rates = [drop_path_rate] * depth
-        else:
-            rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
-        ffn = _identity_ffn if ffn_layer == "identity" else FFN_LAYERS[ffn_layer]
-        norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        self.blocks = nn.ModuleList(
-            NestedTensorBlock(dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                              proj_bias=proj_bias, ffn_bias=ffn_bias, drop_path=rate, norm_layer=norm_layer,
-                              act_layer=nn.GELU, ffn_layer=ffn, init_values=init_values)
-            for rate in rates
-        )
-        self.norm = norm_layer(embed_dim)
+        block = partial(NestedTensorBlock, dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                        qkv_bias=qkv_bias, proj_bias=proj_bias, ffn_bias=ffn_bias, norm_layer=NORM_LAYER,
+                        act_layer=nn.GELU, ffn_layer=FFN_MODULES[ffn_layer], init_values=init_values)
+        self.blocks = nn.ModuleList(block(drop_path=rate) for rate in rates)
+        self.norm = NORM_LAYER(embed_dim)
         self.head = nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
         self.init_weights()

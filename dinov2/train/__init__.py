@@ -6,8 +6,8 @@ Names are imported on first use, so that ``python -m dinov2.train`` can reject a
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"SSLMetaArch": "ssl_meta_arch", "StudentOutputs": "ssl_meta_arch", "TeacherTargets": "ssl_meta_arch",
-            "Trainer": "trainer"}
+_EXPORTS = {"SSLMetaArch": "ssl_meta_arch", "StudentOutputs": "ssl_meta_arch", "TeacherTargets": "teacher_targets",
+            "NCTMetaArch": "nct", "Trainer": "trainer"}
 
 __all__ = list(_EXPORTS)
 

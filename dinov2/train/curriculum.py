@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dinov2.utils.checks import check_dataset_root
 from dinov2.utils.config import ConfigError
 from dinov2.utils.schedules import Schedules, build_schedules
 
@@ -172,8 +173,6 @@ _FIELDS = ("lr", "last_layer_lr", "weight_decay", "momentum", "teacher_temp")
 
 def check_curriculum(cfg: DictConfig) -> list[Phase]:
     """Phases, their trees and every referenced checkpoint exist; raises :class:`ConfigError` naming the key."""
-    from dinov2.utils.checks import check_dataset_root
-
     phases = build_phases(cfg)
     explicit = bool(cfg.curriculum.phases)
     epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH

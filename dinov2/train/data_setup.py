@@ -7,6 +7,7 @@ seeds; the main process's global generators (drop path) are never touched by dat
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
@@ -84,26 +85,18 @@ def build_phase_dataset(cfg: DictConfig, phase: "Phase") -> ImageFolderDataset:
 
 
 def build_collate(cfg: DictConfig) -> SeededCollate:
+    """The training collate of ``cfg``: crops stacked, iBOT masks drawn from the batch's sample seeds."""
     side, n_tokens = n_patch_tokens(cfg)
     mask_generator = MaskingGenerator(input_size=(side, side), max_num_patches=int(0.5 * side * side))
-    return SeededCollate(
-        _CollateArgs(
-            mask_ratio_tuple=tuple(cfg.ibot.mask_ratio_min_max),
-            mask_probability=cfg.ibot.mask_sample_probability,
-            n_tokens=n_tokens,
-            mask_generator=mask_generator,
-        )
-    )
-
-
-class _CollateArgs:
-    """``collate_data_and_cast`` with fixed arguments (a class rather than a lambda so workers can pickle it)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-
-    def __call__(self, samples: list, generator: int) -> dict:
-        return collate_data_and_cast(samples, dtype=torch.float32, generator=generator, **self.kwargs)
+    # a partial of a module-level function, not a lambda, so that loader workers can pickle it
+    return SeededCollate(functools.partial(
+        collate_data_and_cast,
+        mask_ratio_tuple=tuple(cfg.ibot.mask_ratio_min_max),
+        mask_probability=cfg.ibot.mask_sample_probability,
+        dtype=torch.float32,
+        n_tokens=n_tokens,
+        mask_generator=mask_generator,
+    ))
 
 
 def build_data_loader(

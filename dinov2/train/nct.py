@@ -1,43 +1,53 @@
-"""The NCT regulariser's frozen denoised teacher: a backbone (and heads) frozen at a checkpoint, with its own centers.
+"""The NCT regulariser: a frozen denoised teacher anchoring the student's noisy embeddings.
 
-Its targets come from the *denoised* global crops (pixel-aligned with the noisy ones, so the iBOT mask positions
-stay valid), centered with its own DINO / iBOT centers and sharpened with the scheduled teacher temperature.
+:class:`FrozenDenoisedTeacher` is a backbone (and heads) frozen at a checkpoint, with its own centers. Its targets
+come from the *denoised* global crops (pixel-aligned with the noisy ones, so the iBOT mask positions stay valid),
+centered with its own DINO / iBOT centers and sharpened with the scheduled teacher temperature.
 ``nct.head=live`` (the paper's behaviour) projects the frozen backbone's tokens with the live EMA teacher's heads;
 ``frozen`` uses the frozen teacher's own heads. It is never in the optimizer, never EMA-updated, always in eval
 mode; on CUDA it runs under the training autocast dtype, on the CPU in fp32.
+
+:class:`NCTMetaArch` is :class:`~dinov2.train.ssl_meta_arch.SSLMetaArch` plus that teacher (``nct.*`` keys of
+the checkpoints): in an NCT phase, ``weight`` x the DINO local, DINO global and iBOT terms against the frozen
+teacher's targets are added for the same student outputs.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import Callable, Mapping, Optional
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from dinov2.loss import DINOLoss, iBOTPatchLoss
+from dinov2.train.ssl_meta_arch import SSLMetaArch
+from dinov2.train.teacher_targets import TeacherTargets, targets_from_scores, teacher_head_scores
+from dinov2.utils.choices import NCT_HEADS
 
-if TYPE_CHECKING:
-    from dinov2.train.ssl_meta_arch import SSLMetaArch, TeacherTargets
-
-HEAD_CHOICES = ("live", "frozen")
 TEACHER_PREFIX = "teacher."
+NCT_PREFIX = "nct."
 
 
 class FrozenDenoisedTeacher(nn.Module):
-    """``teacher`` (backbone + heads, same shapes as the EMA teacher), ``dino_loss`` / ``ibot_patch_loss``
-    (the regulariser's centers) and ``initialized`` (0 until weights were set, saved with the model)."""
+    """``teacher`` (backbone + heads, shaped as ``live_teacher``), ``dino_loss`` / ``ibot_patch_loss`` (the
+    regulariser's centers) and ``initialized`` (0 until weights were set, saved with the model)."""
 
-    def __init__(self, meta: "SSLMetaArch") -> None:
+    def __init__(self, cfg: DictConfig, live_teacher: nn.ModuleDict, dino_prototypes: int,
+                 ibot_prototypes: int) -> None:
         super().__init__()
-        cfg = meta.cfg
-        if cfg.nct.head not in HEAD_CHOICES:
-            raise ValueError(f"nct.head must be one of {HEAD_CHOICES}, got {cfg.nct.head!r}")
+        if cfg.nct.head not in NCT_HEADS:
+            raise ValueError(f"nct.head must be one of {NCT_HEADS}, got {cfg.nct.head!r}")
         self.head_mode = cfg.nct.head
         self.update_centers = bool(cfg.nct.update_centers)
-        self.teacher = copy.deepcopy(meta.teacher)  # no random draw: the run's RNG stream is unchanged
-        self.dino_loss = DINOLoss(meta.dino_loss.center.shape[-1])
-        self.ibot_patch_loss = iBOTPatchLoss(meta.ibot_patch_loss.center.shape[-1])
+        self.centering = cfg.train.centering
+        self.do_dino = cfg.dino.loss_weight > 0
+        self.do_ibot = cfg.ibot.loss_weight > 0
+        self.ibot_separate_head = cfg.ibot.separate_head
+        self.teacher = copy.deepcopy(live_teacher)  # no random draw: the run's RNG stream is unchanged
+        self.dino_loss = DINOLoss(dino_prototypes)
+        self.ibot_patch_loss = iBOTPatchLoss(ibot_prototypes)
         self.register_buffer("initialized", torch.zeros((), dtype=torch.int64))
         self.freeze()
 
@@ -56,12 +66,12 @@ class FrozenDenoisedTeacher(nn.Module):
         return bool(self.initialized.item())
 
     @torch.no_grad()
-    def copy_from_live(self, meta: "SSLMetaArch") -> None:
-        """Freeze the current EMA teacher and its centers (the default: the teacher at the end of the denoised
-        phase, or of the ``init_from`` checkpoint)."""
-        self.teacher.load_state_dict(meta.teacher.state_dict())
-        self.dino_loss.center.copy_(meta.dino_loss.center)
-        self.ibot_patch_loss.center.copy_(meta.ibot_patch_loss.center)
+    def copy_from_live(self, model: SSLMetaArch) -> None:
+        """Freeze the current EMA teacher of ``model`` and its centers (the default: the teacher at the end of the
+        denoised phase, or of the ``init_from`` checkpoint)."""
+        self.teacher.load_state_dict(model.teacher.state_dict())
+        self.dino_loss.center.copy_(model.dino_loss.center)
+        self.ibot_patch_loss.center.copy_(model.ibot_patch_loss.center)
         self.initialized.fill_(1)
         self.freeze()
 
@@ -83,21 +93,51 @@ class FrozenDenoisedTeacher(nn.Module):
         self.freeze()
 
     @torch.no_grad()
-    def targets(self, meta: "SSLMetaArch", batch: dict, teacher_temp: float) -> "TeacherTargets":
-        """Targets of the frozen backbone on the denoised global crops, with the regulariser's centers."""
+    def targets(self, batch: dict, teacher_temp: float, live_heads: Mapping[str, Callable]) -> TeacherTargets:
+        """Targets of the frozen backbone on the denoised global crops, with the regulariser's centers;
+        ``live_heads`` are the EMA teacher's heads (used with ``nct.head=live``)."""
         if not self.is_initialized:
             raise RuntimeError("the NCT frozen teacher was never given weights")
         if "collated_global_crops_denoised" not in batch:
             raise KeyError("an NCT step needs 'collated_global_crops_denoised' (a paired noisy/denoised dataset)")
-        heads = meta.teacher_forward if self.head_mode == "live" else dict(self.teacher.items())
-        scores = meta.teacher_head_outputs(
-            batch["collated_global_crops_denoised"], batch, backbone=self.teacher["backbone"], heads=heads
+        heads = live_heads if self.head_mode == "live" else dict(self.teacher.items())
+        scores = teacher_head_scores(
+            self.teacher["backbone"], heads, batch["collated_global_crops_denoised"],
+            batch["mask_indices_list"] if self.do_ibot else None, self.do_dino, self.ibot_separate_head,
         )
-        return meta.targets_from_scores(
-            scores, batch, teacher_temp, self.dino_loss, self.ibot_patch_loss, update_centers=self.update_centers
-        )
+        return targets_from_scores(scores, self.centering, teacher_temp, self.dino_loss, self.ibot_patch_loss,
+                                   batch.get("n_masked_patches"), update_centers=self.update_centers)
+
+
+class NCTMetaArch(SSLMetaArch):
+    """SSLMetaArch with the NCT frozen denoised teacher as ``nct`` (built when ``nct.enabled``)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__(cfg)
+        self.nct = FrozenDenoisedTeacher(cfg, self.teacher, self.dino_loss.center.shape[-1],
+                                         self.ibot_patch_loss.center.shape[-1])
+
+    def compute_losses(self, batch: dict, teacher_temp: float,
+                       nct_weight: Optional[float] = None) -> dict[str, torch.Tensor]:
+        """The plain terms, plus (with ``nct_weight``: an NCT phase) ``nct_<term>`` = weight x the DINO local,
+        DINO global and iBOT terms against the frozen teacher's targets, for the same student outputs."""
+        if nct_weight is None:
+            return super().compute_losses(batch, teacher_temp)
+        targets = self.teacher_targets(batch, teacher_temp)
+        nct_targets = self.nct.targets(batch, teacher_temp, self.teacher_forward)
+        student = self.student_outputs(batch)
+        terms = self.loss_terms(student, targets, batch)
+        for name, value in self.loss_terms(student, nct_targets, batch).items():
+            if name != "koleo_loss":
+                terms[f"nct_{name}"] = nct_weight * value
+        return terms
+
+
+def build_meta_arch(cfg: DictConfig) -> SSLMetaArch:
+    """:class:`NCTMetaArch` when ``nct.enabled``, else :class:`SSLMetaArch`."""
+    return NCTMetaArch(cfg) if cfg.nct.enabled else SSLMetaArch(cfg)
 
 
 def split_model_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The keys of a checkpoint's model dict that ``init_from`` loads: everything but the frozen NCT teacher."""
-    return {key: value for key, value in model_state.items() if not key.startswith("nct.")}
+    return {key: value for key, value in model_state.items() if not key.startswith(NCT_PREFIX)}

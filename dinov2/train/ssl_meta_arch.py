@@ -1,11 +1,11 @@
 """SSLMetaArch: student and EMA teacher (backbone + heads), the DINO / iBOT / KoLeo losses and the EMA update.
 
-The loss is computed in small steps so that extra targets (another teacher) can be added without touching the
-others: :meth:`teacher_targets` (teacher forward, centering or Sinkhorn-Knopp), :meth:`student_outputs`
-(student forward through backbone and heads), :meth:`loss_terms` (the weighted terms). Backward and the
-optimizer step belong to the training loop. Crop handling follows upstream DINOv2: teacher class tokens of the
-two global crops are swapped so that each global crop is matched with the *other* one, every local crop faces
-both global teacher targets, and iBOT uses the masked patch tokens of the global crops.
+The loss is computed in small steps so that extra targets (another teacher, as NCT's in :mod:`dinov2.train.nct`)
+can be added without touching the others: :meth:`teacher_targets` (teacher forward, centering or Sinkhorn-Knopp,
+through the free functions of :mod:`dinov2.train.teacher_targets`), :meth:`student_outputs` (student forward
+through backbone and heads), :meth:`loss_terms` (the weighted terms). Backward and the optimizer step belong to
+the training loop. Crop handling follows upstream DINOv2: every local crop faces both global teacher targets,
+and iBOT uses the masked patch tokens of the global crops.
 """
 
 from __future__ import annotations
@@ -20,17 +20,7 @@ from torch import nn
 from dinov2.layers import DINOHead
 from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from dinov2.models import build_model_from_cfg
-from dinov2.train.nct import FrozenDenoisedTeacher
-
-N_GLOBAL_CROPS = 2
-
-
-@dataclass
-class TeacherTargets:
-    """Teacher probabilities: DINO ``[2, B, K]`` (crop-swapped) and iBOT ``[M, K]`` (None without iBOT)."""
-
-    dino: torch.Tensor
-    ibot: Optional[torch.Tensor]
+from dinov2.train.teacher_targets import N_GLOBAL_CROPS, TeacherTargets, targets_from_scores, teacher_head_scores
 
 
 @dataclass
@@ -81,8 +71,6 @@ class SSLMetaArch(nn.Module):
         self.teacher.load_state_dict(self.student.state_dict())
         for param in self.teacher.parameters():
             param.requires_grad = False
-        # the NCT frozen teacher (its own backbone, heads and centers); never trained, never EMA-updated
-        self.nct: Optional[FrozenDenoisedTeacher] = FrozenDenoisedTeacher(self) if cfg.nct.enabled else None
         # forward callables; the training loop may replace them by DDP / compiled wrappers of the same modules
         self.student_forward: dict[str, Callable] = dict(self.student.items())
         self.teacher_forward: dict[str, Callable] = dict(self.teacher.items())
@@ -94,79 +82,18 @@ class SSLMetaArch(nn.Module):
         """The teacher always stays in eval mode."""
         super().train(mode)
         self.teacher.eval()
-        if self.nct is not None:
-            self.nct.eval()
         return self
 
     # ----- teacher -----
     @torch.no_grad()
-    def teacher_head_outputs(
-        self,
-        global_crops: torch.Tensor,
-        batch: dict,
-        backbone: Optional[Callable] = None,
-        heads: Optional[dict[str, Callable]] = None,
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Teacher head scores: class tokens ``[2B, K]`` already crop-swapped, and masked patch tokens ``[M, K]``.
-
-        ``backbone`` / ``heads`` default to the EMA teacher's (NCT passes the frozen backbone)."""
-        backbone = backbone or self.teacher_forward["backbone"]
-        heads = heads or self.teacher_forward
-        output = backbone(global_crops, is_training=True)
-        cls_tokens = output["x_norm_clstoken"].chunk(N_GLOBAL_CROPS)
-        # swapped so that crop A's student output is compared with crop B's teacher target and vice versa
-        cls_tokens = torch.cat((cls_tokens[1], cls_tokens[0]))
-        if not self.do_ibot:
-            return heads["dino_head"](cls_tokens), None
-        mask_indices = batch["mask_indices_list"]
-        masked_patches = torch.index_select(output["x_norm_patchtokens"].flatten(0, 1), 0, mask_indices)
-        if self.ibot_separate_head:
-            cls_scores = heads["dino_head"](cls_tokens) if self.do_dino else None
-            return cls_scores, heads["ibot_head"](masked_patches)
-        scores = heads["dino_head"](torch.cat((cls_tokens, masked_patches)))
-        return scores[: cls_tokens.shape[0]], scores[cls_tokens.shape[0] :]
-
-    @torch.no_grad()
     def teacher_targets(self, batch: dict, teacher_temp: float, update_centers: bool = True) -> TeacherTargets:
         """Teacher probabilities for DINO and iBOT; with centering, the centers are EMA-updated afterwards."""
-        scores = self.teacher_head_outputs(batch["collated_global_crops"], batch)
-        return self.targets_from_scores(scores, batch, teacher_temp, self.dino_loss, self.ibot_patch_loss,
-                                        update_centers)
-
-    @torch.no_grad()
-    def targets_from_scores(
-        self,
-        scores: tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
-        batch: dict,
-        teacher_temp: float,
-        dino_loss: DINOLoss,
-        ibot_patch_loss: iBOTPatchLoss,
-        update_centers: bool = True,
-    ) -> TeacherTargets:
-        """Centering (with the centers of the given loss modules) or Sinkhorn-Knopp of teacher head scores."""
-        cls_scores, patch_scores = scores
-        dino_probs = ibot_probs = None
-        if self.cfg.train.centering == "centering":
-            if cls_scores is not None:
-                dino_probs = dino_loss.softmax_center_teacher(cls_scores, teacher_temp=teacher_temp)
-            if patch_scores is not None:
-                ibot_probs = ibot_patch_loss.softmax_center_teacher(patch_scores.unsqueeze(0), teacher_temp)
-                ibot_probs = ibot_probs.squeeze(0)
-            if update_centers:
-                if cls_scores is not None:
-                    dino_loss.update_center(cls_scores)
-                if patch_scores is not None:
-                    ibot_patch_loss.update_center(patch_scores.unsqueeze(0))
-        else:
-            if cls_scores is not None:
-                dino_probs = dino_loss.sinkhorn_knopp_teacher(cls_scores, teacher_temp=teacher_temp)
-            if patch_scores is not None:
-                ibot_probs = ibot_patch_loss.sinkhorn_knopp_teacher(
-                    patch_scores, teacher_temp=teacher_temp, n_masked_patches_tensor=batch["n_masked_patches"]
-                )
-        if dino_probs is not None:
-            dino_probs = dino_probs.view(N_GLOBAL_CROPS, -1, dino_probs.shape[-1])
-        return TeacherTargets(dino=dino_probs, ibot=ibot_probs)
+        scores = teacher_head_scores(
+            self.teacher_forward["backbone"], self.teacher_forward, batch["collated_global_crops"],
+            batch["mask_indices_list"] if self.do_ibot else None, self.do_dino, self.ibot_separate_head,
+        )
+        return targets_from_scores(scores, self.cfg.train.centering, teacher_temp, self.dino_loss,
+                                   self.ibot_patch_loss, batch.get("n_masked_patches"), update_centers)
 
     # ----- student -----
     def student_outputs(self, batch: dict) -> StudentOutputs:
@@ -228,24 +155,11 @@ class SSLMetaArch(nn.Module):
             terms["ibot_loss"] = self.cfg.ibot.loss_weight * ibot
         return terms
 
-    def compute_losses(self, batch: dict, teacher_temp: float, nct_weight: Optional[float] = None) -> dict[str, torch.Tensor]:
-        """Teacher targets, student outputs and the loss terms of one batch (no backward here).
-
-        With ``nct_weight`` (an NCT phase), ``nct_weight`` x the DINO local, DINO global and iBOT terms against the
-        frozen teacher's targets on ``collated_global_crops_denoised`` are added, for the same student outputs."""
+    def compute_losses(self, batch: dict, teacher_temp: float) -> dict[str, torch.Tensor]:
+        """Teacher targets, student outputs and the loss terms of one batch (no backward here)."""
         targets = self.teacher_targets(batch, teacher_temp)
-        nct_targets = None
-        if nct_weight is not None:
-            if self.nct is None:
-                raise RuntimeError("an NCT step needs a model built with nct.enabled=true")
-            nct_targets = self.nct.targets(self, batch, teacher_temp)
         student = self.student_outputs(batch)
-        terms = self.loss_terms(student, targets, batch)
-        if nct_targets is not None:
-            for name, value in self.loss_terms(student, nct_targets, batch).items():
-                if name != "koleo_loss":
-                    terms[f"nct_{name}"] = nct_weight * value
-        return terms
+        return self.loss_terms(student, targets, batch)
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:

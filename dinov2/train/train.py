@@ -1,6 +1,6 @@
 """DINOv2 pretraining entry point.
 
-    python -m dinov2.train --config-file FILE --output-dir DIR [section.key=value ...]
+    python -m dinov2.train --config-file FILE [--config-file FILE ...] --output-dir DIR [section.key=value ...]
     torchrun --nproc_per_node=N -m dinov2.train --config-file FILE --output-dir DIR [...]
 
 Rerunning the same command continues from the newest loadable checkpoint in DIR. The config is checked (keys,
@@ -36,7 +36,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dinov2.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", type=Path, default=None, help="recipe YAML merged onto the defaults")
+    parser.add_argument("--config-file", type=Path, action="append", default=None,
+                        help="recipe YAML merged onto the defaults (repeat it to merge several, in order)")
     parser.add_argument("--output-dir", type=Path, required=True, help="run directory (created; resumed if present)")
     parser.add_argument("opts", nargs="*", default=[], help="overrides: section.key=value")
     return parser.parse_args(argv)

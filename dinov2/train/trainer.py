@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -18,9 +17,8 @@ from dinov2 import distributed
 from dinov2.distributed import DistributedContext
 from dinov2.train.curriculum import Phase, build_curriculum_schedules, build_phases, phase_at, resolve_checkpoint
 from dinov2.train.data_setup import batch_to_device, build_data_loader
-from dinov2.train.nct import split_model_state
-from dinov2.train.run_files import MetricsLog, git_sha
-from dinov2.train.ssl_meta_arch import SSLMetaArch
+from dinov2.train.nct import build_meta_arch, split_model_state
+from dinov2.train.run_files import git_sha, open_metrics_log
 from dinov2.utils.checkpoint import (
     capture_rng_state,
     export_teacher,
@@ -31,9 +29,10 @@ from dinov2.utils.checkpoint import (
 )
 from dinov2.utils.config import config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
+from utils.device import autocast
+from utils.jsonl_log import JsonlLog
 from utils.seeding import seed_everything, stable_seed, torch_seed
 
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 MAX_SKIPPED_STEPS_IN_A_ROW = 20
 # keys that may change between an interrupted run and its resumption without a warning
 RESUME_MUTABLE_KEYS = {"train.output_dir", "train.num_workers", "train.stop_after_iterations", "train.log_period"}
@@ -68,11 +67,12 @@ class Trainer:
         self.schedules = build_curriculum_schedules(cfg, self.derived["lr"], self.phases)
         self.phase_start_samples = 0  # samples_consumed when the current phase began (its sampler's origin)
         seed_everything(cfg.train.seed)  # identical initial weights on every rank
-        self.model = SSLMetaArch(cfg).to(ctx.device)
+        self.model = build_meta_arch(cfg).to(ctx.device)
         self.model.train()
         use_cuda = ctx.device.type == "cuda"
-        self.autocast_dtype = AUTOCAST_DTYPES[cfg.compute_precision.autocast_dtype] if use_cuda else torch.float32
-        use_scaler = use_cuda and self.autocast_dtype == torch.float16 and cfg.compute_precision.grad_scaler
+        # compute_precision.autocast_dtype applies on CUDA; the CPU computes in fp32
+        self.precision = cfg.compute_precision.autocast_dtype if use_cuda else "fp32"
+        use_scaler = self.precision == "fp16" and cfg.compute_precision.grad_scaler
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         groups = build_param_groups(
             self.model.student.items(),
@@ -104,11 +104,6 @@ class Trainer:
         if self.cfg.train.compile:
             model.student_forward["backbone"] = torch.compile(model.student_forward["backbone"])
             model.teacher_forward["backbone"] = torch.compile(model.teacher_forward["backbone"])
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.ctx.device.type == "cuda" and self.autocast_dtype != torch.float32:
-            return torch.autocast("cuda", dtype=self.autocast_dtype)
-        return contextlib.nullcontext()
 
     # ----- resume -----
     def resume(self) -> int:
@@ -155,8 +150,8 @@ class Trainer:
             self.load_initial_weights(resolve_checkpoint(phase.init_from, epoch_length, key))
         if phase.index > 0 and not phase.keep_optimizer:
             self.optimizer.state.clear()  # fresh AdamW moments, as a new run would have
-        nct = self.model.nct
-        if phase.nct and nct is not None and not nct.is_initialized:
+        nct = self.model.nct if phase.nct else None  # NCT phases exist only with nct.enabled (an NCTMetaArch)
+        if nct is not None and not nct.is_initialized:
             if self.cfg.nct.teacher:
                 path = resolve_checkpoint(self.cfg.nct.teacher, epoch_length, "nct.teacher")
                 nct.load_from_model_state(load_checkpoint(path)["model"], str(path))
@@ -202,9 +197,9 @@ class Trainer:
         values = self.schedules.at(iteration)
         apply_schedule_values(self.optimizer, values["lr"], values["wd"], values["last_layer_lr"])
         self.optimizer.zero_grad(set_to_none=True)
-        nct_weight = self.cfg.nct.weight if phase_at(self.phases, iteration).nct else None
-        with self._autocast():
-            terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"], nct_weight=nct_weight)
+        nct = {"nct_weight": self.cfg.nct.weight} if phase_at(self.phases, iteration).nct else {}
+        with autocast(self.ctx.device, self.precision):
+            terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"], **nct)
         logged = self.check_finite(terms, iteration)
         total = sum(terms.values())
         self.scaler.scale(total).backward()
@@ -258,7 +253,7 @@ class Trainer:
             tqdm.write(message)
 
     # ----- loop -----
-    def _run_phase(self, phase: Phase, start: int, stop: int, end: int, metrics: Optional[MetricsLog],
+    def _run_phase(self, phase: Phase, start: int, stop: int, end: int, metrics: Optional[JsonlLog],
                    progress: tqdm) -> None:
         """Iterations ``start..stop-1`` of ``phase`` (``end``: where this invocation stops)."""
         cfg = self.cfg
@@ -301,7 +296,7 @@ class Trainer:
         if start >= end:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
-        metrics = MetricsLog(self.output_dir, start) if self.ctx.is_main else None
+        metrics = open_metrics_log(self.output_dir, start) if self.ctx.is_main else None
         progress = tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main)
         self._last_time, self._last_iteration = time.perf_counter(), start
         iteration = start

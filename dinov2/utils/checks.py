@@ -6,19 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dinov2.utils.choices import CONFIG_CHOICES
 from dinov2.utils.config import ConfigError
 
-ARCHITECTURES = ("vit_tiny", "vit_small", "vit_base", "vit_large", "vit_giant2")
-CHOICES = {
-    "compute_precision.autocast_dtype": ("fp16", "bf16", "fp32"),
-    "train.centering": ("centering", "sinkhorn_knopp"),
-    "optim.scaling_rule": ("sqrt_wrt_1024", "linear_wrt_1024", "none"),
-    "crops.blur_mode": ("upstream", "literal"),
-    "nct.blur_mode": ("upstream", "literal"),
-    "nct.head": ("live", "frozen"),
-    "student.ffn_layer": ("mlp", "swiglu", "swiglufused", "identity"),
-    "student.arch": ARCHITECTURES,
-}
 POSITIVE_INTS = (
     "train.batch_size_per_gpu",
     "train.OFFICIAL_EPOCH_LENGTH",
@@ -63,7 +53,7 @@ def _check_range(cfg: DictConfig, key: str, low: float, high: float) -> None:
 
 def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     """Raise :class:`ConfigError` naming the key when the config is inconsistent (no file system access)."""
-    for key, allowed in CHOICES.items():
+    for key, allowed in CONFIG_CHOICES.items():
         if _get(cfg, key) not in allowed:
             _fail(key, f"expected one of {', '.join(allowed)}, got {_get(cfg, key)!r}")
     for key in POSITIVE_INTS:

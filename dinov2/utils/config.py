@@ -5,6 +5,9 @@ type, and the result is an OmegaConf structured config in struct mode. So a key 
 (``optim.lrr=1``) or a value of the wrong type (``optim.epochs=abc``) is an error naming the key, raised
 before anything runs. Values derived from the config (the scaled learning rate, iteration counts) are never
 written over user keys; they live in a separate ``derived`` section of the saved ``config.yaml``.
+
+A recipe may build on others: ``_base_: other.yaml`` (or a list of files, merged in order; paths relative to the
+recipe's folder) is merged first and the recipe's own keys over it. Several ``--config-file`` are merged in order.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Union
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from dinov2.utils.choices import SCALING_RULES
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG_PATH = CONFIGS_DIR / "ssl_default_config.yaml"
 DERIVED_SECTION = "derived"
+BASE_KEY = "_base_"
+PathLike = Union[str, Path]
 
 
 class ConfigError(ValueError):
@@ -74,6 +81,25 @@ def _read_yaml(path: Path) -> DictConfig:
     return loaded
 
 
+def _read_recipe(path: Path, chain: tuple[Path, ...] = ()) -> DictConfig:
+    """A recipe file with its ``_base_`` files merged under it (recursively; a cycle is an error)."""
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"config file {path}: '{BASE_KEY}' files form a cycle ({cycle})")
+    recipe = _read_yaml(path)
+    if BASE_KEY not in recipe:
+        return recipe
+    bases = recipe.pop(BASE_KEY)
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, (ListConfig, list)) or not all(isinstance(base, str) for base in bases):
+        raise ConfigError(f"config file {path}: '{BASE_KEY}' must be a file name or a list of them, got {bases!r}")
+    merged = OmegaConf.create()
+    for base in bases:
+        merged = OmegaConf.merge(merged, _read_recipe(path.parent / base, (*chain, path.resolve())))
+    return OmegaConf.merge(merged, recipe)
+
+
 def default_config() -> DictConfig:
     """The defaults as a typed, struct-mode config."""
     defaults = OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG_PATH), resolve=True)
@@ -82,14 +108,23 @@ def default_config() -> DictConfig:
     return schema
 
 
-def load_config(config_file: Optional[Path] = None, overrides: Sequence[str] = ()) -> DictConfig:
-    """Defaults <- ``config_file`` <- ``overrides`` (``section.key=value``); raises :class:`ConfigError`."""
+def load_config(
+    config_file: Union[PathLike, Sequence[PathLike], None] = None, overrides: Sequence[str] = ()
+) -> DictConfig:
+    """Defaults <- ``config_file`` (one recipe or several, in order) <- ``overrides`` (``section.key=value``);
+    raises :class:`ConfigError`."""
     cfg = default_config()
-    if config_file is not None:
+    if config_file is None:
+        config_files: list[PathLike] = []
+    elif isinstance(config_file, (str, Path)):
+        config_files = [config_file]
+    else:
+        config_files = list(config_file)
+    for path in config_files:
         try:
-            cfg = OmegaConf.merge(cfg, _read_yaml(Path(config_file)))
+            cfg = OmegaConf.merge(cfg, _read_recipe(Path(path)))
         except OmegaConfBaseException as error:
-            raise ConfigError(_describe(error, f"in {config_file}")) from error
+            raise ConfigError(_describe(error, f"in {path}")) from error
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
@@ -111,7 +146,7 @@ def scaled_lr(cfg: DictConfig, world_size: int) -> float:
         return cfg.optim.base_lr * global_batch / 1024.0
     if rule == "none":
         return cfg.optim.base_lr
-    raise ConfigError(f"config key 'optim.scaling_rule': unknown rule {rule!r} (sqrt_wrt_1024, linear_wrt_1024, none)")
+    raise ConfigError(f"config key 'optim.scaling_rule': unknown rule {rule!r} ({', '.join(SCALING_RULES)})")
 
 
 def derived_values(cfg: DictConfig, world_size: int) -> dict[str, Any]:
