@@ -29,11 +29,13 @@ if __package__ in (None, ""):
 import torch
 
 from dinov2.eval.results import load_result
-from dinov2.eval.runner import add_common_arguments, evaluate_checkpoint, load_splits, resolve_device
+from dinov2.eval.arguments import build_parser
+from dinov2.eval.runner import evaluate_checkpoint, load_splits
 from dinov2.models import build_model_from_cfg
 from dinov2.utils.checkpoint import export_teacher
 from dinov2.utils.config import config_to_yaml, load_config
 from utils.atomic import atomic_write_json
+from utils.device import resolve_device, resolve_precision
 from utils.make_toy_dataset import build_toy_dataset
 
 
@@ -49,18 +51,21 @@ def random_teacher_export(run_dir: Path, arch: str, patch_size: int, crop_size: 
 
 def run_mode(checkpoint: Path, data: Path, out: Path, common: list[str], augment: list[str] | None
              ) -> tuple[float, dict]:
-    parser = argparse.ArgumentParser()
-    add_common_arguments(parser)
+    """One linear probe of ``checkpoint`` (cached features, or ``--augment`` with the ``augment`` flags): its wall
+    time and result."""
     argv = ["--pretrained-weights", str(checkpoint), "--train-dataset", str(data / "train"),
             "--val-dataset", str(data / "val"), "--output-dir", str(out), "--no-knn", *common]
-    args = parser.parse_args(argv + (["--augment", *augment] if augment is not None else []))
+    args = build_parser("linear").parse_args(argv + (["--augment", *augment] if augment is not None else []))
     train, val = load_splits(args.train_dataset, args.val_dataset)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     start = time.perf_counter()
-    path = evaluate_checkpoint(args, checkpoint, "linear", train, val, resolve_device(args.device))
+    path = evaluate_checkpoint(args, checkpoint, "linear", train, val, device, precision)
     return time.perf_counter() - start, load_result(path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=60, help="digits per class (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=20)
@@ -78,7 +83,38 @@ def main(argv: list[str] | None = None) -> int:
                         help="crop area range of the augment mode (default: upstream's 0.08 1)")
     parser.add_argument("--augment-hflip", type=float, default=0.5, help="flip probability of the augment mode")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/linear_probe.json"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def mode_summary(seconds: float, result: dict, **extra) -> dict:
+    """Wall time, timings, val accuracy and selected head of one mode's result."""
+    results = result["results"]
+    return {"wall_seconds": round(seconds, 2), **extra, "extract_seconds": results["timing"]["extract_seconds"],
+            "head_training_seconds": results["train_seconds"], **results["final"],
+            "selected": results["selected"]["name"]}
+
+
+def make_report(args: argparse.Namespace, counts: dict, cached: tuple[float, dict],
+                augmented: tuple[float, dict]) -> dict:
+    """Both modes side by side, with the speed-up of cached features and the top-1 difference."""
+    (cached_s, cached_result), (augment_s, augment_result) = cached, augmented
+    report = {
+        "data": f"embedded MNIST subset: {counts['train']} train / {counts['val']} val, 32 px",
+        "backbone": str(args.pretrained_weights) if args.pretrained_weights else
+                    f"randomly initialised {args.arch}, patch {args.patch_size}",
+        "grid_heads": len(cached_result["results"]["heads"]), "epochs": args.epochs, "batch_size": args.batch_size,
+        "device": cached_result["settings"]["device"], "torch_threads": torch.get_num_threads(),
+        "cached": mode_summary(cached_s, cached_result),
+        "augment": mode_summary(augment_s, augment_result, scale=args.augment_scale, hflip=args.augment_hflip),
+        "speedup": round(augment_s / cached_s, 2),
+    }
+    report["top1_difference_points"] = round(report["cached"]["top1"] - report["augment"]["top1"], 2)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both modes on the same checkpoint and data, print and write the comparison."""
+    args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,28 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--crop-size", "32", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                   "--num-workers", str(args.num_workers), "--device", args.device, "--seed", str(args.seed),
                   "--quiet"]
-        cached_s, cached = run_mode(checkpoint, tmp / "data", tmp / "cached", common, augment=None)
-        augment_s, augmented = run_mode(checkpoint, tmp / "data", tmp / "augment", common, augment=augment)
-    report = {
-        "data": f"embedded MNIST subset: {counts['train']} train / {counts['val']} val, 32 px",
-        "backbone": str(args.pretrained_weights) if args.pretrained_weights else
-                    f"randomly initialised {args.arch}, patch {args.patch_size}",
-        "grid_heads": len(cached["results"]["heads"]), "epochs": args.epochs, "batch_size": args.batch_size,
-        "device": cached["settings"]["device"], "torch_threads": torch.get_num_threads(),
-        "cached": {"wall_seconds": round(cached_s, 2),
-                   "extract_seconds": cached["results"]["timing"]["extract_seconds"],
-                   "head_training_seconds": cached["results"]["train_seconds"], **cached["results"]["final"],
-                   "selected": cached["results"]["selected"]["name"]},
-        "augment": {"wall_seconds": round(augment_s, 2), "scale": args.augment_scale, "hflip": args.augment_hflip,
-                    "extract_seconds": augmented["results"]["timing"]["extract_seconds"],
-                    "head_training_seconds": augmented["results"]["train_seconds"], **augmented["results"]["final"],
-                    "selected": augmented["results"]["selected"]["name"]},
-        "speedup": round(augment_s / cached_s, 2),
-        "top1_difference_points": round(cached["results"]["final"]["top1"] - augmented["results"]["final"]["top1"], 2),
-    }
+        cached = run_mode(checkpoint, tmp / "data", tmp / "cached", common, augment=None)
+        augmented = run_mode(checkpoint, tmp / "data", tmp / "augment", common, augment=augment)
+    report = make_report(args, counts, cached, augmented)
     atomic_write_json(args.out, report)
     print(json.dumps(report, indent=2))
-    print(f"cached {cached_s:.1f} s vs augment {augment_s:.1f} s: {report['speedup']:.1f}x faster; "
+    print(f"cached {cached[0]:.1f} s vs augment {augmented[0]:.1f} s: {report['speedup']:.1f}x faster; "
           f"top-1 {report['cached']['top1']:.2f} vs {report['augment']['top1']:.2f} "
           f"({report['top1_difference_points']:+.2f} points)")
     return 0

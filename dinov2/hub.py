@@ -11,7 +11,6 @@ The architecture comes from the config stored with the weights (or ``DIR/config.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -20,25 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinov2.models import DinoVisionTransformer, build_model_from_cfg
 from dinov2.train.run_files import CONFIG_FILENAME
-from dinov2.utils.checkpoint import TEACHER_EXPORT_NAME
+from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.config import DERIVED_SECTION, default_config
 
-EXPORT_DIR_PATTERN = re.compile(r"^training_(\d+)$")
 PathLike = Union[str, Path]
-
-
-def newest_teacher_export(run_dir: PathLike) -> Path:
-    """``DIR/eval/training_<largest it>/teacher_checkpoint.pth``; FileNotFoundError when the run has none."""
-    eval_dir = Path(run_dir) / "eval"
-    found = []
-    if eval_dir.is_dir():
-        for entry in eval_dir.iterdir():
-            match = EXPORT_DIR_PATTERN.match(entry.name)
-            if match and (entry / TEACHER_EXPORT_NAME).is_file():
-                found.append((int(match.group(1)), entry / TEACHER_EXPORT_NAME))
-    if not found:
-        raise FileNotFoundError(f"{run_dir} holds no teacher export (eval/training_<it>/{TEACHER_EXPORT_NAME})")
-    return max(found)[1]
 
 
 def config_from_yaml(text: str) -> DictConfig:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinov2.eval import linear
+from dinov2.eval import linear, linear_probe
 from dinov2.eval.features import FeatureSet
 from dinov2.eval.linear_heads import (BASE_LEARNING_RATES, GridTrainer, HeadSpec, LinearHeadGrid, head_grid,
                                       linear_input, scale_learning_rate)
@@ -65,27 +65,27 @@ def _blobs(n_per_class, num_classes, seed, dim=6):
 
 
 def test_selection_uses_the_holdout_and_never_val():
-    settings = linear.ProbeSettings(epochs=3, batch_size=16, base_learning_rates=(1e-4, 1e-2, 1.0), seed=0)
+    settings = linear_probe.ProbeSettings(epochs=3, batch_size=16, base_learning_rates=(1e-4, 1e-2, 1.0), seed=0)
     fit, holdout, val = _blobs(20, 3, 0), _blobs(6, 3, 1), _blobs(8, 3, 2)
-    first = linear.run_linear_probe(settings, 6, 3, torch.device("cpu"), fit, holdout, val, progress=False)
+    first = linear_probe.run_linear_probe(settings, 6, 3, torch.device("cpu"), fit, holdout, val, progress=False)
     holdout_scores = {name: head["holdout"] for name, head in first["heads"].items()}
     order = list(first["heads"])
-    assert first["selected"]["name"] == linear.select_head(holdout_scores, order)
+    assert first["selected"]["name"] == linear_probe.select_head(holdout_scores, order)
     assert first["final"] == first["heads"][first["selected"]["name"]]["val"]
     # scramble val labels: the selection cannot move, only the val scores do
     scrambled = FeatureSet(val.class_tokens, val.patch_means, val.labels[torch.randperm(len(val))])
-    second = linear.run_linear_probe(settings, 6, 3, torch.device("cpu"), fit, holdout, scrambled, progress=False)
+    second = linear_probe.run_linear_probe(settings, 6, 3, torch.device("cpu"), fit, holdout, scrambled, progress=False)
     assert second["selected"]["name"] == first["selected"]["name"]
     assert second["final"]["top1"] < first["final"]["top1"]
 
 
 def test_holdout_split_is_stratified_and_seeded():
     labels = np.repeat(np.arange(4), 10)
-    fit, held_out = linear.holdout_split(labels, 0.2, seed=3)
+    fit, held_out = linear_probe.holdout_split(labels, 0.2, seed=3)
     assert len(held_out) == 8 and sorted(np.bincount(labels[held_out])) == [2, 2, 2, 2]
     assert not set(fit) & set(held_out)
-    again, _ = linear.holdout_split(labels, 0.2, seed=3)
-    other, _ = linear.holdout_split(labels, 0.2, seed=4)
+    again, _ = linear_probe.holdout_split(labels, 0.2, seed=3)
+    other, _ = linear_probe.holdout_split(labels, 0.2, seed=4)
     assert np.array_equal(fit, again) and not np.array_equal(fit, other)
 
 
@@ -157,8 +157,8 @@ def test_cli_rejects_bad_input_before_work(probe_setup, tmp_path, capsys):
 
 
 def test_validator_names_the_broken_key():
-    settings = linear.ProbeSettings(epochs=1, batch_size=16, base_learning_rates=(1e-2,), n_last_blocks=(1,))
-    results = linear.run_linear_probe(settings, 6, 3, torch.device("cpu"), _blobs(4, 3, 0), _blobs(2, 3, 1),
+    settings = linear_probe.ProbeSettings(epochs=1, batch_size=16, base_learning_rates=(1e-2,), n_last_blocks=(1,))
+    results = linear_probe.run_linear_probe(settings, 6, 3, torch.device("cpu"), _blobs(4, 3, 0), _blobs(2, 3, 1),
                                       _blobs(2, 3, 2), progress=False)
     result = json.loads(json.dumps(make_result("linear", "ckpt.pth", {}, results, method="m", noise="gauss50")))
     validate_result(result)

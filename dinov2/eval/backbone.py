@@ -1,9 +1,7 @@
-"""Frozen backbones for evaluation: which checkpoints a run has, their metadata, device and precision."""
+"""Frozen backbones for evaluation: which checkpoints to evaluate, their metadata, the frozen module."""
 
 from __future__ import annotations
 
-import contextlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -12,10 +10,7 @@ import torch
 from torch import nn
 
 from dinov2.hub import config_from_yaml, load_backbone
-from dinov2.utils.checkpoint import TEACHER_EXPORT_NAME
-
-_EXPORT_DIR = re.compile(r"^training_(\d+)$")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from dinov2.utils.checkpoint import TEACHER_EXPORT_DIR_PATTERN, list_teacher_exports, newest_teacher_export
 
 
 @dataclass
@@ -33,31 +28,16 @@ class CheckpointInfo:
         return f"training_{self.iteration}" if self.iteration is not None else self.path.stem
 
 
-def list_teacher_exports(run_dir: Path) -> list[Path]:
-    """Every ``DIR/eval/training_<it>/teacher_checkpoint.pth`` of a run, oldest first."""
-    eval_dir = Path(run_dir) / "eval"
-    if not eval_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir} has no eval/ folder of teacher exports")
-    found = []
-    for entry in eval_dir.iterdir():
-        match = _EXPORT_DIR.match(entry.name)
-        if match and (entry / TEACHER_EXPORT_NAME).is_file():
-            found.append((int(match.group(1)), entry / TEACHER_EXPORT_NAME))
-    if not found:
-        raise FileNotFoundError(f"{eval_dir} holds no training_<it>/{TEACHER_EXPORT_NAME}")
-    return [path for _, path in sorted(found)]
-
-
 def checkpoint_info(path: Path) -> CheckpointInfo:
     """Read the iteration and config stored with a teacher export or full checkpoint (weights are mmapped)."""
     path = Path(path)
     if path.is_dir():
-        path = list_teacher_exports(path)[-1]
+        path = newest_teacher_export(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     iteration = state.get("iteration") if isinstance(state, dict) else None
-    match = _EXPORT_DIR.match(path.parent.name)
+    match = TEACHER_EXPORT_DIR_PATTERN.match(path.parent.name)
     if iteration is None and match:
         iteration = int(match.group(1))
     config = None
@@ -92,28 +72,6 @@ def load_frozen_backbone(path: Path, device: torch.device) -> nn.Module:
     return backbone
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; anything else is passed to ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for the frozen backbone: ``auto`` is fp16 on CUDA (as upstream) and fp32 on CPU."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r}: expected one of {PRECISIONS}")
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def iter_checkpoints(pretrained_weights: Optional[Path], run_dir: Optional[Path]) -> Iterator[Path]:
     """The checkpoints to evaluate: one file (or a run's newest export), or every export of ``run_dir``."""
     if (pretrained_weights is None) == (run_dir is None):
@@ -122,4 +80,4 @@ def iter_checkpoints(pretrained_weights: Optional[Path], run_dir: Optional[Path]
         yield from list_teacher_exports(run_dir)
     else:
         path = Path(pretrained_weights)
-        yield list_teacher_exports(path)[-1] if path.is_dir() else path
+        yield newest_teacher_export(path) if path.is_dir() else path

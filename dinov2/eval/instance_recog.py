@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dinov2.eval.backbone import (PRECISIONS, autocast_context, checkpoint_info, iter_checkpoints,
-                                  load_frozen_backbone, resolve_device)
+from dinov2.eval.backbone import checkpoint_info, iter_checkpoints, load_frozen_backbone
 from dinov2.eval.features import block_features, make_loader
 from dinov2.eval.results import make_result, write_result
 from dinov2.eval.retrieval_data import RetrievalImages, RetrievalSet, load_retrieval_set
 from dinov2.eval.revisited import DEFAULT_KAPPAS, evaluate_revisited
 from dinov2.eval.transforms import default_resize_size, make_eval_transform
+from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.noise import parse_noise
 
 DEFAULT_SCALES = (1.0, 0.7071, 0.5)
@@ -49,11 +49,12 @@ def scale_transforms(crop_size: int, resize_size: Optional[int], scales: Sequenc
 def extract_global_features(backbone: torch.nn.Module, dataset: RetrievalImages, batch_size: int,
                             num_workers: int, device: torch.device, precision: str, desc: str,
                             progress: bool = True) -> torch.Tensor:
-    """L2-normalised class tokens ``[N, D]`` (mean over scales, renormalised), in dataset order."""
+    """L2-normalised class tokens ``[N, D]`` (mean over scales, renormalised), in dataset order; ``precision`` is
+    a resolved one (fp32, bf16 or fp16)."""
     features = []
     for views, _ in tqdm(make_loader(dataset, batch_size, num_workers), desc=desc, unit="batch", leave=False,
                          disable=not progress):
-        per_scale = [F.normalize(block_features(backbone, view.to(device), 1, autocast_context(device, precision))[0]
+        per_scale = [F.normalize(block_features(backbone, view.to(device), 1, autocast(device, precision))[0]
                                  [:, -1], dim=1) for view in views]
         features.append(F.normalize(torch.stack(per_scale).mean(0), dim=1).cpu())
     return torch.cat(features)
@@ -67,7 +68,7 @@ def rank_database(database: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
 
 def evaluate_retrieval(backbone: torch.nn.Module, data: RetrievalSet, args: argparse.Namespace,
                        device: torch.device) -> dict:
-    """Features of database and queries, ranking, revisited metrics."""
+    """Features of database and queries, ranking, revisited metrics (``args.precision`` is a resolved one)."""
     scales = tuple(args.scales) if args.multiscale else (1.0,)
     transforms = scale_transforms(args.crop_size, args.resize_size, scales, int(backbone.patch_size))
     common = dict(transforms=transforms, noise=args.noise, quantization=args.quantization,
@@ -85,6 +86,7 @@ def evaluate_retrieval(backbone: torch.nn.Module, data: RetrievalSet, args: argp
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrained-weights", type=Path, help="teacher export, full checkpoint or run dir")
     parser.add_argument("--run-dir", type=Path, help="evaluate every teacher export of this run")
@@ -108,63 +110,87 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="autocast of the backbone; auto is bf16 on CUDA (fp16 without bf16), fp32 on CPU")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[RetrievalSet, list[Path], torch.device]:
+    """Check the arguments before any work: canonical noise labels, the retrieval set, the checkpoints, and the
+    device; ``args.precision`` becomes the precision resolved for that device (once per run)."""
+    if args.noise is not None:
+        args.noise = parse_noise(args.noise).canonical
+        if args.noise == "identity":
+            args.noise = None
+    if args.noise is not None and args.denoised_root is not None:
+        raise ValueError("--denoised-root images are evaluated as they are; drop --noise")
+    if args.denoised_from is not None:
+        if args.denoised_root is None:
+            raise ValueError("--denoised-from labels --denoised-root images; give --denoised-root too")
+        args.denoised_from = parse_noise(args.denoised_from).canonical
+    data = load_retrieval_set(args.data_root, args.dataset)
+    checkpoints = list(iter_checkpoints(args.pretrained_weights, args.run_dir))
+    device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, device)
+    return data, checkpoints, device
+
+
+def arm_and_noise_label(args: argparse.Namespace) -> tuple[str, str]:
+    """The arm the arguments describe (clean, noisy or denoised) and the noise label of its results."""
+    arm = "denoised" if args.denoised_root else ("noisy" if args.noise else "clean")
+    noise_label = args.denoised_from if args.denoised_root else (args.noise or "identity")
+    return arm, noise_label
+
+
+def retrieval_settings(args: argparse.Namespace, data: RetrievalSet, arm: str) -> dict:
+    """Everything that defines the evaluation, as written into the result."""
+    return {
+        "data_root": str(args.data_root), "dataset": args.dataset, "arm": arm,
+        "denoised_root": None if args.denoised_root is None else str(args.denoised_root),
+        "noise_seed": args.noise_seed, "query_noise_seed": args.query_noise_seed,
+        "quantization": args.quantization, "crop_size": args.crop_size,
+        "resize_size": args.resize_size or default_resize_size(args.crop_size),
+        "scales": list(args.scales) if args.multiscale else [1.0], "query_bbox": args.query_bbox,
+        "features": "final-norm class token, L2-normalised; cosine ranking",
+        "num_database": len(data.imlist), "num_queries": len(data.qimlist), "precision": args.precision,
+    }
+
+
+def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, data: RetrievalSet,
+                        device: torch.device) -> Optional[Path]:
+    """Evaluate one checkpoint; returns the result path, or None when a result already exists."""
+    info = checkpoint_info(checkpoint)
+    arm, noise_label = arm_and_noise_label(args)
+    label = f"{args.checkpoint_label}_" if args.checkpoint_label else ""
+    out_path = args.output_dir / f"instance_recog_{args.dataset}_{arm}_{noise_label}_{label}{info.tag}.json"
+    if out_path.is_file() and not args.overwrite:
+        print(f"skip {checkpoint}: {out_path} exists")
+        return None
+    started = time.perf_counter()
+    results = evaluate_retrieval(load_frozen_backbone(checkpoint, device), data, args, device)
+    results["timing"] = {"total_seconds": round(time.perf_counter() - started, 3)}
+    result = make_result("instance_recog", str(checkpoint), retrieval_settings(args, data, arm), results,
+                         method=args.method, noise=noise_label, iteration=info.iteration, epoch=info.epoch,
+                         checkpoint_label=args.checkpoint_label)
+    write_result(result, out_path)
+    print(f"{checkpoint} -> {out_path} (M mAP {results['medium']['mAP']:.2f})")
+    return out_path
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Command line (see the module docstring)."""
     args = parse_args(argv)
     try:
-        if args.noise is not None:
-            args.noise = parse_noise(args.noise).canonical
-            if args.noise == "identity":
-                args.noise = None
-        if args.noise is not None and args.denoised_root is not None:
-            raise ValueError("--denoised-root images are evaluated as they are; drop --noise")
-        if args.denoised_from is not None:
-            if args.denoised_root is None:
-                raise ValueError("--denoised-from labels --denoised-root images; give --denoised-root too")
-            args.denoised_from = parse_noise(args.denoised_from).canonical
-        data = load_retrieval_set(args.data_root, args.dataset)
-        checkpoints = list(iter_checkpoints(args.pretrained_weights, args.run_dir))
-        device = resolve_device(args.device)
+        data, checkpoints, device = check_arguments(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    arm = "denoised" if args.denoised_root else ("noisy" if args.noise else "clean")
-    noise_label = args.denoised_from if args.denoised_root else (args.noise or "identity")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for checkpoint in checkpoints:
-        info = checkpoint_info(checkpoint)
-        label = f"{args.checkpoint_label}_" if args.checkpoint_label else ""
-        out_path = args.output_dir / f"instance_recog_{args.dataset}_{arm}_{noise_label}_{label}{info.tag}.json"
-        if out_path.is_file() and not args.overwrite:
-            print(f"skip {checkpoint}: {out_path} exists")
-            continue
-        started = time.perf_counter()
-        backbone = load_frozen_backbone(checkpoint, device)
-        results = evaluate_retrieval(backbone, data, args, device)
-        results["timing"] = {"total_seconds": round(time.perf_counter() - started, 3)}
-        settings = {
-            "data_root": str(args.data_root), "dataset": args.dataset, "arm": arm,
-            "denoised_root": None if args.denoised_root is None else str(args.denoised_root),
-            "noise_seed": args.noise_seed, "query_noise_seed": args.query_noise_seed,
-            "quantization": args.quantization, "crop_size": args.crop_size,
-            "resize_size": args.resize_size or default_resize_size(args.crop_size),
-            "scales": list(args.scales) if args.multiscale else [1.0], "query_bbox": args.query_bbox,
-            "features": "final-norm class token, L2-normalised; cosine ranking",
-            "num_database": len(data.imlist), "num_queries": len(data.qimlist), "precision": args.precision,
-        }
-        result = make_result("instance_recog", str(checkpoint), settings, results, method=args.method,
-                             noise=noise_label, iteration=info.iteration, epoch=info.epoch,
-                             checkpoint_label=args.checkpoint_label)
-        write_result(result, out_path)
-        medium = results["medium"]["mAP"]
-        print(f"{checkpoint} -> {out_path} (M mAP {medium:.2f})")
+        evaluate_checkpoint(args, checkpoint, data, device)
     return 0
 
 

@@ -78,10 +78,6 @@ class LinearHeadGrid(nn.Module):
         self.register_buffer("_lrs", torch.tensor([self.specs[i].lr for i in order], dtype=torch.float32),
                              persistent=False)
 
-    @property
-    def max_blocks(self) -> int:
-        return max(s.n_last_blocks for s in self.specs)
-
     def head_parameters(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Head ``index`` (in ``self.specs`` order) as a plain linear layer: (weight ``[C, D_in]``, bias ``[C]``)."""
         for group, members in enumerate(self.members):

@@ -8,7 +8,7 @@ seeds; the main process's global generators (drop path) are never touched by dat
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -24,11 +24,8 @@ from dinov2.data import (
     collate_data_and_cast,
     make_data_loader,
 )
+from dinov2.train.curriculum import Phase
 from utils.seeding import stable_seed
-
-if TYPE_CHECKING:
-    from dinov2.train.curriculum import Phase
-
 
 class SeedCarryingDataset(Dataset):
     """Wraps a dataset that accepts ``(index, sample_seed)`` and returns ``(sample, sample_seed)``."""
@@ -75,7 +72,7 @@ def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDI
     )
 
 
-def build_phase_dataset(cfg: DictConfig, phase: "Phase") -> ImageFolderDataset:
+def build_phase_dataset(cfg: DictConfig, phase: Phase) -> ImageFolderDataset:
     """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for NCT."""
     if not phase.nct:
         return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))

@@ -24,6 +24,7 @@ from utils.atomic import atomic_torch_save, is_temporary_file
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
 TEACHER_EXPORT_NAME = "teacher_checkpoint.pth"
+TEACHER_EXPORT_DIR_PATTERN = re.compile(r"^training_(\d+)$")
 
 
 def checkpoint_path(output_dir: Path, last_iteration: int) -> Path:
@@ -76,6 +77,28 @@ def save_checkpoint(output_dir: Path, last_iteration: int, state: dict[str, Any]
 def teacher_export_path(output_dir: Path, last_iteration: int) -> Path:
     """``DIR/eval/training_<last_iteration>/teacher_checkpoint.pth``."""
     return Path(output_dir) / "eval" / f"training_{last_iteration}" / TEACHER_EXPORT_NAME
+
+
+def list_teacher_exports(run_dir: Path) -> list[Path]:
+    """Every ``DIR/eval/training_<it>/teacher_checkpoint.pth`` of a run, oldest first; FileNotFoundError when
+    the run has none."""
+    eval_dir = Path(run_dir) / "eval"
+    expected = f"eval/training_<it>/{TEACHER_EXPORT_NAME}"
+    if not eval_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no eval/ folder of teacher exports ({expected})")
+    found = []
+    for entry in eval_dir.iterdir():
+        match = TEACHER_EXPORT_DIR_PATTERN.match(entry.name)
+        if match and (entry / TEACHER_EXPORT_NAME).is_file():
+            found.append((int(match.group(1)), entry / TEACHER_EXPORT_NAME))
+    if not found:
+        raise FileNotFoundError(f"{run_dir} holds no teacher export ({expected})")
+    return [path for _, path in sorted(found)]
+
+
+def newest_teacher_export(run_dir: Path) -> Path:
+    """``DIR/eval/training_<largest it>/teacher_checkpoint.pth``; FileNotFoundError when the run has none."""
+    return list_teacher_exports(run_dir)[-1]
 
 
 def export_teacher(output_dir: Path, last_iteration: int, teacher_state: dict[str, torch.Tensor], config_yaml: str) -> Path:

@@ -1,0 +1,113 @@
+"""Command line of the linear-probe and k-NN evaluations: one parser per protocol, and the checks of its values.
+
+Both protocols share the checkpoint, data, label and run arguments and the k-NN ones; only the linear probe has
+the probe's arguments (and ``--no-knn``), so ``python -m dinov2.eval.knn --help`` lists nothing it ignores.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from dinov2.eval.knn_classifier import DEFAULT_KS, DEFAULT_TEMPERATURE
+from dinov2.eval.linear_heads import AVGPOOL_OPTIONS, BASE_LEARNING_RATES, N_LAST_BLOCKS
+from dinov2.eval.linear_probe import ProbeSettings
+from dinov2.eval.transforms import (
+    DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_train_augment_transform,
+)
+from utils.device import PRECISIONS
+
+PROTOCOLS = ("linear", "knn")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def build_parser(protocol: str, description: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of ``python -m dinov2.eval.<protocol>`` (``linear`` or ``knn``)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}; expected one of {PROTOCOLS}")
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_checkpoint_and_data_arguments(parser, protocol)
+    if protocol == "linear":
+        _add_linear_arguments(parser)
+    _add_knn_arguments(parser, optional=protocol == "linear")
+    _add_run_arguments(parser)
+    return parser
+
+
+def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol: str) -> None:
+    source = parser.add_argument_group("checkpoints (exactly one)")
+    source.add_argument("--pretrained-weights", type=Path, help="teacher export, full checkpoint or run dir (newest)")
+    source.add_argument("--run-dir", type=Path, help="evaluate every eval/training_<it>/ export of this run")
+    data = parser.add_argument_group("data")
+    data.add_argument("--train-dataset", type=Path, required=True, help="ROOT/train of an ImageFolder tree")
+    data.add_argument("--val-dataset", type=Path, required=True, help="ROOT/val of an ImageFolder tree")
+    data.add_argument("--crop-size", type=int, default=224, help="centre/random crop size (default 224)")
+    data.add_argument("--resize-size", type=int, default=None, help="eval resize (default crop*256/224)")
+    batch_help = "images per batch of feature extraction" + (" and of the probe's SGD" if protocol == "linear" else "")
+    data.add_argument("--batch-size", type=int, default=128, help=f"{batch_help} (default 128)")
+    data.add_argument("--num-workers", type=int, default=4)
+    labels = parser.add_argument_group("labels of the result (never parsed from file names)")
+    labels.add_argument("--method", default=None, help="e.g. dinov2, n2n_dinov2, nc, nct (else the run config's)")
+    labels.add_argument("--noise", default=None, help="e.g. gauss100 or identity (else the run config's)")
+    labels.add_argument("--epoch-offset", type=float, default=0.0, help="added to the checkpoint's epoch")
+
+
+def _add_linear_arguments(parser: argparse.ArgumentParser) -> None:
+    probe = parser.add_argument_group("linear probe")
+    probe.add_argument("--augment", action="store_true", help="re-extract augmented train features every epoch")
+    probe.add_argument("--augment-scale", type=float, nargs=2, default=list(DEFAULT_AUGMENT_SCALE),
+                       metavar=("MIN", "MAX"), help="RandomResizedCrop area range of --augment (default 0.08 1)")
+    probe.add_argument("--augment-hflip", type=float, default=DEFAULT_HFLIP_PROBABILITY, metavar="P",
+                       help="horizontal-flip probability of --augment (default 0.5; 0 for digits or text)")
+    probe.add_argument("--epochs", type=int, default=10, help="passes over the training images")
+    probe.add_argument("--learning-rates", type=float, nargs="+", default=list(BASE_LEARNING_RATES),
+                       help="base rates, scaled by batch_size/256")
+    probe.add_argument("--n-last-blocks", type=int, nargs="+", default=list(N_LAST_BLOCKS))
+    probe.add_argument("--avgpool", type=_bool, nargs="+", default=list(AVGPOOL_OPTIONS))
+    probe.add_argument("--holdout-fraction", type=float, default=0.1, help="share of train used to pick the head")
+    probe.add_argument("--seed", type=int, default=0)
+
+
+def _add_knn_arguments(parser: argparse.ArgumentParser, optional: bool) -> None:
+    knn = parser.add_argument_group("k-NN")
+    knn.add_argument("--nb-knn", type=int, nargs="+", default=list(DEFAULT_KS))
+    knn.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    if optional:
+        knn.add_argument("--no-knn", action="store_true", help="linear probe only")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--output-dir", type=Path, required=True)
+    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
+                     help="autocast of the backbone; auto is bf16 on CUDA (fp16 without bf16), fp32 on CPU")
+    run.add_argument("--overwrite", action="store_true", help="re-evaluate checkpoints that have a result")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check_arguments(args: argparse.Namespace, protocol: str) -> Optional[ProbeSettings]:
+    """Check the values before any work; the linear probe's settings (None for k-NN)."""
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+    return settings_from_args(args) if protocol == "linear" else None
+
+
+def settings_from_args(args: argparse.Namespace) -> ProbeSettings:
+    """The probe settings of the linear probe's command line, checked before any work."""
+    if args.epochs < 1 or args.batch_size < 1:
+        raise ValueError("--epochs and --batch-size must be at least 1")
+    if args.augment:
+        make_train_augment_transform(args.crop_size, tuple(args.augment_scale), args.augment_hflip)
+    return ProbeSettings(epochs=args.epochs, batch_size=args.batch_size,
+                         base_learning_rates=tuple(args.learning_rates), n_last_blocks=tuple(args.n_last_blocks),
+                         avgpool_options=tuple(args.avgpool), holdout_fraction=args.holdout_fraction,
+                         seed=args.seed)
