@@ -6,7 +6,7 @@
 Both modes evaluate the same checkpoint on the same embedded MNIST subset (``utils/make_toy_dataset.py``,
 ``--limit`` digits per class, 32 px) in this process, with the full 52-head grid, the same epochs, batch size,
 held-out selection and seed. The checkpoint is ``--pretrained-weights`` (a trained export or run directory) or,
-by default, a randomly initialised ``vit_tiny`` (patch 4, 32 px) written as a teacher export (LayerScale off:
+by default, a randomly initialised ``vit_tiny_4blocks`` (patch 4, 32 px) written as a teacher export (LayerScale off:
 with upstream's 1e-5 initial LayerScale an untrained ViT passes its input through almost unchanged and every
 image gets nearly the same class token). The script prints both wall times, their ratio and both accuracies
 (held-out-selected head, scored on val), and writes them to a JSON file. The paper's ImageNet-100 probe runs
@@ -27,6 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from omegaconf import DictConfig
 
 from dinov2.eval.results import load_result
 from dinov2.eval.arguments import build_parser
@@ -39,10 +40,9 @@ from utils.device import resolve_device, resolve_precision
 from utils.make_toy_dataset import build_toy_dataset
 
 
-def random_teacher_export(run_dir: Path, arch: str, patch_size: int, crop_size: int, seed: int) -> Path:
-    """A randomly initialised backbone written as ``RUN/eval/training_0/teacher_checkpoint.pth``."""
-    cfg = load_config(overrides=[f"student.arch={arch}", f"student.patch_size={patch_size}",
-                                 f"crops.global_crops_size={crop_size}", "student.layerscale=0.0"])
+def random_teacher_export(run_dir: Path, cfg: DictConfig, seed: int) -> Path:
+    """The backbone of ``cfg`` at its random initialisation (seed ``seed``), written as
+    ``RUN/eval/training_0/teacher_checkpoint.pth``."""
     torch.manual_seed(seed)
     teacher, _ = build_model_from_cfg(cfg, only_teacher=True)
     state = {f"backbone.{key}": value for key, value in teacher.state_dict().items()}
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--arch", default="vit_tiny")
+    parser.add_argument("--arch", default="vit_tiny_4blocks")
     parser.add_argument("--patch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         counts = build_toy_dataset(tmp / "data", limit=args.limit)
-        checkpoint = args.pretrained_weights or random_teacher_export(
-            tmp / "run", args.arch, args.patch_size, 32, args.seed)
+        untrained = load_config(overrides=[f"student.arch={args.arch}", f"student.patch_size={args.patch_size}",
+                                           "crops.global_crops_size=32", "student.layerscale=0.0"])
+        checkpoint = args.pretrained_weights or random_teacher_export(tmp / "run", untrained, args.seed)
         augment = ["--augment-scale", *map(str, args.augment_scale), "--augment-hflip", str(args.augment_hflip)]
         common = ["--crop-size", "32", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                   "--num-workers", str(args.num_workers), "--device", args.device, "--seed", str(args.seed),

@@ -34,6 +34,7 @@ from dinov2.train.trainer import Trainer
 from dinov2.utils.checks import check_config
 from dinov2.utils.config import CONFIGS_DIR, load_config
 from utils.atomic import atomic_write_json
+from utils.device import autocast
 
 DEFAULT_CONFIG = CONFIGS_DIR / "train" / "tiny_cpu.yaml"
 
@@ -63,7 +64,7 @@ def synthetic_batch(cfg, seed: int = 0) -> dict:
 def baseline_step(trainer: Trainer, batch: dict) -> None:
     """Student forward + backward and teacher forward, nothing else."""
     model = trainer.model
-    with trainer._autocast():
+    with autocast(trainer.ctx.device, trainer.precision):
         with torch.no_grad():
             teacher = model.teacher["backbone"](batch["collated_global_crops"], is_training=True)
             model.teacher["dino_head"](teacher["x_norm_clstoken"])
