@@ -27,26 +27,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from omegaconf import DictConfig
 
+from dinov2.eval.baselines import random_teacher_export
 from dinov2.eval.results import load_result
 from dinov2.eval.arguments import build_parser
 from dinov2.eval.runner import evaluate_checkpoint, load_splits
-from dinov2.models import build_model_from_cfg
-from dinov2.utils.checkpoint import export_teacher
-from dinov2.utils.config import config_to_yaml, load_config
+from dinov2.utils.config import load_config
 from utils.atomic import atomic_write_json
 from utils.device import resolve_device, resolve_precision
 from utils.make_toy_dataset import build_toy_dataset
-
-
-def random_teacher_export(run_dir: Path, cfg: DictConfig, seed: int) -> Path:
-    """The backbone of ``cfg`` at its random initialisation (seed ``seed``), written as
-    ``RUN/eval/training_0/teacher_checkpoint.pth``."""
-    torch.manual_seed(seed)
-    teacher, _ = build_model_from_cfg(cfg, only_teacher=True)
-    state = {f"backbone.{key}": value for key, value in teacher.state_dict().items()}
-    return export_teacher(run_dir, 0, state, config_to_yaml(cfg))
 
 
 def run_mode(checkpoint: Path, data: Path, out: Path, common: list[str], augment: list[str] | None

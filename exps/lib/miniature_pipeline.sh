@@ -1,0 +1,77 @@
+# The stages of the paper in miniature on the embedded digits, shared by exps/quickstart.sh (one seed, every
+# stage) and exps/miniature.sh (several seeds, the four arms and their probes). Source it, then call the stages.
+#
+# Settings (set them before calling):
+#   NOISE, CLEAN, NOISY, DENOISED, RETRIEVAL, RETRIEVAL_DENOISED, REPORT   data and output paths
+#   LIMIT            array: make_toy_dataset.py arguments (e.g. (--limit 30)), may be empty
+#   WORKERS          processes for noise generation and verification
+#   N2N_DIR N2N_EPOCHS N2N_BATCH                                           the denoiser
+#   DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH EPOCH_ITERS SEED NCT_WEIGHT   the four arms (DINO_ARGS: array)
+#   PROBE_ARGS QUIET                                                       arrays: extra probe arguments
+# Every step skips what is done and training resumes, so an interrupted caller continues where it stopped.
+
+prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (indexed, verified, paired), the grid
+    python utils/make_toy_dataset.py --out "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
+    python process_metadata.py "$CLEAN"
+    python utils/make_toy_retrieval.py --out "$RETRIEVAL"
+    python utils/generate_noise.py --src "$CLEAN" --noise "$NOISE" --workers "$WORKERS"
+    python process_metadata.py "$NOISY" --verify --workers "$WORKERS" --pair "$CLEAN" "$NOISY"
+    python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
+}
+
+train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; the denoised tree, its PSNR and examples
+    python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$N2N_DIR" --epochs "$N2N_EPOCHS" \
+        --batch-size "$N2N_BATCH" --patch-size 32 --lr 1e-3 --workers 0 --no-progress
+    python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" --dst "$DENOISED" --workers 0 \
+        --no-progress
+    python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
+    python Neighbor2Neighbor/evaluate_psnr.py --clean "$CLEAN/val" --noisy "$NOISY/val" --denoised "$DENOISED/val" \
+        --out "$N2N_DIR/psnr.json"
+    python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --denoised "$DENOISED" \
+        --images 8 --out "$REPORT/denoising_examples.png"
+}
+
+train_arm() {  # train_arm RUN_DIR DATASET [--branch nc|nct] [override ...]
+    local run_dir="$1" dataset="$2" configs=(--config-file "$DINO_CONFIG"); shift 2
+    if [ "${1:-}" = --branch ]; then  # the recipe's size and data settings, then the branch recipe over them
+        configs+=(--config-file "dinov2/configs/train/branch_$2.yaml"); shift 2
+    fi
+    python -m dinov2.train "${configs[@]}" --output-dir "$run_dir" "train.dataset_path=$dataset" \
+        "optim.epochs=$EPOCHS" "train.seed=$SEED" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
+}
+
+branch_arm() {  # branch_arm RUNS nc|nct: EPOCHS - SWITCH_EPOCH noisy epochs from RUNS/dinov2_denoised@SWITCH_EPOCH
+    local runs="$1" kind="$2" extra=()
+    if [ "$kind" = nct ]; then
+        extra=("nct.weight=$NCT_WEIGHT" "nct.denoised_dataset_path=$DENOISED")
+    fi
+    train_arm "$runs/$kind" "$NOISY" --branch "$kind" "optim.epochs=$(( EPOCHS - SWITCH_EPOCH ))" \
+        "curriculum.branch_from=$runs/dinov2_denoised@$SWITCH_EPOCH" "evaluation.eval_period_iterations=$EPOCH_ITERS" \
+        ${extra[@]+"${extra[@]}"}
+}
+
+train_arms() {  # train_arms RUNS: the four arms of one seed under RUNS
+    local runs="$1"
+    train_arm "$runs/dinov2_noisy" "$NOISY"
+    train_arm "$runs/dinov2_denoised" "$DENOISED"
+    branch_arm "$runs" nc
+    branch_arm "$runs" nct
+}
+
+probe() {  # probe RUN_DIR DATA METHOD EPOCH_OFFSET EVALS [all|final]: linear probe + k-NN of the run's exports
+    local which=(--run-dir "$1")
+    if [ "${6:-all}" = final ]; then
+        which=(--pretrained-weights "$1")  # a run directory: its newest teacher export
+    fi
+    python -m dinov2.eval.linear "${which[@]}" --train-dataset "$2/train" --val-dataset "$2/val" \
+        --output-dir "$5/$(basename "$1")" --crop-size 32 --method "$3" --noise "$NOISE" \
+        --epoch-offset "$4" --num-workers 0 ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"} ${QUIET[@]+"${QUIET[@]}"}
+}
+
+probe_arms() {  # probe_arms RUNS EVALS [all|final]: noisy val; denoised val for the N2N arm, as in the paper
+    local runs="$1" evals="$2" which="${3:-all}"
+    probe "$runs/dinov2_noisy" "$NOISY" dinov2 0 "$evals" "$which"
+    probe "$runs/dinov2_denoised" "$DENOISED" n2n_dinov2 0 "$evals" "$which"
+    probe "$runs/nc" "$NOISY" nc "$SWITCH_EPOCH" "$evals" "$which"
+    probe "$runs/nct" "$NOISY" nct "$SWITCH_EPOCH" "$evals" "$which"
+}
