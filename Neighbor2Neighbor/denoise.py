@@ -36,11 +36,12 @@ from tqdm import tqdm
 
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
 from Neighbor2Neighbor.weights import load_denoiser
+from utils.atomic import remove_stale_temporaries
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_device, resolve_precision
 from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
 from utils.image_io import save_png_atomic
-from utils.manifest import check_or_write_manifest, file_sha256
+from utils.manifest import check_or_write_manifest, file_sha256, holds_images
 from utils.noise import NoiseSpec, noisy_image, parse_noise
 
 MANIFEST_FILENAME = "denoise_manifest.json"
@@ -205,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             "weights_sha256": file_sha256(args.weights), "revisitop_noise": args.revisitop_noise,
             "noise_seed": args.noise_seed if noise is not None else None, "precision": str(precision),
             "tile": args.tile, "tile_overlap": args.tile_overlap,
-        }, remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
+        }, overwrite=not holds_images(args.dst),  # nothing written yet by the run that left the manifest
+           remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
                   "another --dst")
+        remove_stale_temporaries(args.dst)
         task = DenoiseTask(args.src, args.dst, noise, args.noise_seed)
         report = denoise_tree(model, task, device, precision, args.batch_size,
                               args.workers, args.tile, args.tile_overlap, noise is not None, not args.no_progress)

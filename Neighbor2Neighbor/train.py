@@ -36,7 +36,7 @@ from Neighbor2Neighbor.loss import regularizer_weight, training_loss
 from Neighbor2Neighbor.padding import apply_padded
 from Neighbor2Neighbor.validation import Validator
 from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
-from utils.atomic import atomic_torch_save, atomic_write_json
+from utils.atomic import atomic_torch_save, atomic_write_json, remove_stale_temporaries
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
 from utils.jsonl_log import JsonlLog
@@ -272,6 +272,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = resume_settings(args)
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # left by a run killed while writing a checkpoint
     state = TrainingState.create(args, device, precision)
     first = first_epoch(state, args, settings)
     # lines written after the checkpoint (a crash between the two writes) belong to epochs this call redoes

@@ -52,6 +52,13 @@ def _temp(start: float, end: float | None = None) -> list[str]:
 
 TEMP04 = _temp(0.04)
 SK = ["train.centering=sinkhorn_knopp"]
+
+
+def _head(bottleneck: int, prototypes: int) -> list[str]:
+    """DINO head of a given bottleneck width and number of prototypes."""
+    return [f"dino.head_bottleneck_dim={bottleneck}", f"dino.head_n_prototypes={prototypes}"]
+
+
 EASY_VIEWS = ["crops.global_crops_scale=[0.9,1.0]", "crops.local_crops_number=0"]
 MILD_CROPS = ["crops.global_crops_scale=[0.5,1.0]", "crops.local_crops_scale=[0.3,0.6]"]
 VARIANTS: dict[str, tuple[list[str], str]] = {
@@ -91,6 +98,11 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                            "diagnostic: the teacher never moves (momentum 1), 0.01"),
     "frozen_teacher_t01_lr10": (LS_OFF + MILD_CROPS + _temp(0.01) + ["teacher.momentum_teacher=1.0", "optim.base_lr=0.04"],
                                 "diagnostic: the teacher never moves, 0.01, 10x learning rate"),
+    "ls_off_mild_b16_k4096": (LS_OFF + TEMP04 + MILD_CROPS + _head(16, 4096),
+                              "no LayerScale, 0.04, milder crops, bottleneck 16 x 4,096 prototypes (ratio 256)"),
+    "ls_off_mild_b32_k8192": (LS_OFF + TEMP04 + MILD_CROPS + _head(32, 8192), "... bottleneck 32 x 8,192 (256)"),
+    "ls_off_mild_b16_k4096_t02": (LS_OFF + _temp(0.02) + MILD_CROPS + _head(16, 4096),
+                                  "... bottleneck 16 x 4,096, teacher temperature 0.02"),
     "ls_off_mild_t01_lr10": (LS_OFF + MILD_CROPS + _temp(0.01) + ["optim.base_lr=0.04"],
                              "no LayerScale, milder crops, teacher temperature 0.01, 10x learning rate"),
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper in miniature with statistics: the four arms on the embedded digits for several seeds, with a recipe
-# in which the DINO objective learns (dinov2/configs/train/miniature_cpu.yaml), then mean +- std per arm and paired
+# (DINO_CONFIG, by default the quick start's dinov2/configs/train/tiny_cpu.yaml), then mean +- std per arm and paired
 # differences with 95 % intervals (exps/miniature_stats.py).
 #
 #   bash exps/miniature.sh [NOISE]           # NOISE defaults to gauss100; SEEDS="0 1 2" by default
@@ -29,7 +29,7 @@ WORKERS="${WORKERS:-2}"
 PROFILE="${MINIATURE_PROFILE:-full}"
 case "$PROFILE" in
   full)
-    DATASET="mnist5k"; LIMIT=(); N2N_BATCH=16; DEFAULT_CONFIG="dinov2/configs/train/miniature_cpu.yaml"
+    DATASET="mnist5k"; LIMIT=(); N2N_BATCH=16; DEFAULT_CONFIG="dinov2/configs/train/tiny_cpu.yaml"
     DINO_ARGS=(); PROBE_ARGS=(--epochs 10) ;;
   smoke)
     DATASET="mnist300"; LIMIT=(--limit 30); N2N_BATCH=8; DEFAULT_CONFIG="dinov2/configs/train/smoke_cpu.yaml"

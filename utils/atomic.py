@@ -30,6 +30,37 @@ def is_temporary_file(name: str) -> bool:
     return name.startswith(".") and TMP_MARKER in name
 
 
+def _writer_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the temporary files below ``folder`` whose writer process is gone (killed mid-write); returns them.
+
+    A temporary file names its writer (``.name.tmp-<pid>-<n>``); files of live processes are left alone, so a
+    job may clean its output folder on start while another job writes there. Process ids are those of this
+    machine: do not share one output folder between machines that write at the same time.
+    """
+    removed = []
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            if not is_temporary_file(name):
+                continue
+            pid_text = name.rsplit(TMP_MARKER, 1)[1].split("-", 1)[0]
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _writer_is_alive(int(pid_text)):
+                path = Path(directory) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file for writing (UTF-8 in text mode); on success fsync it and rename it onto ``path``.

@@ -13,6 +13,7 @@ An unreadable image stops the run (the images in flight are finished) with a non
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -27,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from tqdm import tqdm
 
+from utils.atomic import atomic_write_json, remove_stale_temporaries
 from utils.dataset_index import LABELS_FILENAME
 from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
 from utils.image_io import save_png_atomic
@@ -35,6 +37,7 @@ from utils.metrics import psnr_and_snr
 from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
 
 MANIFEST_FILENAME = "noise_manifest.json"
+PENDING_KEY = "overwrite_pending"  # in the manifest while an --overwrite run has not rewritten every file
 
 
 class GenerationError(RuntimeError):
@@ -157,16 +160,18 @@ def generate_noise(
     out_prefix = out_prefix if out_prefix is not None else default_out_prefix(src)
     tasks = plan(src, settings, out_prefix, seed, quantization, png_compression)
     stats = {setting: SettingStats() for setting in settings}
+    manifests, redo = {}, set()
     for setting in settings:
         root = output_root(out_prefix, setting)
-        manifest = {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
-                    "quantization": quantization, "source": str(src.resolve())}
-        check_or_write_manifest(root / MANIFEST_FILENAME, manifest, overwrite)
+        manifests[setting] = {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
+                              "quantization": quantization, "source": str(src.resolve())}
+        if start_setting(root, manifests[setting], overwrite):
+            redo.add(setting)
         if (src / LABELS_FILENAME).is_file():
             shutil.copyfile(src / LABELS_FILENAME, root / LABELS_FILENAME)
     todo = []
     for task in tasks:
-        if not overwrite and os.path.exists(task.dst):
+        if task.setting not in redo and os.path.exists(task.dst):
             stats[task.setting].skipped += 1
         else:
             todo.append(task)
@@ -184,7 +189,25 @@ def generate_noise(
             stats[task.setting].snr_values.append(image_snr)
     if failures:
         raise GenerationError("; ".join(failures))
+    for setting in redo:  # every file of the setting is rewritten: the overwrite is complete
+        atomic_write_json(output_root(out_prefix, setting) / MANIFEST_FILENAME, manifests[setting])
     return {setting: s.summary() for setting, s in stats.items()}
+
+
+def start_setting(root: Path, manifest: dict, overwrite: bool) -> bool:
+    """Check (or write) the manifest of one output tree and clean temporaries of killed writers; returns whether
+    every file must be rewritten: with ``--overwrite``, or when an earlier ``--overwrite`` run was interrupted
+    (its manifest still says ``overwrite_pending``: the tree then mixes old and new noise)."""
+    path = root / MANIFEST_FILENAME
+    check_or_write_manifest(path, manifest, overwrite)
+    remove_stale_temporaries(root)
+    pending = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get(PENDING_KEY, False)
+    if pending and not overwrite:
+        print(f"{root}: an interrupted --overwrite run left old and new files mixed; rewriting every file")
+    if overwrite or pending:
+        atomic_write_json(path, {**manifest, PENDING_KEY: True})
+        return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,9 +47,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray((array / peak * 255.0).round().astype(np.uint8), mode="L")
+        # 16-bit grey levels (Pillow opens 16-bit PNGs as I;16 or I): full scale is 65535 for every image,
+        # never a guess from the image's own maximum
+        array = np.clip(np.asarray(image, dtype=np.float64), 0.0, 65535.0)
+        image = Image.fromarray((array / 65535.0 * 255.0).round().astype(np.uint8), mode="L")
     elif image.mode == "F":
         image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.atomic import atomic_write_json
+from utils.image_io import iter_image_files
 
 
 class ManifestMismatch(ValueError):
@@ -37,6 +38,12 @@ def check_or_write_manifest(
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, settings)
+
+
+def holds_images(folder: Path) -> bool:
+    """True when ``folder`` holds at least one image file (at any depth); a folder without any may take a new
+    manifest, since nothing made with the old settings would be mixed in."""
+    return Path(folder).is_dir() and next(iter(iter_image_files(folder)), None) is not None
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -37,6 +37,9 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     iteration = state.get("iteration") if isinstance(state, dict) else None
+    if iteration is not None and "model" in state:
+        # a full checkpoint stores the next iteration to run; results name the last finished one, as exports do
+        iteration = int(iteration) - 1
     match = TEACHER_EXPORT_DIR_PATTERN.match(path.parent.name)
     if iteration is None and match:
         iteration = int(match.group(1))

@@ -132,20 +132,25 @@ def write_result(result: dict, path: Path) -> Path:
 def load_result(path: Path) -> dict:
     """Read and validate one result file."""
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ResultError(f"{path}: not valid JSON ({error})") from error
+    except OSError as error:
+        raise ResultError(f"{path}: cannot be read ({error})") from error
     return validate_result(data, str(path))
 
 
 def iter_result_files(root: Path) -> Iterator[Path]:
-    """Every ``*.json`` below ``root`` (sorted) that declares the result schema; other JSON files are skipped."""
+    """Every ``*.json`` below ``root`` (sorted) that declares the result schema, and every one that cannot be read
+    or parsed (it may be a damaged result: :func:`load_result` then names it); well-formed JSON files of another
+    kind are skipped."""
     for path in sorted(Path(root).rglob("*.json")):
         if path.name.startswith("."):
             continue
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            yield path
             continue
         if isinstance(data, dict) and data.get("schema") == RESULT_SCHEMA:
             yield path

@@ -42,12 +42,33 @@ def find_dataset_folder(data_root: Path, dataset: str) -> Path:
     raise FileNotFoundError(f"no gnd_{dataset}.pkl under {data_root}/{dataset} or {data_root}/datasets/{dataset}")
 
 
+class GroundTruthUnpickler(pickle.Unpickler):
+    """Unpickles a revisitop ``gnd_*.pkl`` (dicts, lists, strings, numbers and NumPy arrays) and nothing else: any
+    other class or function named by the file is refused, so a crafted file cannot run code when loaded."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("builtins", "set"), ("builtins", "frozenset"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a ground-truth file holds only "
+                                         "dicts, lists, strings, numbers and NumPy arrays")
+        return super().find_class(module, name)
+
+
 def load_retrieval_set(data_root: Path, dataset: str) -> RetrievalSet:
     """Read and check the ground truth (keys, index ranges) and that every image file exists."""
     folder = find_dataset_folder(data_root, dataset)
     gnd_path = folder / f"gnd_{dataset}.pkl"
-    with open(gnd_path, "rb") as handle:
-        payload = pickle.load(handle)
+    try:
+        with open(gnd_path, "rb") as handle:
+            payload = GroundTruthUnpickler(handle).load()
+    except (pickle.UnpicklingError, EOFError) as error:
+        raise ValueError(f"{gnd_path}: not a revisitop ground-truth file ({error})") from error
     for key in ("imlist", "qimlist", "gnd"):
         if key not in payload:
             raise ValueError(f"{gnd_path}: missing key {key!r}")

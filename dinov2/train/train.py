@@ -21,7 +21,7 @@ from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.train.curriculum import build_phases, check_curriculum
 from dinov2.utils.checks import check_config, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, remove_stale_temporaries
 from utils.dataset_index import DatasetError
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
     trainer = Trainer(cfg, ctx, output_dir, datasets)
     if ctx.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(output_dir)  # left by a run killed while writing a checkpoint or export
         atomic_write_text(output_dir / CONFIG_FILENAME, trainer.config_yaml)
     distributed.barrier()
     trainer.run()
@@ -82,6 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     from dinov2 import distributed
+    from dinov2.utils.checkpoint import CheckpointError
 
     ctx = distributed.setup()
     try:
@@ -89,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    except FloatingPointError as error:
+    except (FloatingPointError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_TRAINING_ERROR
     finally:

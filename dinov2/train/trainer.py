@@ -20,12 +20,14 @@ from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.nct import build_meta_arch, split_model_state
 from dinov2.train.run_files import git_sha, open_metrics_log
 from dinov2.utils.checkpoint import (
+    CheckpointError,
     capture_rng_state,
     export_teacher,
     load_checkpoint,
     newest_loadable_checkpoint,
     restore_rng_state,
     save_checkpoint,
+    teacher_export_path,
 )
 from dinov2.utils.config import config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
@@ -108,8 +110,15 @@ class Trainer:
     # ----- resume -----
     def resume(self) -> int:
         """Restore the newest loadable checkpoint of the run (or ``MODEL.WEIGHTS``); returns the start iteration."""
-        found = newest_loadable_checkpoint(self.output_dir) if self.ctx.is_main else None
-        path = distributed.broadcast_object(str(found[0]) if found else None)
+        found, error = None, None
+        if self.ctx.is_main:
+            try:
+                found = newest_loadable_checkpoint(self.output_dir)
+            except CheckpointError as exc:
+                error = str(exc)
+        path, error = distributed.broadcast_object((str(found[0]) if found else None, error))
+        if error is not None:  # raised on every rank, so that none waits for the others
+            raise CheckpointError(error)
         if path is None:
             if self.cfg.MODEL.WEIGHTS:
                 self.load_initial_weights(Path(self.cfg.MODEL.WEIGHTS))
@@ -131,7 +140,30 @@ class Trainer:
         self.samples_consumed = int(state["samples_consumed"])
         self.phase_start_samples = int(state.get("phase_start_samples", 0))
         self._log(f"resumed from {path} at iteration {state['iteration']}")
+        self._export_if_missing(int(state["iteration"]) - 1)
         return int(state["iteration"])
+
+    def _is_export_iteration(self, iteration: int) -> bool:
+        done = iteration + 1
+        return done % self.cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
+
+    def _export_if_missing(self, iteration: int) -> None:
+        """Write the teacher export of ``iteration`` when it is due and missing (a run killed between its
+        checkpoint and its export); the teacher was just restored from that iteration's checkpoint."""
+        if iteration < 0 or not self._is_export_iteration(iteration) or not self.ctx.is_main:
+            return
+        if not teacher_export_path(self.output_dir, iteration).is_file():
+            self._write_teacher_export(iteration)
+            self._log(f"wrote the missing teacher export of iteration {iteration}")
+
+    def _write_teacher_export(self, iteration: int) -> None:
+        teacher = {k: v.detach().cpu() for k, v in self.model.teacher.state_dict().items()}
+        export_teacher(self.output_dir, iteration, teacher, self.config_yaml)
+
+    def missing_exports(self, end: int) -> list[int]:
+        """The due teacher exports of iterations ``0..end-1`` that are not in the run folder."""
+        return [it for it in range(end) if self._is_export_iteration(it)
+                and not teacher_export_path(self.output_dir, it).is_file()]
 
     def load_initial_weights(self, path: Path) -> None:
         """Student, teacher and centers of a full checkpoint (never its optimizer, nor a frozen NCT teacher)."""
@@ -233,6 +265,9 @@ class Trainer:
         """Checkpoint and/or teacher export after ``iteration`` (collective: every rank must call it)."""
         rng_states = distributed.all_gather_object(capture_rng_state()) if checkpoint else None
         if self.ctx.is_main:
+            # the export first: a run killed between the two resumes from the previous checkpoint and redoes both
+            if export:
+                self._write_teacher_export(iteration)
             if checkpoint:
                 state = {
                     "iteration": iteration + 1,
@@ -246,9 +281,6 @@ class Trainer:
                     "config": self.config_yaml,
                 }
                 save_checkpoint(self.output_dir, iteration, state, self.cfg.train.max_to_keep)
-            if export:
-                teacher = {k: v.detach().cpu() for k, v in self.model.teacher.state_dict().items()}
-                export_teacher(self.output_dir, iteration, teacher, self.config_yaml)
         distributed.barrier()
 
     def _log(self, message: str) -> None:
@@ -283,7 +315,7 @@ class Trainer:
                 progress.set_postfix(loss=f"{record['total_loss']:.4f}", lr=f"{record['lr']:.2e}")
             # a phase's last iteration is always checkpointed: another run may branch off there (RUN@EPOCH)
             checkpoint = done % cfg.train.checkpoint_period == 0 or done == end or done == phase.end
-            export = done % cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
+            export = self._is_export_iteration(iteration)
             if checkpoint or export:
                 self.save(iteration, export=export, checkpoint=checkpoint)
             progress.update(1)
@@ -311,6 +343,10 @@ class Trainer:
             self._run_phase(phase, iteration, phase_end, end, metrics, progress)
             iteration = phase_end
         progress.close()
+        missing = self.missing_exports(end) if self.ctx.is_main else []
+        if missing:
+            warnings.warn(f"{self.output_dir} lacks the teacher exports of iterations {missing[:10]} (deleted?); "
+                          "their evaluations will be missing")
         if end < self.total_iterations:
             self._log(f"stopped after iteration {end - 1} (train.stop_after_iterations); rerun to continue")
         return end

@@ -53,13 +53,22 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     return state
 
 
+class CheckpointError(RuntimeError):
+    """A run folder holds checkpoints, but none of them loads: resuming would silently start afresh."""
+
+
 def newest_loadable_checkpoint(output_dir: Path) -> Optional[tuple[Path, dict[str, Any]]]:
-    """The newest checkpoint that loads (a damaged newer file is skipped with a warning), or None."""
-    for path in list_checkpoints(output_dir):
+    """The newest checkpoint that loads (a damaged newer file is skipped with a warning), or None when the folder
+    holds none; :class:`CheckpointError` naming them when it holds checkpoints and none loads."""
+    found = list_checkpoints(output_dir)
+    for path in found:
         try:
             return path, load_checkpoint(path)
         except Exception as error:  # any damage (truncation, wrong format) means: try the previous one
             warnings.warn(f"skipping checkpoint {path}: it does not load ({type(error).__name__}: {error})")
+    if found:
+        raise CheckpointError(f"none of the checkpoints of {output_dir} loads ({', '.join(p.name for p in found)}); "
+                              "delete them to start afresh, or use another --output-dir")
     return None
 
 
