@@ -35,13 +35,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
-from Neighbor2Neighbor.weights import load_denoiser
+from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import remove_stale_temporaries
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_device, resolve_precision
 from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
 from utils.image_io import save_png_atomic
-from utils.manifest import check_or_write_manifest, file_sha256, holds_images
+from utils.manifest import check_or_write_manifest, holds_images
 from utils.noise import NoiseSpec, noisy_image, parse_noise
 
 MANIFEST_FILENAME = "denoise_manifest.json"
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
         check_or_write_manifest(args.dst / MANIFEST_FILENAME, {
-            "weights_sha256": file_sha256(args.weights), "revisitop_noise": args.revisitop_noise,
+            "model_sha256": model_digest(model), "revisitop_noise": args.revisitop_noise,
             "noise_seed": args.noise_seed if noise is not None else None, "precision": str(precision),
             "tile": args.tile, "tile_overlap": args.tile_overlap,
         }, overwrite=not holds_images(args.dst),  # nothing written yet by the run that left the manifest

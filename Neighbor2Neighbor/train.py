@@ -47,6 +47,7 @@ from utils.seeding import seed_everything, torch_generator, worker_init_fn
 RESUME_KEYS = ("data_dir", "epochs", "batch_size", "patch_size", "lr", "gamma", "increase_ratio", "lambda_rec",
                "lambda_reg", "n_feature", "seed", "small_images")
 LAST, BEST, METRICS, CONFIG = "last.pt", "best.pt", "metrics.jsonl", "config.json"
+WALL_CLOCK_KEYS = ("seconds", "images_per_s")  # in metrics.jsonl only
 
 
 class TrainingError(RuntimeError):
@@ -162,7 +163,9 @@ class TrainingState:
             "model_config": model_config(self.model), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "mask_generator": self.mask_generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "best_val_psnr": self.best_psnr, "args": settings, "metrics": record,
+            "best_val_psnr": self.best_psnr, "args": settings,
+            # without wall-clock values, so that the same run gives the same bytes however fast it went
+            "metrics": {key: value for key, value in record.items() if key not in WALL_CLOCK_KEYS},
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,33 @@ def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
     except RuntimeError as error:
         raise ValueError(f"weights file {path} does not match the UNet {config}: {error}") from error
     return model.to(device).eval()
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """SHA-256 (hex) of a model's weights: parameter names, shapes, dtypes and bytes, in key order. Equal weights
+    give equal digests whatever else the file holds (optimizer, metrics, command-line arguments)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}:".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m Neighbor2Neighbor.weights WEIGHTS``: print the weights' digest (names the denoised trees)."""
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        print("usage: python -m Neighbor2Neighbor.weights WEIGHTS", file=sys.stderr)
+        return 2
+    try:
+        print(model_digest(load_denoiser(Path(args[0]))))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -113,7 +113,7 @@ parse_args() {
     for arg in "$@"; do
         case "$arg" in
             --dry-run) DRY_RUN=1 ;;
-            -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+            -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;  # the header
             *) echo "error: unknown argument $arg (expected --dry-run)" >&2; exit 2 ;;
         esac
     done

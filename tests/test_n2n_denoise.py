@@ -129,5 +129,5 @@ def test_refuses_to_mix_outputs_of_another_denoiser(tmp_path, weights, capsys):
     torch.save(UNet(features=8).state_dict(), other)
     before = load_rgb(dst / "train/a/x.png")
     assert _run(other, tmp_path / "noisy", dst) == 1
-    assert "weights_sha256" in capsys.readouterr().err
+    assert "model_sha256" in capsys.readouterr().err
     assert np.array_equal(load_rgb(dst / "train/a/x.png"), before)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from dinov2.eval.results import iter_result_files, load_result
 
@@ -20,9 +21,9 @@ REPORT_FILES = ("index.html", "index.md", "summary.md", "summary.csv", "linear_t
                 "denoising_examples.png", "linear_curve_gauss100.png", "probe_accuracy.png")
 
 
-def _quickstart(tmp_path: Path) -> subprocess.CompletedProcess:
+def _quickstart(tmp_path: Path, out: str = "out", seed: str = "0") -> subprocess.CompletedProcess:
     env = {**os.environ, "QUICKSTART_PROFILE": "smoke", "DATA_ROOT": str(tmp_path / "data"),
-           "OUT": str(tmp_path / "out"), "WORKERS": "1", "OMP_NUM_THREADS": "1",
+           "OUT": str(tmp_path / out), "SEED": seed, "WORKERS": "1", "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["bash", "exps/quickstart.sh", "gauss100"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -69,3 +70,11 @@ def test_quickstart_smoke_runs_every_stage_and_resumes(tmp_path):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert time.perf_counter() - started < first_seconds
     assert "skip" in second.stdout
+
+    # another OUT and SEED in the same checkout: nothing collides, the same denoiser's tree is reused
+    third = _quickstart(tmp_path, out="out_seed1", seed="1")
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    denoised = sorted((tmp_path / "data").glob("noisy_mnist300-gauss100-denoised-*"))
+    assert len(denoised) == 1 and "0 written" in third.stdout
+    seeds = [OmegaConf.load(run / "dinov2_noisy" / "config.yaml").train.seed for run in (out, tmp_path / "out_seed1")]
+    assert seeds == [0, 1]

@@ -135,7 +135,7 @@ def test_a_denoise_manifest_left_by_a_run_that_wrote_nothing_does_not_block_the_
     src = make_tree(tmp_path / "noisy", per_class=1)
     dst = tmp_path / "denoised"
     dst.mkdir()
-    (dst / DENOISE_MANIFEST).write_text(json.dumps({"weights_sha256": "0" * 64, "revisitop_noise": None,
+    (dst / DENOISE_MANIFEST).write_text(json.dumps({"model_sha256": "0" * 64, "revisitop_noise": None,
                                                     "noise_seed": None, "precision": "fp32", "tile": 0,
                                                     "tile_overlap": 32}))
     torch.manual_seed(0)
@@ -145,7 +145,7 @@ def test_a_denoise_manifest_left_by_a_run_that_wrote_nothing_does_not_block_the_
                weights)
     assert denoise_main(["--weights", str(weights), "--src", str(src), "--dst", str(dst), "--workers", "0",
                          "--no-progress"]) == 0
-    assert json.loads((dst / DENOISE_MANIFEST).read_text())["weights_sha256"] != "0" * 64
+    assert json.loads((dst / DENOISE_MANIFEST).read_text())["model_sha256"] != "0" * 64
 
 
 def test_ground_truth_files_that_name_other_classes_are_refused(tmp_path):

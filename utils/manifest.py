@@ -6,7 +6,6 @@ mix two datasets; the manifest turns that into a clear error unless the user ask
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -44,12 +43,3 @@ def holds_images(folder: Path) -> bool:
     """True when ``folder`` holds at least one image file (at any depth); a folder without any may take a new
     manifest, since nothing made with the old settings would be mixed in."""
     return Path(folder).is_dir() and next(iter(iter_image_files(folder)), None) is not None
-
-
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    """The SHA-256 of a file's bytes (hex), read in chunks; records which weights made an output."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -2,13 +2,30 @@
 # stage) and exps/miniature.sh (several seeds, the four arms and their probes). Source it, then call the stages.
 #
 # Settings (set them before calling):
-#   NOISE, CLEAN, NOISY, DENOISED, RETRIEVAL, RETRIEVAL_DENOISED, REPORT   data and output paths
+#   NOISE, CLEAN, NOISY, RETRIEVAL, REPORT                                 data and output paths
+#   DENOISED_PREFIX  the denoised tree is DENOISED_PREFIX-<digest of the denoiser's weights> (set as DENOISED by
+#                    train_denoiser): it belongs to the denoiser that made it, so runs with other denoisers never
+#                    collide and runs with the same one (another OUT or SEED) reuse it
 #   LIMIT            array: make_toy_dataset.py arguments (e.g. (--limit 30)), may be empty
 #   WORKERS          processes for noise generation and verification
 #   N2N_DIR N2N_EPOCHS N2N_BATCH                                           the denoiser
 #   DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH EPOCH_ITERS SEED NCT_WEIGHT   the four arms (DINO_ARGS: array)
 #   PROBE_ARGS QUIET                                                       arrays: extra probe arguments
 # Every step skips what is done and training resumes, so an interrupted caller continues where it stopped.
+
+PIPELINE_START=$SECONDS
+step() { printf '\n== [%d s] %s\n' "$(( SECONDS - PIPELINE_START ))" "$*"; }  # a stage header with elapsed time
+
+check_noise() {  # check_noise SCRIPT NOISE: an unknown setting exits 2 before any work
+    python -c "import sys; from utils.noise import parse_noise; parse_noise(sys.argv[1])" "$2" 2>/dev/null \
+        || { echo "$1: unknown noise setting '$2' (e.g. gauss100, shot3, speckle0.7)" >&2; exit 2; }
+}
+
+paper_nct_weight() {  # the paper's NCT weight for a setting (ImageNet-100 recipes), 1.0 where it ran no NCT
+    case "$1" in
+        gauss255) echo 1.1 ;; gauss100) echo 4.0 ;; shot1) echo 5.0 ;; speckle1.0) echo 2.0 ;; *) echo 1.0 ;;
+    esac
+}
 
 prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (indexed, verified, paired), the grid
     python utils/make_toy_dataset.py --out "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
@@ -19,9 +36,12 @@ prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (
     python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
 }
 
-train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; the denoised tree, its PSNR and examples
+train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; sets DENOISED; the tree, its PSNR, examples
     python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$N2N_DIR" --epochs "$N2N_EPOCHS" \
         --batch-size "$N2N_BATCH" --patch-size 32 --lr 1e-3 --workers 0 --no-progress
+    local digest
+    digest="$(python -m Neighbor2Neighbor.weights "$N2N_DIR/last.pt")"
+    DENOISED="$DENOISED_PREFIX-${digest:0:16}"
     python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" --dst "$DENOISED" --workers 0 \
         --no-progress
     python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
