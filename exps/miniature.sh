@@ -20,10 +20,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
-    sed -n '2,17p' "$0"
-    exit 0
-fi
+help_if_asked "$0" "${1:-}"
 NOISE="${1:-gauss100}"
 DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/miniature}"
@@ -53,14 +50,7 @@ SWITCH_EPOCH=$(( EPOCHS * 7 / 10 ))
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
 N2N_EPOCHS=1
-CLEAN="$DATA_ROOT/$DATASET"
-NOISY="$DATA_ROOT/noisy_$DATASET-$NOISE"
-DENOISED_PREFIX="$NOISY-denoised"  # + the denoiser's digest: the tree belongs to the denoiser that made it
-RETRIEVAL="$DATA_ROOT/retrieval"
-REPORT="$OUT/report"
-N2N_DIR="$OUT/n2n"
-QUIET=(--quiet)
-mkdir -p "$OUT" "$REPORT"
+set_paths
 
 step "data: $CLEAN and its noisy copy $NOISY"
 prepare_data

