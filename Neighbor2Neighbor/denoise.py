@@ -41,7 +41,7 @@ from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_device, resolve_precision
 from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
 from utils.image_io import save_png_atomic
-from utils.manifest import check_or_write_manifest, holds_images
+from utils.manifest import check_or_write_manifest
 from utils.noise import NoiseSpec, noisy_image, parse_noise
 
 MANIFEST_FILENAME = "denoise_manifest.json"
@@ -206,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_sha256": model_digest(model), "revisitop_noise": args.revisitop_noise,
             "noise_seed": args.noise_seed if noise is not None else None, "precision": str(precision),
             "tile": args.tile, "tile_overlap": args.tile_overlap,
-        }, overwrite=not holds_images(args.dst),  # nothing written yet by the run that left the manifest
-           remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
+        }, remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
                   "another --dst")
         remove_stale_temporaries(args.dst)
         task = DenoiseTask(args.src, args.dst, noise, args.noise_seed)

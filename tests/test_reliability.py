@@ -5,6 +5,7 @@ and shell recipes fed hostile paths."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -18,6 +19,7 @@ from PIL import Image
 
 from dinov2.eval.backbone import checkpoint_info
 from dinov2.eval.retrieval_data import load_retrieval_set
+from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main as train_main
 from dinov2.utils.checkpoint import list_checkpoints, teacher_export_path
 from dinov2.utils.config import CONFIGS_DIR
@@ -41,6 +43,8 @@ def test_a_teacher_export_lost_after_its_checkpoint_is_written_again_on_resume(d
     assert _train(digit_tree, out) == 0  # 6 iterations: exports after iterations 2 and 5, checkpoints after 1, 3, 5
     last = teacher_export_path(out, 5)
     expected = torch.load(last, weights_only=True)["teacher"]
+    entropies = [record["dino_target_entropy"] for record in read_metrics(out)]
+    assert len(entropies) == 6 and all(0.0 <= value <= math.log(64) + 1e-4 for value in entropies)  # 64 prototypes
     last.unlink()  # as if killed after the checkpoint of iteration 5 and before its export
     assert _train(digit_tree, out) == 0  # "nothing to do", but the export is written from the checkpoint
     again = torch.load(last, weights_only=True)["teacher"]
@@ -82,6 +86,15 @@ def test_an_interrupted_overwrite_is_finished_by_the_next_run(tiny_tree, tmp_pat
     for path in sorted(out.rglob("*.png")):
         fresh = tmp_path / "fresh-gauss100" / path.relative_to(out)
         assert np.array_equal(load_rgb(path), load_rgb(fresh)), path
+
+
+def test_a_noise_manifest_left_by_a_run_that_wrote_nothing_does_not_block_the_next(tiny_tree, tmp_path):
+    out = tmp_path / "o-gauss100"
+    out.mkdir()
+    (out / MANIFEST_FILENAME).write_text(json.dumps({"setting": "gauss100", "seed": 1}))
+    summary = generate_noise(tiny_tree, ["gauss100"], tmp_path / "o", seed=2, progress=False)
+    assert summary["gauss100"]["written"] == 12
+    assert json.loads((out / MANIFEST_FILENAME).read_text())["seed"] == 2
 
 
 def test_report_names_a_damaged_result_and_skips_it_only_on_request(tmp_path):

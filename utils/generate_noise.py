@@ -13,7 +13,6 @@ An unreadable image stops the run (the images in flight are finished) with a non
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -32,7 +31,7 @@ from utils.atomic import atomic_write_json, remove_stale_temporaries
 from utils.dataset_index import LABELS_FILENAME
 from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
 from utils.image_io import save_png_atomic
-from utils.manifest import check_or_write_manifest
+from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
 
@@ -199,15 +198,13 @@ def start_setting(root: Path, manifest: dict, overwrite: bool) -> bool:
     every file must be rewritten: with ``--overwrite``, or when an earlier ``--overwrite`` run was interrupted
     (its manifest still says ``overwrite_pending``: the tree then mixes old and new noise)."""
     path = root / MANIFEST_FILENAME
-    check_or_write_manifest(path, manifest, overwrite)
+    pending = (read_manifest(path) or {}).get(PENDING_KEY, False)
+    # one write: the flag is on disk before any file is rewritten, never a manifest without it in between
+    check_or_write_manifest(path, {**manifest, PENDING_KEY: True} if overwrite else manifest, overwrite)
     remove_stale_temporaries(root)
-    pending = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get(PENDING_KEY, False)
     if pending and not overwrite:
         print(f"{root}: an interrupted --overwrite run left old and new files mixed; rewriting every file")
-    if overwrite or pending:
-        atomic_write_json(path, {**manifest, PENDING_KEY: True})
-        return True
-    return False
+    return overwrite or pending
 
 
 def main(argv: list[str] | None = None) -> int:

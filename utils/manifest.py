@@ -24,10 +24,11 @@ def check_or_write_manifest(
 ) -> None:
     """Write ``settings`` to ``path`` unless a manifest with different values is already there.
 
-    Raises :class:`ManifestMismatch` naming the differing keys and ``remedy``, unless ``overwrite`` is set.
+    Raises :class:`ManifestMismatch` naming the differing keys and ``remedy``, unless ``overwrite`` is set or the
+    folder holds no image yet (a run that failed before writing any left the manifest: nothing would be mixed).
     """
-    if path.is_file() and not overwrite:
-        existing = json.loads(path.read_text())
+    existing = read_manifest(path)
+    if existing is not None and not overwrite and holds_images(path.parent):
         differing = sorted(k for k in settings if existing.get(k) != settings[k])
         if differing:
             details = ", ".join(f"{k}: {existing.get(k)!r} there, {settings[k]!r} now" for k in differing)
@@ -37,6 +38,11 @@ def check_or_write_manifest(
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, settings)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at ``path``, or None when there is none."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def holds_images(folder: Path) -> bool:
