@@ -31,6 +31,7 @@ import numpy as np
 from dinov2.eval.baselines import random_teacher_export, raw_pixel_knn
 from dinov2.eval.results import load_result
 from dinov2.train.run_files import read_metrics
+from dinov2.train.ssl_meta_arch import dino_pair_count
 from dinov2.utils.config import CONFIGS_DIR, load_config
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.dataset_index import load_split
@@ -119,8 +120,7 @@ def run(command: list[str], threads: int) -> float:
 def dino_cross_entropy(run_dir: Path, overrides: list[str]) -> tuple[float, float]:
     """(mean DINO global cross-entropy per crop pair over the last 10 % of logged iterations, ln(prototypes))."""
     cfg = load_config(BASE_RECIPE, overrides)
-    n_local = cfg.crops.local_crops_number
-    n_terms = 2 + max(2 * n_local, 1)
+    n_terms = dino_pair_count(cfg.crops.local_crops_number)
     records = read_metrics(run_dir)
     tail = records[-max(1, len(records) // 10):]
     logged = float(np.mean([r["dino_global_crops_loss"] for r in tail]))

@@ -15,7 +15,7 @@ teacher's targets are added for the same student outputs.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Mapping, Optional
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig
@@ -23,7 +23,7 @@ from torch import nn
 
 from dinov2.loss import DINOLoss, iBOTPatchLoss
 from dinov2.train.ssl_meta_arch import SSLMetaArch
-from dinov2.train.teacher_targets import TeacherTargets, targets_from_scores, teacher_head_scores
+from dinov2.train.teacher_targets import TeacherTargets
 from dinov2.utils.choices import NCT_HEADS
 
 TEACHER_PREFIX = "teacher."
@@ -41,10 +41,6 @@ class FrozenDenoisedTeacher(nn.Module):
             raise ValueError(f"nct.head must be one of {NCT_HEADS}, got {cfg.nct.head!r}")
         self.head_mode = cfg.nct.head
         self.update_centers = bool(cfg.nct.update_centers)
-        self.centering = cfg.train.centering
-        self.do_dino = cfg.dino.loss_weight > 0
-        self.do_ibot = cfg.ibot.loss_weight > 0
-        self.ibot_separate_head = cfg.ibot.separate_head
         self.teacher = copy.deepcopy(live_teacher)  # no random draw: the run's RNG stream is unchanged
         self.dino_loss = DINOLoss(dino_prototypes)
         self.ibot_patch_loss = iBOTPatchLoss(ibot_prototypes)
@@ -92,22 +88,6 @@ class FrozenDenoisedTeacher(nn.Module):
         self.initialized.fill_(1)
         self.freeze()
 
-    @torch.no_grad()
-    def targets(self, batch: dict, teacher_temp: float, live_heads: Mapping[str, Callable]) -> TeacherTargets:
-        """Targets of the frozen backbone on the denoised global crops, with the regulariser's centers;
-        ``live_heads`` are the EMA teacher's heads (used with ``nct.head=live``)."""
-        if not self.is_initialized:
-            raise RuntimeError("the NCT frozen teacher was never given weights")
-        if "collated_global_crops_denoised" not in batch:
-            raise KeyError("an NCT step needs 'collated_global_crops_denoised' (a paired noisy/denoised dataset)")
-        heads = live_heads if self.head_mode == "live" else dict(self.teacher.items())
-        scores = teacher_head_scores(
-            self.teacher["backbone"], heads, batch["collated_global_crops_denoised"],
-            batch["mask_indices_list"] if self.do_ibot else None, self.do_dino, self.ibot_separate_head,
-        )
-        return targets_from_scores(scores, self.centering, teacher_temp, self.dino_loss, self.ibot_patch_loss,
-                                   batch.get("n_masked_patches"), update_centers=self.update_centers)
-
 
 class NCTMetaArch(SSLMetaArch):
     """SSLMetaArch with the NCT frozen denoised teacher as ``nct`` (built when ``nct.enabled``)."""
@@ -124,13 +104,26 @@ class NCTMetaArch(SSLMetaArch):
         if nct_weight is None:
             return super().compute_losses(batch, teacher_temp)
         targets = self.teacher_targets(batch, teacher_temp)
-        nct_targets = self.nct.targets(batch, teacher_temp, self.teacher_forward)
+        nct_targets = self.nct_targets(batch, teacher_temp)
         student = self.student_outputs(batch)
         terms = self.loss_terms(student, targets, batch)
         for name, value in self.loss_terms(student, nct_targets, batch).items():
             if name != "koleo_loss":
                 terms[f"nct_{name}"] = nct_weight * value
         return terms
+
+    @torch.no_grad()
+    def nct_targets(self, batch: dict, teacher_temp: float) -> TeacherTargets:
+        """Targets of the frozen backbone on the denoised global crops, with the regulariser's centers; heads of
+        the live EMA teacher (``nct.head=live``, the paper) or of the frozen one (``frozen``)."""
+        frozen = self.nct
+        if not frozen.is_initialized:
+            raise RuntimeError("the NCT frozen teacher was never given weights")
+        if "collated_global_crops_denoised" not in batch:
+            raise KeyError("an NCT step needs 'collated_global_crops_denoised' (a paired noisy/denoised dataset)")
+        heads = self.teacher_forward if frozen.head_mode == "live" else dict(frozen.teacher.items())
+        return self.targets_of(frozen.teacher["backbone"], heads, batch["collated_global_crops_denoised"], batch,
+                               teacher_temp, frozen.dino_loss, frozen.ibot_patch_loss, frozen.update_centers)
 
 
 def build_meta_arch(cfg: DictConfig) -> SSLMetaArch:

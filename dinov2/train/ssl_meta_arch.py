@@ -11,7 +11,7 @@ and iBOT uses the masked patch tokens of the global crops.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -33,6 +33,11 @@ class StudentOutputs:
     global_cls: torch.Tensor
     masked_patches: Optional[torch.Tensor]
     global_cls_backbone: torch.Tensor
+
+
+def dino_pair_count(n_local_crops: int) -> int:
+    """Upstream's normalisation of the DINO terms: the (student crop, teacher crop) pairs that are compared."""
+    return (N_GLOBAL_CROPS - 1) * N_GLOBAL_CROPS + max(n_local_crops * N_GLOBAL_CROPS, 1)
 
 
 def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
@@ -88,14 +93,24 @@ class SSLMetaArch(nn.Module):
 
     # ----- teacher -----
     @torch.no_grad()
+    def targets_of(
+        self, backbone: Callable, heads: Mapping[str, Callable], global_crops: torch.Tensor, batch: dict,
+        teacher_temp: float, dino_loss: DINOLoss, ibot_patch_loss: iBOTPatchLoss, update_centers: bool = True,
+    ) -> TeacherTargets:
+        """Targets of a teacher (``backbone`` + ``heads``) on ``global_crops``, with the centers held by the given
+        loss modules, for this model's losses (DINO / iBOT, shared or separate iBOT head, centering)."""
+        scores = teacher_head_scores(backbone, heads, global_crops,
+                                     batch["mask_indices_list"] if self.do_ibot else None, self.do_dino,
+                                     self.ibot_separate_head)
+        return targets_from_scores(scores, self.cfg.train.centering, teacher_temp, dino_loss, ibot_patch_loss,
+                                   batch.get("n_masked_patches"), update_centers)
+
+    @torch.no_grad()
     def teacher_targets(self, batch: dict, teacher_temp: float, update_centers: bool = True) -> TeacherTargets:
         """Teacher probabilities for DINO and iBOT; with centering, the centers are EMA-updated afterwards."""
-        scores = teacher_head_scores(
-            self.teacher_forward["backbone"], self.teacher_forward, batch["collated_global_crops"],
-            batch["mask_indices_list"] if self.do_ibot else None, self.do_dino, self.ibot_separate_head,
-        )
-        targets = targets_from_scores(scores, self.cfg.train.centering, teacher_temp, self.dino_loss,
-                                      self.ibot_patch_loss, batch.get("n_masked_patches"), update_centers)
+        targets = self.targets_of(self.teacher_forward["backbone"], self.teacher_forward,
+                                  batch["collated_global_crops"], batch, teacher_temp, self.dino_loss,
+                                  self.ibot_patch_loss, update_centers)
         if targets.dino is not None:
             # ln(prototypes) means uniform targets: DINO's class-token objective then teaches nothing
             self.dino_target_entropy = mean_entropy(targets.dino)
@@ -137,7 +152,7 @@ class SSLMetaArch(nn.Module):
     def loss_terms(self, student: StudentOutputs, targets: TeacherTargets, batch: dict) -> dict[str, torch.Tensor]:
         """The weighted loss terms (their sum is the training loss), with upstream's normalisation."""
         n_local = self.cfg.crops.local_crops_number
-        n_terms = (N_GLOBAL_CROPS - 1) * N_GLOBAL_CROPS + max(n_local * N_GLOBAL_CROPS, 1)
+        n_terms = dino_pair_count(n_local)
         terms: dict[str, torch.Tensor] = {}
         if self.do_dino:
             if n_local > 0:

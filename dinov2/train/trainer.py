@@ -210,11 +210,16 @@ class Trainer:
             warnings.warn(f"resuming with a changed config ({details})")
 
     # ----- one iteration -----
-    def check_finite(self, terms: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-        """Rank-mean of each term; raises :class:`NonFiniteLossError` naming the NaN / inf terms (on every rank)."""
-        values = torch.stack([value.detach().float() for value in terms.values()])
+    def check_finite(
+        self, terms: dict[str, torch.Tensor], iteration: int, diagnostics: Optional[dict[str, torch.Tensor]] = None,
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Rank-means of the loss terms and of ``diagnostics`` (one reduction, one device-to-host copy per step);
+        raises :class:`NonFiniteLossError` naming the NaN / inf terms (on every rank)."""
+        diagnostics = diagnostics or {}
+        values = torch.stack([value.detach().float() for value in (*terms.values(), *diagnostics.values())])
         values = distributed.all_reduce_mean(values).cpu().tolist()
         named = dict(zip(terms, values))
+        measured = dict(zip(diagnostics, values[len(terms):]))
         bad = {name: value for name, value in named.items() if not math.isfinite(value)}
         if bad:
             listed = ", ".join(f"{name}={value}" for name, value in bad.items())
@@ -222,7 +227,7 @@ class Trainer:
                 f"non-finite loss at iteration {iteration}: {listed}; stopped before the optimizer step, "
                 f"nothing was saved for this iteration"
             )
-        return named
+        return named, measured
 
     def train_step(self, batch: dict, iteration: int) -> dict[str, float]:
         """Forward, loss check, backward, clipping, AdamW step and EMA update of one iteration."""
@@ -232,7 +237,9 @@ class Trainer:
         nct = {"nct_weight": self.cfg.nct.weight} if phase_at(self.phases, iteration).nct else {}
         with autocast(self.ctx.device, self.precision):
             terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"], **nct)
-        logged = self.check_finite(terms, iteration)
+        entropy = self.model.dino_target_entropy  # ln(prototypes) when the DINO targets are uniform
+        logged, measured = self.check_finite(
+            terms, iteration, {"dino_target_entropy": entropy} if entropy is not None else None)
         total = sum(terms.values())
         self.scaler.scale(total).backward()
         if self.cfg.optim.clip_grad > 0:
@@ -244,10 +251,7 @@ class Trainer:
         self.scaler.update()
         self._count_skipped_step(scale_before, iteration)
         self.model.update_teacher(values["momentum"])
-        record = {"total_loss": sum(logged.values()), **logged, **values}
-        if self.model.dino_target_entropy is not None:  # this rank's batch; ln(prototypes) when uniform
-            record["dino_target_entropy"] = float(self.model.dino_target_entropy)
-        return record
+        return {"total_loss": sum(logged.values()), **logged, **values, **measured}
 
     def _count_skipped_step(self, scale_before: Optional[float], iteration: int) -> None:
         if scale_before is None:
