@@ -23,6 +23,7 @@ from dinov2.eval.baselines import random_teacher_export, raw_pixel_knn
 from dinov2.eval.results import load_result
 from dinov2.eval.runner import run_cli
 from dinov2.utils.config import load_config
+from exps.miniature_stats import final_scores
 from utils.atomic import atomic_write_json
 from utils.dataset_index import load_split
 
@@ -45,10 +46,9 @@ def random_init_row(config_file: Path, data: Path, out: Path, noise: str, seed: 
     if run_cli(build_parser("linear").parse_args(argv), "linear") != 0:
         raise SystemExit(f"error: the probe of {run_dir} failed")
     (path,) = evals.glob("linear_*.json")
-    results = load_result(path)["results"]
-    knn = results["knn"]["k"][str(max(int(k) for k in results["knn"]["k"]))]["top1"]
-    return {"name": f"baseline: backbone at initialisation (seed {seed})", "linear": _single(results["final"]["top1"]),
-            "knn": _single(knn)}
+    scores = final_scores([load_result(path)])["random_init"]  # the same selection as the arms'
+    return {"name": f"baseline: backbone at initialisation (seed {seed})", "linear": _single(scores["linear"]),
+            "knn": _single(scores["knn"])}
 
 
 def raw_pixels_row(data: Path) -> dict:

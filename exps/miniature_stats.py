@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import numpy as np
 from scipy import stats
 
-from exps.report import collect_results
+from exps.report import collect_results, linear_cells
 from utils.atomic import atomic_write_json, atomic_write_text
 
 ARMS = ("dinov2", "n2n_dinov2", "nc", "nct")
@@ -40,22 +40,12 @@ SEED_FOLDER = re.compile(r"^seed_(\d+)$")
 
 
 def final_scores(results: list[dict]) -> dict[str, dict[str, float]]:
-    """{method: {"linear": top-1, "knn": top-1}} at each method's last evaluated checkpoint."""
-    latest: dict[str, dict] = {}
-    for result in results:
-        if result["protocol"] != "linear":
-            continue
-        key = (result["epoch"] if result["epoch"] is not None else -1.0, result["created"])
-        method = result["method"] or "unlabelled"
-        if method not in latest or key > latest[method][0]:
-            latest[method] = (key, result)
-    scores = {}
-    for method, (_, result) in latest.items():
-        row = {"linear": float(result["results"]["final"]["top1"])}
-        knn = result["results"].get("knn")
-        if knn:
-            row["knn"] = float(knn["k"][str(max(int(k) for k in knn["k"]))]["top1"])
-        scores[method] = row
+    """{method: {"linear": top-1, "knn": top-1}} at each method's last evaluated checkpoint (the report's cells)."""
+    cells = linear_cells(results)
+    scores: dict[str, dict[str, float]] = {}
+    for metric, table in (("linear", "linear_top1"), ("knn", "knn_top1")):
+        for (method, _noise), value in cells.get(table, {}).items():
+            scores.setdefault(method, {})[metric] = float(value)
     return scores
 
 
