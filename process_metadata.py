@@ -16,44 +16,48 @@ import argparse
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 from tqdm import tqdm
 
 from utils.dataset_index import DEFAULT_SPLITS, DatasetError, build_index, compare_trees, describe_mismatch
 from utils.dataset_index import write_index
-from utils.image_io import ImageReadError, load_rgb
+from utils.image_io import ImageReadError
+from utils.image_tree import ImageTree, tree_argument
 
 
-def _decode(path: str) -> str | None:
+def _decode(tree_and_relpath: tuple[ImageTree, str]) -> str | None:
+    tree, relpath = tree_and_relpath
     try:
-        load_rgb(path)
+        tree.read(relpath)
     except ImageReadError as error:
         return str(error)
     return None
 
 
-def verify_images(paths: list[str], workers: int) -> list[str]:
-    """Decode every file and return the error messages of those that fail (empty when all decode)."""
+def verify_images(tree: ImageTree, relpaths: list[str], workers: int) -> list[str]:
+    """Read every image (noised too, for a tree noised on the fly) and return the error messages of those that
+    fail (empty when all decode)."""
+    items = [(tree, relpath) for relpath in relpaths]
     if workers <= 0:
-        results = map(_decode, paths)
-        return [e for e in tqdm(results, total=len(paths), desc="verifying", unit="img") if e is not None]
+        results = map(_decode, items)
+        return [e for e in tqdm(results, total=len(items), desc="verifying", unit="img") if e is not None]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_decode, paths, chunksize=max(1, min(256, len(paths) // (8 * workers) or 1)))
-        return [e for e in tqdm(results, total=len(paths), desc="verifying", unit="img") if e is not None]
+        results = pool.map(_decode, items, chunksize=max(1, min(256, len(items) // (8 * workers) or 1)))
+        return [e for e in tqdm(results, total=len(items), desc="verifying", unit="img") if e is not None]
 
 
-def index_tree(root: Path, splits: list[str], verify: bool, workers: int) -> dict:
-    """Index one tree, optionally verify its images, write the index; raises ``DatasetError``."""
+def index_tree(root: ImageTree, splits: list[str], verify: bool, workers: int) -> dict:
+    """Index one tree (a noisy tree read on the fly: its clean folder), optionally verify its images, write the
+    index; raises ``DatasetError``."""
     index = build_index(root, splits)
     if verify:
-        paths = [
-            str(root / split / name / file)
+        relpaths = [
+            f"{split}/{name}/{file}"
             for split in splits
             for name, info in index["splits"][split]["classes"].items()
             for file in info["files"]
         ]
-        errors = verify_images(paths, workers)
+        errors = verify_images(root, relpaths, workers)
         if errors:
             shown = "\n  ".join(errors[:20])
             raise DatasetError(f"{len(errors)} undecodable image(s) in {root}:\n  {shown}")
@@ -63,11 +67,12 @@ def index_tree(root: Path, splits: list[str], verify: bool, workers: int) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("roots", nargs="*", type=Path, help="trees to index")
+    parser.add_argument("roots", nargs="*", type=tree_argument,
+                        help="trees to index: stored, or noisy:SETTING:ROOT (indexed by ROOT, verified noised)")
     parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), help="default: %(default)s")
     parser.add_argument("--verify", action="store_true", help="decode every image")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for --verify")
-    parser.add_argument("--pair", nargs=2, type=Path, metavar=("NOISY", "DENOISED"), action="append", default=[],
+    parser.add_argument("--pair", nargs=2, type=tree_argument, metavar=("NOISY", "DENOISED"), action="append", default=[],
                         help="check that two trees hold the same relative paths (repeatable)")
     args = parser.parse_args(argv)
     if not args.roots and not args.pair:

@@ -1,15 +1,24 @@
 """Write denoised copies of a whole image tree (or of a revisitop Oxford/Paris dataset) with a trained U-Net.
 
     python Neighbor2Neighbor/denoise.py --weights CKPT --src NOISY_ROOT --dst DENOISED_ROOT
-        [--workers N --batch-size B --tile 1024 --tile-overlap 64 --device auto --precision fp32]
+        [--workers N --batch-size B --tile 1024 --tile-overlap 64 --device auto --precision fp32 --shard I/N]
+    python Neighbor2Neighbor/denoise.py --weights CKPT --src noisy:gauss100:CLEAN_ROOT --dst DENOISED_ROOT
+    torchrun --nproc_per_node=G Neighbor2Neighbor/denoise.py --weights CKPT --src ... --dst ...
     python Neighbor2Neighbor/denoise.py --weights CKPT --src REVISITOP/datasets/roxford5k
         --dst OUT/roxford5k_gauss100 --revisitop-noise gauss100 [--noise-seed 42]
 
 Every image is denoised at its native resolution (reflect-padded to a multiple of 32; images larger than
 --tile are processed in overlapping tiles), rounded to uint8 and written as PNG at the same relative path.
-labels.txt is copied. Existing outputs are skipped, so an interrupted run resumes; every file is written
-atomically. Images of equal size are denoised together in batches. Unreadable images are listed and the
+--src is a stored tree or a clean tree noised on the fly (``noisy:SETTING[,seed=N]:ROOT``, see
+utils/image_tree.py): a denoised tree needs no noisy copy on disk. labels.txt is copied. Existing outputs are
+skipped, so an interrupted run resumes; every file is written atomically. Unreadable images are listed and the
 exit status is 1; the other images are still written.
+
+The sorted image list is cut into blocks of 512 images; within a block, images of equal size are denoised
+together in batches. Blocks are the unit of sharding: under torchrun each rank takes every world-size-th block
+(one GPU per rank), ``--shard I/N`` does the same across SLURM array tasks (both combine), and since a batch
+never depends on the split or on what an earlier run finished, the union of the shards is byte-identical to a
+one-process run.
 
 With --revisitop-noise, SRC is a revisitop dataset folder (jpg/*.jpg and gnd_*.pkl): each jpg/<name>.jpg
 is noised on the fly with the shared noise model (seeded by the setting, --noise-seed and "jpg/<name>.jpg"),
@@ -19,6 +28,7 @@ denoised and written as DST/jpg/<name>.png; the gnd_*.pkl files are copied.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections import defaultdict
@@ -39,12 +49,14 @@ from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import remove_stale_temporaries
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_device, resolve_precision
-from utils.image_io import ImageReadError, iter_image_files, load_rgb, png_relpath, read_image_size
-from utils.image_io import save_png_atomic
+from utils.image_io import ImageReadError, iter_image_files, png_relpath, save_png_atomic
+from utils.image_tree import ImageTree, tree_argument
 from utils.manifest import check_or_write_manifest
-from utils.noise import NoiseSpec, noisy_image, parse_noise
+from utils.noise import parse_noise
+from utils.sharding import Shard, launch_shard, parse_shard
 
 MANIFEST_FILENAME = "denoise_manifest.json"
+PLAN_BLOCK_IMAGES = 512  # the unit of sharding and of batch planning (see the module docstring)
 
 
 @dataclass
@@ -58,13 +70,10 @@ class DenoiseReport:
 
 @dataclass(frozen=True)
 class DenoiseTask:
-    """The tree to denoise (``src``), where its denoised copy goes (``dst``), and the optional noise added on the
-    fly to each image before denoising (revisitop datasets)."""
+    """The tree to denoise (``src``: stored, or noised on the fly) and where its denoised copy goes (``dst``)."""
 
-    src: Path
+    src: ImageTree
     dst: Path
-    noise: NoiseSpec | None = None
-    noise_seed: int = 42
 
 
 class BatchDataset(Dataset):
@@ -80,17 +89,15 @@ class BatchDataset(Dataset):
         kept, images, errors = [], [], []
         for relpath in self.batches[index]:
             try:
-                image = load_rgb(self.task.src / relpath)
+                image = self.task.src.read(relpath)
             except ImageReadError as error:
                 errors.append(str(error))
                 continue
-            if self.task.noise is not None:
-                image = noisy_image(image, self.task.noise, self.task.noise_seed, relpath)
             kept.append(relpath)
             images.append(image)
         stack = np.stack(images) if images and len({im.shape for im in images}) == 1 else None
         if images and stack is None:  # a header lied about the size: fall back to one image per batch
-            return kept, None, errors + [f"{self.task.src / r}: size differs from its header" for r in kept]
+            return kept, None, errors + [f"{self.task.src.path(r)}: size differs from its header" for r in kept]
         return kept, stack, errors
 
 
@@ -106,27 +113,35 @@ def _drain(pending: list[Future], limit: int) -> list[Future]:
     return pending
 
 
-def plan_batches(task: DenoiseTask, relpaths: list[str], batch_size: int, progress: bool
-                 ) -> tuple[list[list[str]], list[str]]:
-    """Group the images to do by size (read from headers) into batches; returns (batches, unreadable files)."""
-    by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
-    unreadable = []
-    for relpath in tqdm(relpaths, desc="reading sizes", unit="img", disable=not progress, leave=False):
-        try:
-            by_size[read_image_size(task.src / relpath)].append(relpath)
-        except ImageReadError as error:
-            unreadable.append(str(error))
-    batches = [group[i:i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
+def plan_batches(task: DenoiseTask, relpaths: list[str], batch_size: int, shard: Shard = Shard(),
+                 progress: bool = True) -> tuple[list[list[str]], list[str]]:
+    """This shard's batches of images of equal size (read from headers), in a plan that depends on the sorted
+    image list and ``batch_size`` only; returns (batches, unreadable files). Blocks of ``PLAN_BLOCK_IMAGES``
+    images are dealt to the shards; each block is grouped by size and cut into batches."""
+    blocks = shard.take([relpaths[i:i + PLAN_BLOCK_IMAGES] for i in range(0, len(relpaths), PLAN_BLOCK_IMAGES)])
+    batches, unreadable = [], []
+    bar = tqdm(total=sum(map(len, blocks)), desc="reading sizes", unit="img", disable=not progress, leave=False)
+    for block in blocks:
+        by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
+        for relpath in block:
+            try:
+                by_size[task.src.image_size(relpath)].append(relpath)
+            except ImageReadError as error:
+                unreadable.append(str(error))
+        batches += [group[i:i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
+        bar.update(len(block))
+    bar.close()
     return batches, unreadable
 
 
 def copy_metadata(task: DenoiseTask, revisitop: bool) -> None:
     """Copy labels.txt (image trees) or the gnd_*.pkl ground-truth files (revisitop datasets)."""
     task.dst.mkdir(parents=True, exist_ok=True)
-    names = [p.name for p in task.src.glob("gnd_*.pkl")] if revisitop else [LABELS_FILENAME]
+    source = task.src.folder
+    names = [p.name for p in source.glob("gnd_*.pkl")] if revisitop else [LABELS_FILENAME]
     for name in names:
-        if (task.src / name).is_file():
-            shutil.copyfile(task.src / name, task.dst / name)
+        if (source / name).is_file():
+            shutil.copyfile(source / name, task.dst / name)
 
 
 def list_revisitop_images(src: Path) -> list[str]:
@@ -141,31 +156,34 @@ def list_revisitop_images(src: Path) -> list[str]:
 def denoise_tree(
     model: torch.nn.Module, task: DenoiseTask, device: torch.device, precision: str = "fp32", batch_size: int = 8,
     workers: int = 0, tile: int = 1024, overlap: int = 64, revisitop: bool = False, progress: bool = True,
+    shard: Shard = Shard(),
 ) -> DenoiseReport:
-    """Denoise every image of ``task.src`` that has no output yet; never raises for unreadable images."""
+    """Denoise this shard's images of ``task.src`` that have no output yet; never raises for unreadable images."""
     if not task.src.is_dir():
-        raise FileNotFoundError(f"--src folder {task.src} does not exist")
-    relpaths = list_revisitop_images(task.src) if revisitop else list(iter_image_files(task.src))
+        raise FileNotFoundError(f"--src folder {task.src.folder} does not exist")
+    relpaths = list_revisitop_images(task.src.folder) if revisitop else list(task.src.iter_relpaths())
     if not relpaths:
-        raise ValueError(f"--src folder {task.src} holds no images")
+        raise ValueError(f"--src folder {task.src.folder} holds no images")
     copy_metadata(task, revisitop)
     report = DenoiseReport()
-    todo = [r for r in relpaths if not (task.dst / png_relpath(r)).exists()]
-    report.skipped = len(relpaths) - len(todo)
-    batches, report.failures = plan_batches(task, todo, batch_size, progress)
+    planned, report.failures = plan_batches(task, relpaths, batch_size, shard, progress)
+    batches = [b for b in planned if not all((task.dst / png_relpath(r)).exists() for r in b)]
+    report.skipped = sum(map(len, planned)) - sum(map(len, batches))
     loader = DataLoader(BatchDataset(task, batches), batch_size=1, num_workers=workers, collate_fn=_collate)
     with ThreadPoolExecutor(max_workers=2) as writer, \
             tqdm(total=sum(map(len, batches)), desc="denoising", unit="img", disable=not progress) as bar:
         pending = []
         for kept, stack, errors in loader:
             report.failures.extend(errors)
-            if stack is None:
-                bar.update(len(kept) + len(errors))
-                continue
-            denoised = denoise_uint8(model, stack, device, precision, tile, overlap)
-            for relpath, image in zip(kept, denoised):
-                pending.append(writer.submit(save_png_atomic, image, task.dst / png_relpath(relpath)))
-            report.written += len(kept)
+            if stack is not None:
+                denoised = denoise_uint8(model, stack, device, precision, tile, overlap)
+                for relpath, image in zip(kept, denoised):
+                    target = task.dst / png_relpath(relpath)
+                    if target.exists():  # a batch that an interrupted run had partly written
+                        report.skipped += 1
+                        continue
+                    pending.append(writer.submit(save_png_atomic, image, target))
+                    report.written += 1
             bar.update(len(kept) + len(errors))
             pending = _drain(pending, limit=4 * batch_size)
         _drain(pending, limit=0)
@@ -176,52 +194,88 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line options of ``denoise.py``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True, help="train.py checkpoint or a bare state dict")
-    parser.add_argument("--src", type=Path, required=True, help="noisy image tree (or revisitop dataset folder)")
+    parser.add_argument("--src", type=tree_argument, required=True,
+                        help="noisy image tree: stored, or noisy:SETTING[,seed=N]:CLEAN_ROOT (or a revisitop folder)")
     parser.add_argument("--dst", type=Path, required=True, help="where the denoised PNG tree is written")
     parser.add_argument("--batch-size", type=int, default=8, help="images of equal size denoised together")
     parser.add_argument("--workers", type=int, default=4, help="image-decoding processes (0: in this process)")
     parser.add_argument("--tile", type=int, default=1024, help="tile side for larger images (0: never tile)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="context pixels around each tile")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda or cuda:N (default %(default)s; under torchrun: the rank's local GPU)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="autocast dtype on CUDA (default fp32, as the paper); the CPU always runs fp32")
-    parser.add_argument("--revisitop-noise", default=None, help="noise a revisitop dataset on the fly, e.g. gauss100")
+    parser.add_argument("--shard", type=parse_shard, default=None,
+                        help="I/N: denoise only the I-th of N shares (SLURM arrays; combines with torchrun ranks)")
+    parser.add_argument("--revisitop-noise", default=None,
+                        help="noise a revisitop dataset on the fly, e.g. gauss100 (same as --src noisy:gauss100:SRC)")
     parser.add_argument("--noise-seed", type=int, default=42, help="seed of the --revisitop-noise noise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
+def source_tree(args: argparse.Namespace) -> ImageTree:
+    """--src, with --revisitop-noise applied; ValueError when --dst is --src or lies inside it."""
+    src: ImageTree = args.src
+    if args.revisitop_noise is not None:
+        if src.on_the_fly:
+            raise ValueError(f"--revisitop-noise: --src {src} is already noised on the fly")
+        parse_noise(args.revisitop_noise)
+        src = ImageTree(src.folder, args.revisitop_noise, args.noise_seed)
+    source, dst = src.folder.resolve(), args.dst.resolve()
+    if dst == source or source in dst.parents:
+        raise ValueError(f"--dst {args.dst} is --src {src.folder} or lies inside it: choose a folder outside")
+    return src
+
+
+def rank_device(name: str) -> torch.device:
+    """--device, with a bare ``cuda`` (or ``auto`` on a GPU machine) meaning the rank's GPU under torchrun."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit status 1 for bad input or unreadable images (named on stderr)."""
     args = build_parser().parse_args(argv)
+    shard = launch_shard(args.shard)
     try:
         if args.batch_size < 1 or args.workers < 0:
             raise ValueError("--batch-size must be positive and --workers not negative")
         check_tiling(args.tile, args.tile_overlap)
-        noise = parse_noise(args.revisitop_noise) if args.revisitop_noise is not None else None
-        device = resolve_device(args.device)
+        src = source_tree(args)
+        device = rank_device(args.device)
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
+        noise = src.noise_settings()
         check_or_write_manifest(args.dst / MANIFEST_FILENAME, {
-            "model_sha256": model_digest(model), "revisitop_noise": args.revisitop_noise,
-            "noise_seed": args.noise_seed if noise is not None else None, "precision": str(precision),
-            "tile": args.tile, "tile_overlap": args.tile_overlap,
-        }, remedy="the denoised images there come from another denoiser or setting: delete the folder or choose "
+            "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
+            "tile_overlap": args.tile_overlap,
+            "src_noise": {k: v for k, v in noise.items() if k != "root"} if noise is not None else None,
+        }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
                   "another --dst")
         remove_stale_temporaries(args.dst)
-        task = DenoiseTask(args.src, args.dst, noise, args.noise_seed)
-        report = denoise_tree(model, task, device, precision, args.batch_size,
-                              args.workers, args.tile, args.tile_overlap, noise is not None, not args.no_progress)
+        report = denoise_tree(model, DenoiseTask(src, args.dst), device, precision, args.batch_size, args.workers,
+                              args.tile, args.tile_overlap, args.revisitop_noise is not None or _is_revisitop(src),
+                              not args.no_progress and os.environ.get("LOCAL_RANK", "0") == "0", shard)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{args.dst}: {report.written} written, {report.skipped} already there, {len(report.failures)} unreadable")
+    where = "" if shard.whole else f" (shard {shard})"
+    print(f"{args.dst}{where}: {report.written} written, {report.skipped} already there, "
+          f"{len(report.failures)} unreadable")
     if report.failures:
         print(f"error: {len(report.failures)} image(s) could not be read:", file=sys.stderr)
         for failure in report.failures:
             print(f"  {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _is_revisitop(src: ImageTree) -> bool:
+    """A revisitop dataset folder (jpg/ and gnd_*.pkl), whether noised by --revisitop-noise or by --src."""
+    return (src.folder / "jpg").is_dir() and any(src.folder.glob("gnd_*.pkl"))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python Neighbor2Neighbor/evaluate_psnr.py --clean data/mnist5k/val --noisy NOISY/val --denoised DENOISED/val
         [--blur-sigmas 0.5 0.75 1 1.25 1.5 2] [--limit N] [--out result.json]
+    python Neighbor2Neighbor/evaluate_psnr.py --clean data/mnist5k/val --noisy noisy:gauss100:data/mnist5k:val ...
 
 Images are paired by relative path (extension aside). The blur baseline smooths each noisy image with a
 Gaussian of every sigma in --blur-sigmas and reports the sigma with the highest mean PSNR against the clean
@@ -22,22 +23,24 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from utils.atomic import atomic_write_json
-from utils.image_io import ImageReadError, iter_image_files, load_rgb
+from utils.image_io import ImageReadError
+from utils.dataset_index import TreeLike
+from utils.image_tree import ImageTree, open_tree, tree_argument
 from utils.metrics import psnr
 from utils.noise import quantize
 
 DEFAULT_BLUR_SIGMAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 2.5)
 
 
-def _stem_index(root: Path) -> dict[str, str]:
-    return {str(Path(relpath).with_suffix("")): relpath for relpath in iter_image_files(root)}
+def _stem_index(root: ImageTree) -> dict[str, str]:
+    return {str(Path(relpath).with_suffix("")): relpath for relpath in root.iter_relpaths()}
 
 
-def paired_images(clean: Path, other: Path, limit: int | None = None) -> list[tuple[str, str]]:
+def paired_images(clean: ImageTree, other: ImageTree, limit: int | None = None) -> list[tuple[str, str]]:
     """(clean relpath, other relpath) for every clean image; raises ``ValueError`` naming missing copies."""
     for root in (clean, other):
         if not root.is_dir():
-            raise FileNotFoundError(f"folder {root} does not exist")
+            raise FileNotFoundError(f"folder {root.folder} does not exist")
     others = _stem_index(other)
     pairs, missing = [], []
     for stem, relpath in list(_stem_index(clean).items())[:limit]:
@@ -59,21 +62,23 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def evaluate(
-    clean: Path, noisy: Path | None, denoised: Path | None, blur_sigmas: tuple[float, ...] = DEFAULT_BLUR_SIGMAS,
+    clean: TreeLike, noisy: TreeLike | None, denoised: TreeLike | None, blur_sigmas: tuple[float, ...] = DEFAULT_BLUR_SIGMAS,
     limit: int | None = None, progress: bool = True,
 ) -> dict[str, object]:
     """Mean PSNRs of the noisy copies, the denoised copies and the best blur of the noisy copies."""
+    clean = open_tree(clean)
+    noisy, denoised = (open_tree(t) if t is not None else None for t in (noisy, denoised))
     result: dict[str, object] = {"clean": str(clean)}
     if denoised is not None:
         pairs = paired_images(clean, denoised, limit)
-        values = [psnr(load_rgb(clean / a), load_rgb(denoised / b))
+        values = [psnr(clean.read(a), denoised.read(b))
                   for a, b in tqdm(pairs, desc="denoised", unit="img", disable=not progress, leave=False)]
         result.update(denoised=str(denoised), images=len(pairs), denoised_psnr=float(np.mean(values)))
     if noisy is not None:
         pairs = paired_images(clean, noisy, limit)
         noisy_values, blur_values = [], np.zeros((len(pairs), len(blur_sigmas)))
         for i, (a, b) in enumerate(tqdm(pairs, desc="noisy + blur", unit="img", disable=not progress, leave=False)):
-            reference, image = load_rgb(clean / a), load_rgb(noisy / b)
+            reference, image = clean.read(a), noisy.read(b)
             noisy_values.append(psnr(reference, image))
             blur_values[i] = [psnr(reference, blur(image, sigma)) for sigma in blur_sigmas]
         per_sigma = blur_values.mean(axis=0)
@@ -87,9 +92,10 @@ def evaluate(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: prints the PSNRs and optionally writes them as JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clean", type=Path, required=True, help="clean images")
-    parser.add_argument("--noisy", type=Path, default=None, help="noisy copies (also used for the blur baseline)")
-    parser.add_argument("--denoised", type=Path, default=None, help="denoised copies")
+    parser.add_argument("--clean", type=tree_argument, required=True, help="clean images")
+    parser.add_argument("--noisy", type=tree_argument, default=None,
+                        help="noisy copies, stored or noisy:SETTING:ROOT[:SUB] (also used for the blur baseline)")
+    parser.add_argument("--denoised", type=tree_argument, default=None, help="denoised copies")
     parser.add_argument("--blur-sigmas", type=float, nargs="+", default=list(DEFAULT_BLUR_SIGMAS))
     parser.add_argument("--limit", type=int, default=None, help="only the first N clean images")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")

@@ -18,14 +18,16 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.figures import pyplot, save_png
+from utils.dataset_index import TreeLike
 from utils.image_io import ImageReadError, load_rgb, png_relpath
+from utils.image_tree import open_tree, tree_argument
 from utils.metrics import psnr
 from utils.plot_noise_grid import pick_images
 
 ROWS = ("clean", "noisy", "denoised")
 
 
-def plot_examples(clean_root: Path, noisy_root: Path, denoised_root: Path, relpaths: list[str],
+def plot_examples(clean_root: Path, noisy_root: TreeLike, denoised_root: TreeLike, relpaths: list[str],
                   out: Path) -> dict[str, list[float]]:
     """Draw the figure into ``out`` (PNG); ``relpaths`` are relative to the roots (``val/3/00012.png``).
 
@@ -37,11 +39,12 @@ def plot_examples(clean_root: Path, noisy_root: Path, denoised_root: Path, relpa
     for col, rel in enumerate(relpaths):
         clean = load_rgb(clean_root / rel)
         images = {"clean": clean}
-        for name, root in (("noisy", noisy_root), ("denoised", denoised_root)):
-            path = root / png_relpath(rel)
+        for name, root in (("noisy", open_tree(noisy_root)), ("denoised", open_tree(denoised_root))):
+            copy = rel if root.on_the_fly else png_relpath(rel)  # stored copies are PNG files
+            path = root.path(copy)
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: is {root} the {name} copy of {clean_root}?")
-            images[name] = load_rgb(path)
+            images[name] = root.read(copy)
             if images[name].shape != clean.shape:
                 raise ValueError(f"{path} is {images[name].shape[:2]}, its clean image {clean.shape[:2]}")
             psnrs[name].append(psnr(clean, images[name]))
@@ -61,8 +64,9 @@ def plot_examples(clean_root: Path, noisy_root: Path, denoised_root: Path, relpa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clean", type=Path, required=True, help="clean ImageFolder tree")
-    parser.add_argument("--noisy", type=Path, required=True, help="its noisy copy")
-    parser.add_argument("--denoised", type=Path, required=True, help="the denoised copy of the noisy tree")
+    parser.add_argument("--noisy", type=tree_argument, required=True,
+                        help="its noisy copy (stored, or noisy:SETTING:ROOT)")
+    parser.add_argument("--denoised", type=tree_argument, required=True, help="the denoised copy of the noisy tree")
     parser.add_argument("--split", default="val")
     parser.add_argument("--images", type=int, default=8, help="columns: one image from each of the first N classes")
     parser.add_argument("--out", type=Path, default=Path("outputs/denoising_examples.png"))

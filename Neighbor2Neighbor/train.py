@@ -39,6 +39,7 @@ from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_
 from utils.atomic import atomic_torch_save, atomic_write_json, remove_stale_temporaries
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
+from utils.image_tree import ImageTree, tree_argument
 from utils.jsonl_log import JsonlLog
 from utils.noise import parse_noise
 from utils.seeding import seed_everything, torch_generator, worker_init_fn
@@ -57,7 +58,8 @@ class TrainingError(RuntimeError):
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of ``train.py``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, required=True, help="folder of noisy training images (recursive)")
+    parser.add_argument("--data-dir", type=tree_argument, required=True,
+                        help="folder of noisy training images (recursive), stored or noisy:SETTING:ROOT[:SUB]")
     parser.add_argument("--output-dir", type=Path, required=True, help="run folder (checkpoints, metrics)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -112,7 +114,7 @@ def lr_milestones(epochs: int) -> list[int]:
 
 def resume_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The JSON-safe arguments saved in checkpoints and config.json."""
-    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    return {key: str(value) if isinstance(value, (Path, ImageTree)) else value for key, value in vars(args).items()}
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:

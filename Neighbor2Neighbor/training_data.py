@@ -1,4 +1,4 @@
-"""Training data: random crops of the stored noisy images, reproducible per (seed, epoch, index).
+"""Training data: random crops of the noisy images, reproducible per (seed, epoch, index).
 
 Crop offsets come from a generator seeded by (seed, epoch, dataset index) and the epoch's order from one seeded
 by (seed, epoch), so the batches of an epoch do not depend on the number of workers, and a run resumed at an
@@ -8,14 +8,14 @@ epoch boundary sees exactly what the uninterrupted run would have seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, iter_image_files, load_rgb, read_image_size
+from utils.image_io import ImageReadError
+from utils.image_tree import ImageTree
 from utils.seeding import numpy_generator, torch_generator
 
 SMALL_IMAGE_POLICIES = ("pad", "skip")
@@ -29,7 +29,7 @@ class ImageSurvey:
     skipped_small: int
 
 
-def survey_images(root: Path, patch_size: int, small_images: str = "pad", progress: bool = True) -> ImageSurvey:
+def survey_images(root: ImageTree, patch_size: int, small_images: str = "pad", progress: bool = True) -> ImageSurvey:
     """List every image under ``root`` (recursively) and apply the small-image policy.
 
     Raises ``FileNotFoundError`` for a missing folder, ``ValueError`` for an empty one or an unknown policy, and
@@ -38,14 +38,14 @@ def survey_images(root: Path, patch_size: int, small_images: str = "pad", progre
     if small_images not in SMALL_IMAGE_POLICIES:
         raise ValueError(f"small-image policy {small_images!r}: expected one of {SMALL_IMAGE_POLICIES}")
     if not root.is_dir():
-        raise FileNotFoundError(f"training folder {root} does not exist")
-    relpaths = list(iter_image_files(root))
+        raise FileNotFoundError(f"training folder {root.folder} does not exist")
+    relpaths = list(root.iter_relpaths())
     if not relpaths:
         raise ValueError(f"training folder {root} holds no images")
     kept, skipped, unreadable = [], 0, []
     for relpath in tqdm(relpaths, desc="checking images", unit="img", disable=not progress, leave=False):
         try:
-            height, width = read_image_size(root / relpath)
+            height, width = root.image_size(relpath)
         except ImageReadError as error:
             unreadable.append(str(error))
             continue
@@ -73,9 +73,9 @@ def crop_or_pad(image: np.ndarray, patch_size: int, rng: np.random.Generator) ->
 
 
 class NoisyCropDataset(Dataset):
-    """Random square crops of stored noisy images as float tensors (C x P x P) in [0, 1]."""
+    """Random square crops of noisy images (stored, or noised on the fly) as float tensors (C x P x P) in [0, 1]."""
 
-    def __init__(self, root: Path, relpaths: list[str], patch_size: int, seed: int) -> None:
+    def __init__(self, root: ImageTree, relpaths: list[str], patch_size: int, seed: int) -> None:
         if patch_size < 2 or patch_size % 2:
             raise ValueError(f"--patch-size must be a positive even number, got {patch_size}")
         self.root, self.relpaths, self.patch_size, self.seed = root, relpaths, patch_size, seed
@@ -89,7 +89,7 @@ class NoisyCropDataset(Dataset):
         return len(self.relpaths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = load_rgb(self.root / self.relpaths[index])
+        image = self.root.read(self.relpaths[index])
         crop = crop_or_pad(image, self.patch_size, numpy_generator("n2n-crop", self.seed, self.epoch, index))
         return torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255.0)
 

@@ -27,7 +27,7 @@ if __package__ in (None, ""):
 import torch
 from tqdm import tqdm
 
-from dinov2 import distributed
+from utils import distributed
 from dinov2.data import MaskingGenerator, collate_data_and_cast
 from dinov2.train.data_setup import batch_to_device, n_patch_tokens
 from dinov2.train.trainer import Trainer

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dinov2 import distributed
+from utils import distributed
 from dinov2.train.curriculum import build_phases, parse_checkpoint_reference
 from dinov2.train.data_setup import build_phase_dataset
 from dinov2.train.run_files import read_metrics

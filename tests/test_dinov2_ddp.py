@@ -18,7 +18,7 @@ RANK_SCRIPT = textwrap.dedent(
     import sys
     from pathlib import Path
     import torch
-    from dinov2 import distributed
+    from utils import distributed
     from dinov2.train.train import parse_args, prepare, run_training
 
     args = parse_args(sys.argv[1:])

@@ -4,7 +4,8 @@ A tree is ``ROOT/<split>/<class>/<image>`` with an optional ``ROOT/labels.txt`` 
 Class indices follow the sorted class-folder names of the first split (``train``), as torchvision's
 ImageFolder does. ``process_metadata.py`` writes ``ROOT/dataset_index.json`` so that loaders do not walk
 1.28M files at start-up; a loader checks the index against the class folders' modification times and
-rescans (with a warning) when the tree changed since it was written.
+rescans (with a warning) when the tree changed since it was written. Every function takes a tree spelling
+(see :mod:`utils.image_tree`): a noisy tree read on the fly is indexed by its clean folder.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, Union
 
 from utils.atomic import PathLike, atomic_write_json
 from utils.image_io import iter_image_files
+from utils.image_tree import ImageTree, open_tree
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+TreeLike = Union[PathLike, ImageTree]
 
 INDEX_FILENAME = "dataset_index.json"
 LABELS_FILENAME = "labels.txt"
@@ -33,7 +40,7 @@ class DatasetError(ValueError):
 class SplitIndex:
     """The images of one split: ``samples`` are (path relative to the tree root, class index) pairs."""
 
-    root: Path
+    root: ImageTree
     split: str
     classes: list[str]
     class_names: dict[str, str]
@@ -43,8 +50,12 @@ class SplitIndex:
         return len(self.samples)
 
     def path(self, index: int) -> Path:
-        """Absolute path of sample ``index``."""
-        return self.root / self.samples[index][0]
+        """The file of sample ``index`` (the clean file, for a tree noised on the fly)."""
+        return self.root.path(self.samples[index][0])
+
+    def read_pil(self, index: int) -> "Image.Image":
+        """The RGB image of sample ``index`` (noised, for a tree noised on the fly)."""
+        return self.root.read_pil(self.samples[index][0])
 
     def counts_per_class(self) -> list[int]:
         """Number of images of each class, in class-index order."""
@@ -91,9 +102,9 @@ def _scan_split(root: Path, split: str) -> dict[str, dict]:
     return scanned
 
 
-def build_index(root: PathLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
+def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
     """Scan ``root`` and return its index (a JSON-serialisable dict); raises :class:`DatasetError`."""
-    root = Path(root)
+    root = open_tree(root).folder
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} does not exist or is not a folder")
     if not splits:
@@ -120,9 +131,10 @@ def build_index(root: PathLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
     }
 
 
-def write_index(root: PathLike, index: dict) -> Path:
-    """Write ``index`` atomically to ``ROOT/dataset_index.json`` and return its path."""
-    path = Path(root) / INDEX_FILENAME
+def write_index(root: TreeLike, index: dict) -> Path:
+    """Write ``index`` atomically to ``ROOT/dataset_index.json`` (the clean folder of a noisy tree read on the
+    fly, whose index is the same) and return its path."""
+    path = open_tree(root).folder / INDEX_FILENAME
     atomic_write_json(path, index, indent=None)
     return path
 
@@ -137,9 +149,10 @@ def _index_is_current(root: Path, index: dict, split: str) -> bool:
     return all(os.stat(split_dir / name).st_mtime_ns == info["mtime_ns"] for name, info in entry["classes"].items())
 
 
-def load_split(root: PathLike, split: str) -> SplitIndex:
+def load_split(tree: TreeLike, split: str) -> SplitIndex:
     """Load one split of a tree, from its index when current, else by scanning (with a warning)."""
-    root = Path(root)
+    tree = open_tree(tree)
+    root = tree.folder
     index_path = root / INDEX_FILENAME
     index = json.loads(index_path.read_text()) if index_path.is_file() else None
     if index is None or not _index_is_current(root, index, split):
@@ -154,7 +167,7 @@ def load_split(root: PathLike, split: str) -> SplitIndex:
         for name in sorted(index["splits"][split]["classes"])
         for file in index["splits"][split]["classes"][name]["files"]
     ]
-    return SplitIndex(root, split, list(index["classes"]), dict(index["class_names"]), samples)
+    return SplitIndex(tree, split, list(index["classes"]), dict(index["class_names"]), samples)
 
 
 @dataclass
@@ -170,7 +183,8 @@ class PairReport:
         return not self.only_in_first and not self.only_in_second
 
 
-def _stems(root: Path, splits: Sequence[str]) -> dict[str, str]:
+def _stems(tree: TreeLike, splits: Sequence[str]) -> dict[str, str]:
+    root = open_tree(tree).folder
     stems: dict[str, str] = {}
     for split in splits:
         if not (root / split).is_dir():
@@ -183,28 +197,28 @@ def _stems(root: Path, splits: Sequence[str]) -> dict[str, str]:
     return stems
 
 
-def compare_trees(first: PathLike, second: PathLike, splits: Sequence[str] = DEFAULT_SPLITS) -> PairReport:
+def compare_trees(first: TreeLike, second: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> PairReport:
     """Compare the relative image paths of two trees, ignoring extensions (``x.JPEG`` pairs with ``x.png``)."""
-    return _pair_report(_stems(Path(first), splits), _stems(Path(second), splits))
+    return _pair_report(_stems(first, splits), _stems(second, splits))
 
 
 def _pair_report(a: dict[str, str], b: dict[str, str]) -> PairReport:
     return PairReport(sorted(set(a) - set(b)), sorted(set(b) - set(a)), len(set(a) & set(b)))
 
 
-def paired_relpaths(first: PathLike, second: PathLike, split: str) -> dict[str, str]:
+def paired_relpaths(first: TreeLike, second: TreeLike, split: str) -> dict[str, str]:
     """Map each image of ``first/split`` to its counterpart in ``second`` (same relative path, any extension).
 
     Raises :class:`DatasetError` naming the unmatched files when the trees do not pair exactly.
     """
-    a, b = _stems(Path(first), [split]), _stems(Path(second), [split])
+    a, b = _stems(first, [split]), _stems(second, [split])
     report = _pair_report(a, b)
     if not report.ok:
-        raise DatasetError(describe_mismatch(Path(first), Path(second), report))
+        raise DatasetError(describe_mismatch(open_tree(first), open_tree(second), report))
     return {a[stem]: b[stem] for stem in a}
 
 
-def describe_mismatch(first: Path, second: Path, report: PairReport, limit: int = 5) -> str:
+def describe_mismatch(first: TreeLike, second: TreeLike, report: PairReport, limit: int = 5) -> str:
     """A readable message for a failed pairing, naming a few of the unmatched files."""
     parts = [f"trees {first} and {second} do not pair ({report.common} common images)"]
     for root, missing in ((first, report.only_in_first), (second, report.only_in_second)):

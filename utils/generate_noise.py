@@ -2,12 +2,17 @@
 
     python utils/generate_noise.py --src ROOT --noise gauss50 gauss100 ... [--out-prefix PREFIX]
                                    [--seed 42] [--workers N] [--overwrite] [--quantization truncate|round]
+                                   [--shard I/N]
 
 ``--noise all`` means the paper's nine settings. Each setting writes ``PREFIX-<setting>/<relative path>.png``
 (default PREFIX: ``noisy_<basename of ROOT>`` beside ROOT, e.g. ``noisy_mini-imagenet-gauss100``) at native
 resolution and copies ``labels.txt``. Noise is a pure function of (seed, setting, relative path), so the
 output never depends on worker count or order. Reruns skip finished files; every file is written atomically.
 An unreadable image stops the run (the images in flight are finished) with a non-zero exit naming it.
+``--shard I/N`` writes only every N-th image (SLURM job arrays: one task per shard, any number of machines).
+
+Training and evaluation can read the same noisy pixels without this copy: ``noisy:SETTING:ROOT`` names the tree
+noised on the fly (see utils/image_tree.py).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_f
 from utils.image_io import save_png_atomic
 from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
+from utils.image_tree import NOISY_SCHEME
 from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
+from utils.sharding import Shard, parse_shard
 
 MANIFEST_FILENAME = "noise_manifest.json"
 PENDING_KEY = "overwrite_pending"  # in the manifest while an --overwrite run has not rewritten every file
@@ -100,6 +107,8 @@ def noise_one(task: NoiseTask) -> tuple[NoiseTask, float, float, str | None]:
 def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantization: str,
          png_compression: int) -> list[NoiseTask]:
     """Every (image, setting) pair to produce, with clear errors before any work is done."""
+    if str(src).startswith(NOISY_SCHEME):
+        raise ValueError(f"--src {src}: generate_noise.py noises a stored clean tree, not one noised on the fly")
     if not src.is_dir():
         raise FileNotFoundError(f"source tree {src} does not exist or is not a folder")
     relpaths = list(iter_image_files(src))
@@ -152,18 +161,25 @@ def _run_bounded(tasks: Iterable[NoiseTask], workers: int) -> Iterator[tuple[Noi
 def generate_noise(
     src: Path, settings: list[str], out_prefix: Path | None = None, seed: int = 42, workers: int = 0,
     overwrite: bool = False, quantization: str = "truncate", png_compression: int = DEFAULT_PNG_COMPRESSION,
-    progress: bool = True,
+    progress: bool = True, shard: Shard = Shard(),
 ) -> dict[str, dict[str, float | int]]:
-    """Write the noisy trees and return per-setting statistics; raises :class:`GenerationError` on bad images."""
+    """Write the noisy trees (this shard's images) and return per-setting statistics; raises
+    :class:`GenerationError` on bad images."""
     settings = expand_noise_settings(settings)
     out_prefix = out_prefix if out_prefix is not None else default_out_prefix(src)
-    tasks = plan(src, settings, out_prefix, seed, quantization, png_compression)
+    if overwrite and not shard.whole:
+        raise ValueError("--overwrite rewrites whole trees and cannot be split by --shard: delete the output "
+                         "folders instead, then run the shards")
+    tasks = shard.take(plan(src, settings, out_prefix, seed, quantization, png_compression))
     stats = {setting: SettingStats() for setting in settings}
     manifests, redo = {}, set()
     for setting in settings:
         root = output_root(out_prefix, setting)
         manifests[setting] = {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
                               "quantization": quantization, "source": str(src.resolve())}
+        if not shard.whole and (read_manifest(root / MANIFEST_FILENAME) or {}).get(PENDING_KEY):
+            raise ValueError(f"{root}: an interrupted --overwrite run left old and new files mixed; finish it "
+                             f"without --shard first")
         if start_setting(root, manifests[setting], overwrite):
             redo.add(setting)
         if (src / LABELS_FILENAME).is_file():
@@ -216,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (0: in this process)")
     parser.add_argument("--overwrite", action="store_true", help="redo finished files")
     parser.add_argument("--quantization", choices=QUANTIZATION_MODES, default="truncate")
+    parser.add_argument("--shard", type=parse_shard, default=Shard(), help="I/N: write only the I-th of N shares")
     parser.add_argument("--png-compression", type=int, default=DEFAULT_PNG_COMPRESSION, choices=range(10),
                         metavar="0-9", help="zlib level of the PNG files (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         summary = generate_noise(args.src, args.noise, args.out_prefix, args.seed, args.workers, args.overwrite,
-                                 args.quantization, args.png_compression)
+                                 args.quantization, args.png_compression, shard=args.shard)
     except (GenerationError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

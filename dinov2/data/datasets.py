@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.dataset_index import load_split, paired_relpaths
-from utils.image_io import load_rgb_pil
+from utils.dataset_index import TreeLike, load_split, paired_relpaths
+from utils.image_tree import open_tree
 
 SampleKey = int | tuple[int, int]
 
@@ -58,11 +57,11 @@ class ImageFolderDataset(Dataset):
     count or order.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None) -> None:
+    def __init__(self, root: TreeLike, split: str = "train", transform: Callable | None = None) -> None:
         self.index = load_split(root, split)
         if len(self.index) == 0:
-            raise ValueError(f"{Path(root) / split} holds no image")
-        self.root = Path(root)
+            raise ValueError(f"{open_tree(root) / split} holds no image")
+        self.root = open_tree(root)
         self.split = split
         self.transform = transform
 
@@ -84,7 +83,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        image = load_rgb_pil(self.index.path(index))
+        image = self.index.read_pil(index)
         return _apply(self.transform, image, seed), self.get_target(index)
 
 
@@ -95,15 +94,15 @@ class PairedImageFolderDataset(ImageFolderDataset):
     from the noisy tree; pairing mismatches raise ``DatasetError`` naming the files.
     """
 
-    def __init__(self, noisy_root: str | Path, denoised_root: str | Path, split: str = "train",
+    def __init__(self, noisy_root: TreeLike, denoised_root: TreeLike, split: str = "train",
                  transform: Callable | None = None) -> None:
         super().__init__(noisy_root, split, transform)
-        self.denoised_root = Path(denoised_root)
+        self.denoised_root = open_tree(denoised_root)
         pairs = paired_relpaths(noisy_root, denoised_root, split)
         self.denoised_relpaths = [pairs[relpath] for relpath, _ in self.index.samples]
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        noisy = load_rgb_pil(self.index.path(index))
-        denoised = load_rgb_pil(self.denoised_root / self.denoised_relpaths[index])
+        noisy = self.index.read_pil(index)
+        denoised = self.denoised_root.read_pil(self.denoised_relpaths[index])
         return _apply(self.transform, (noisy, denoised), seed), self.get_target(index)

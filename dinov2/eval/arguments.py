@@ -17,6 +17,7 @@ from dinov2.eval.transforms import (
     DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_train_augment_transform,
 )
 from utils.device import PRECISIONS
+from utils.image_tree import tree_argument
 
 PROTOCOLS = ("linear", "knn")
 
@@ -47,8 +48,10 @@ def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol
     source.add_argument("--pretrained-weights", type=Path, help="teacher export, full checkpoint or run dir (newest)")
     source.add_argument("--run-dir", type=Path, help="evaluate every eval/training_<it>/ export of this run")
     data = parser.add_argument_group("data")
-    data.add_argument("--train-dataset", type=Path, required=True, help="ROOT/train of an ImageFolder tree")
-    data.add_argument("--val-dataset", type=Path, required=True, help="ROOT/val of an ImageFolder tree")
+    data.add_argument("--train-dataset", type=tree_argument, required=True,
+                      help="ROOT/train of an ImageFolder tree, or noisy:SETTING:ROOT:train (noise added on the fly)")
+    data.add_argument("--val-dataset", type=tree_argument, required=True,
+                      help="ROOT/val of an ImageFolder tree, or noisy:SETTING:ROOT:val")
     data.add_argument("--crop-size", type=int, default=224, help="centre/random crop size (default 224)")
     data.add_argument("--resize-size", type=int, default=None, help="eval resize (default crop*256/224)")
     batch_help = "images per batch of feature extraction" + (" and of the probe's SGD" if protocol == "linear" else "")

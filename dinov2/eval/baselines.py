@@ -13,7 +13,6 @@ from dinov2.models import build_model_from_cfg
 from dinov2.utils.checkpoint import export_teacher
 from dinov2.utils.config import config_to_yaml
 from utils.dataset_index import SplitIndex
-from utils.image_io import load_rgb
 
 
 def random_teacher_export(run_dir: Path, cfg: DictConfig, seed: int) -> Path:
@@ -26,7 +25,7 @@ def random_teacher_export(run_dir: Path, cfg: DictConfig, seed: int) -> Path:
 
 
 def _pixels(split: SplitIndex) -> tuple[torch.Tensor, torch.Tensor]:
-    images = np.stack([load_rgb(split.root / relpath).reshape(-1) for relpath, _ in split.samples])
+    images = np.stack([split.root.read(relpath).reshape(-1) for relpath, _ in split.samples])
     return torch.from_numpy(images).float() / 255.0, torch.tensor([label for _, label in split.samples])
 
 

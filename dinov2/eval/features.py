@@ -17,14 +17,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from utils.image_io import load_rgb_pil
+from utils.image_tree import ImageTree, open_tree
 
 
 class ImageListDataset(Dataset):
-    """Images at ``root/relpath`` with integer labels, returned as ``(transform(pil), label)``."""
+    """Images at ``root/relpath`` (a tree spelling: stored or noised on the fly) with integer labels, returned as
+    ``(transform(pil), label)``."""
 
-    def __init__(self, root: Path, samples: Sequence[tuple[str, int]], transform: Callable) -> None:
-        self.root = Path(root)
+    def __init__(self, root: "Path | str | ImageTree", samples: Sequence[tuple[str, int]], transform: Callable
+                 ) -> None:
+        self.root = open_tree(root)
         self.samples = list(samples)
         self.transform = transform
 
@@ -33,7 +35,7 @@ class ImageListDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         relpath, label = self.samples[index]
-        return self.transform(load_rgb_pil(self.root / relpath)), label
+        return self.transform(self.root.read_pil(relpath)), label
 
 
 @dataclass

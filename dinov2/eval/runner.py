@@ -25,19 +25,20 @@ from dinov2.eval.knn_classifier import knn_accuracies
 from dinov2.eval.linear_probe import ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
 from dinov2.eval.transforms import make_eval_transform, make_train_augment_transform
-from utils.dataset_index import DatasetError, SplitIndex, load_split
+from utils.dataset_index import DatasetError, SplitIndex, TreeLike, load_split
+from utils.image_tree import ImageTree, open_tree
 from utils.device import autocast, resolve_device, resolve_precision
 
 
-def split_of(path: Path) -> tuple[Path, str]:
-    """``ROOT/train`` -> (ROOT, "train")."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DatasetError(f"{path} is not a folder (expected ROOT/<split> of an ImageFolder tree)")
-    return path.parent, path.name
+def split_of(path: TreeLike) -> tuple[ImageTree, str]:
+    """``ROOT/train`` -> (ROOT, "train"), for a stored tree or one noised on the fly."""
+    tree = open_tree(path)
+    if not tree.is_dir():
+        raise DatasetError(f"{tree.folder} is not a folder (expected ROOT/<split> of an ImageFolder tree)")
+    return tree.parent, tree.name
 
 
-def load_splits(train_dataset: Path, val_dataset: Path) -> tuple[SplitIndex, SplitIndex]:
+def load_splits(train_dataset: TreeLike, val_dataset: TreeLike) -> tuple[SplitIndex, SplitIndex]:
     """Both splits, checked to share the same classes in the same order."""
     train = load_split(*split_of(train_dataset))
     val = load_split(*split_of(val_dataset))

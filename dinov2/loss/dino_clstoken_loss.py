@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov2.distributed import all_reduce_sum, world_size
+from utils.distributed import all_reduce_sum, world_size
 from dinov2.loss.sinkhorn import sinkhorn_knopp
 
 

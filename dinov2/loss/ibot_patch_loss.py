@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov2.distributed import all_reduce_sum
+from utils.distributed import all_reduce_sum
 from dinov2.loss.sinkhorn import sinkhorn_knopp
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dinov2.distributed import all_reduce_sum
+from utils.distributed import all_reduce_sum
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from utils.atomic import atomic_write_text, remove_stale_temporaries
 from utils.dataset_index import DatasetError
 
 if TYPE_CHECKING:
-    from dinov2.distributed import DistributedContext
+    from utils.distributed import DistributedContext
     from dinov2.train.trainer import Trainer
 
 EXIT_CONFIG_ERROR = 2
@@ -55,7 +55,7 @@ def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
 
 def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
     """Build the dataset, check it, create the run directory and train; returns the trainer (after training)."""
-    from dinov2 import distributed  # torch is imported only once the config is valid
+    from utils import distributed  # torch is imported only once the config is valid
     from dinov2.train.data_setup import build_phase_dataset
     from dinov2.train.trainer import Trainer
 
@@ -82,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    from dinov2 import distributed
+    from utils import distributed
     from dinov2.utils.checkpoint import CheckpointError
 
     ctx = distributed.setup()

@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from dinov2 import distributed
-from dinov2.distributed import DistributedContext
+from utils import distributed
+from utils.distributed import DistributedContext
 from dinov2.train.curriculum import Phase, build_curriculum_schedules, build_phases, phase_at, resolve_checkpoint
 from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.nct import build_meta_arch, split_model_state

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from dinov2.utils.choices import CONFIG_CHOICES
 from dinov2.utils.config import ConfigError
+from utils.image_tree import TreeSpecError, open_tree
 
 POSITIVE_INTS = (
     "train.batch_size_per_gpu",
@@ -95,10 +96,13 @@ def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: s
     root = cfg.train.dataset_path if root is None else root
     if not root:
         _fail(key, "is empty; give an ImageFolder tree, e.g. train.dataset_path=data/mnist5k")
-    split_dir = Path(root) / cfg.train.dataset_split
+    try:
+        split_dir = open_tree(root) / cfg.train.dataset_split
+    except TreeSpecError as error:
+        _fail(key, str(error))
     if not split_dir.is_dir():
-        _fail(key, f"{split_dir} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
-    return split_dir
+        _fail(key, f"{split_dir.folder} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
+    return split_dir.folder
 
 
 def check_weights_path(cfg: DictConfig) -> None:
