@@ -14,7 +14,7 @@ utils/image_tree.py): a denoised tree needs no noisy copy on disk. labels.txt is
 skipped, so an interrupted run resumes; every file is written atomically. Unreadable images are listed and the
 exit status is 1; the other images are still written.
 
-The sorted image list is cut into blocks of 512 images; within a block, images of equal size are denoised
+The sorted image list is cut into blocks of --block-images (512) images; within a block, images of equal size are denoised
 together in batches. Blocks are the unit of sharding: under torchrun each rank takes every world-size-th block
 (one GPU per rank), ``--shard I/N`` does the same across SLURM array tasks (both combine), and since a batch
 never depends on the split or on what an earlier run finished, the union of the shards is byte-identical to a
@@ -56,7 +56,7 @@ from utils.noise import parse_noise
 from utils.sharding import Shard, launch_shard, parse_shard
 
 MANIFEST_FILENAME = "denoise_manifest.json"
-PLAN_BLOCK_IMAGES = 512  # the unit of sharding and of batch planning (see the module docstring)
+PLAN_BLOCK_IMAGES = 512  # default unit of sharding and of batch planning (see the module docstring)
 
 
 @dataclass
@@ -114,11 +114,11 @@ def _drain(pending: list[Future], limit: int) -> list[Future]:
 
 
 def plan_batches(task: DenoiseTask, relpaths: list[str], batch_size: int, shard: Shard = Shard(),
-                 progress: bool = True) -> tuple[list[list[str]], list[str]]:
+                 progress: bool = True, block_images: int = PLAN_BLOCK_IMAGES) -> tuple[list[list[str]], list[str]]:
     """This shard's batches of images of equal size (read from headers), in a plan that depends on the sorted
-    image list and ``batch_size`` only; returns (batches, unreadable files). Blocks of ``PLAN_BLOCK_IMAGES``
-    images are dealt to the shards; each block is grouped by size and cut into batches."""
-    blocks = shard.take([relpaths[i:i + PLAN_BLOCK_IMAGES] for i in range(0, len(relpaths), PLAN_BLOCK_IMAGES)])
+    image list, ``batch_size`` and ``block_images`` only; returns (batches, unreadable files). Blocks of
+    ``block_images`` images are dealt to the shards; each block is grouped by size and cut into batches."""
+    blocks = shard.take([relpaths[i:i + block_images] for i in range(0, len(relpaths), block_images)])
     batches, unreadable = [], []
     bar = tqdm(total=sum(map(len, blocks)), desc="reading sizes", unit="img", disable=not progress, leave=False)
     for block in blocks:
@@ -156,7 +156,7 @@ def list_revisitop_images(src: Path) -> list[str]:
 def denoise_tree(
     model: torch.nn.Module, task: DenoiseTask, device: torch.device, precision: str = "fp32", batch_size: int = 8,
     workers: int = 0, tile: int = 1024, overlap: int = 64, revisitop: bool = False, progress: bool = True,
-    shard: Shard = Shard(),
+    shard: Shard = Shard(), block_images: int = PLAN_BLOCK_IMAGES,
 ) -> DenoiseReport:
     """Denoise this shard's images of ``task.src`` that have no output yet; never raises for unreadable images."""
     if not task.src.is_dir():
@@ -166,7 +166,7 @@ def denoise_tree(
         raise ValueError(f"--src folder {task.src.folder} holds no images")
     copy_metadata(task, revisitop)
     report = DenoiseReport()
-    planned, report.failures = plan_batches(task, relpaths, batch_size, shard, progress)
+    planned, report.failures = plan_batches(task, relpaths, batch_size, shard, progress, block_images)
     batches = [b for b in planned if not all((task.dst / png_relpath(r)).exists() for r in b)]
     report.skipped = sum(map(len, planned)) - sum(map(len, batches))
     loader = DataLoader(BatchDataset(task, batches), batch_size=1, num_workers=workers, collate_fn=_collate)
@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="autocast dtype on CUDA (default fp32, as the paper); the CPU always runs fp32")
     parser.add_argument("--shard", type=parse_shard, default=None,
                         help="I/N: denoise only the I-th of N shares (SLURM arrays; combines with torchrun ranks)")
+    parser.add_argument("--block-images", type=int, default=PLAN_BLOCK_IMAGES,
+                        help="images per unit of sharding and batch planning (default %(default)s; keep it for "
+                             "every shard and rerun of one --dst)")
     parser.add_argument("--revisitop-noise", default=None,
                         help="noise a revisitop dataset on the fly, e.g. gauss100 (same as --src noisy:gauss100:SRC)")
     parser.add_argument("--noise-seed", type=int, default=42, help="seed of the --revisitop-noise noise")
@@ -241,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     shard = launch_shard(args.shard)
     try:
-        if args.batch_size < 1 or args.workers < 0:
-            raise ValueError("--batch-size must be positive and --workers not negative")
+        if args.batch_size < 1 or args.block_images < 1 or args.workers < 0:
+            raise ValueError("--batch-size and --block-images must be positive, --workers not negative")
         check_tiling(args.tile, args.tile_overlap)
         src = source_tree(args)
         device = rank_device(args.device)
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         remove_stale_temporaries(args.dst)
         report = denoise_tree(model, DenoiseTask(src, args.dst), device, precision, args.batch_size, args.workers,
                               args.tile, args.tile_overlap, args.revisitop_noise is not None or _is_revisitop(src),
-                              not args.no_progress and os.environ.get("LOCAL_RANK", "0") == "0", shard)
+                              not args.no_progress and os.environ.get("LOCAL_RANK", "0") == "0", shard,
+                              args.block_images)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

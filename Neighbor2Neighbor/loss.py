@@ -55,9 +55,11 @@ def training_loss(
     gamma: float,
     lambda_rec: float = 1.0,
     lambda_reg: float = 1.0,
+    share: tuple[int, int] = (0, 1),
 ) -> LossTerms:
-    """One Neighbor2Neighbor loss evaluation on a noisy batch; ``denoise`` maps any-size batches to the same size."""
-    first_mask, second_mask = generate_mask_pair(noisy, generator)
+    """One Neighbor2Neighbor loss evaluation on a noisy batch; ``denoise`` maps any-size batches to the same size.
+    Under DDP, ``noisy`` is share (rank, world size) of the global batch (see ``generate_mask_pair``)."""
+    first_mask, second_mask = generate_mask_pair(noisy, generator, share)
     with torch.no_grad():
         denoised = denoise(noisy)
         denoised_first = generate_subimages(denoised, first_mask)

@@ -36,16 +36,20 @@ def _pixels_to_cells(x: torch.Tensor) -> torch.Tensor:
 
 
 def generate_mask_pair(
-    images: torch.Tensor, generator: torch.Generator | None = None
+    images: torch.Tensor, generator: torch.Generator | None = None, share: tuple[int, int] = (0, 1)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw the two neighbour masks for a batch ``images`` (N x C x H x W, H and W even).
 
     Returns two boolean tensors of shape (N, H, W) on the images' device. Each has exactly one ``True`` per 2x2
-    cell, and in every cell the two ``True`` positions are horizontal or vertical neighbours.
+    cell, and in every cell the two ``True`` positions are horizontal or vertical neighbours. With ``share`` =
+    (rank, world size), ``images`` is that rank's contiguous share of a batch of ``N * world`` images: the masks of
+    the whole batch are drawn (so every rank's generator stays in step) and the rank's rows returned.
     """
     n, _, height, width = images.shape
     _check_even(height, width)
-    choice = torch.randint(len(NEIGHBOUR_PAIRS), (n, height // 2, width // 2), generator=generator)
+    rank, ranks = share
+    choice = torch.randint(len(NEIGHBOUR_PAIRS), (n * ranks, height // 2, width // 2), generator=generator)
+    choice = choice[rank * n:(rank + 1) * n]
     pairs = torch.tensor(NEIGHBOUR_PAIRS)[choice]  # (N, H/2, W/2, 2) cell positions
     positions = torch.arange(4)
     first = _cells_to_pixels(pairs[..., 0:1] == positions)

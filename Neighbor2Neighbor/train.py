@@ -1,8 +1,10 @@
-"""Train the Neighbor2Neighbor denoiser on a folder of stored noisy images (never clean ones).
+"""Train the Neighbor2Neighbor denoiser on noisy images (never clean ones), stored or noised on the fly.
 
     python Neighbor2Neighbor/train.py --data-dir NOISY_ROOT/train --output-dir OUT
         [--epochs 100 --batch-size 4 --patch-size 256 --lr 3e-4 --increase-ratio 2.0 ...]
         [--val-clean CLEAN_DIR --val-noise gauss100]
+    python Neighbor2Neighbor/train.py --data-dir noisy:gauss100:CLEAN_ROOT:train --output-dir OUT ...
+    torchrun --nproc_per_node=G Neighbor2Neighbor/train.py --data-dir ... --output-dir OUT --batch-size B ...
 
 Every image under --data-dir (any depth) gives one random square crop per epoch. The loss is the paper's:
 reconstruction between neighbour sub-images plus a regulariser whose weight rises linearly to
@@ -10,6 +12,11 @@ reconstruction between neighbour sub-images plus a regulariser whose weight rise
 metrics.jsonl (one line per epoch), last.pt (complete training state, written atomically after every epoch),
 epoch_XXX.pt with --save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same
 command resumes exactly from last.pt; a finished run exits at once.
+
+Under torchrun (gloo on the CPU, NCCL on GPUs, one GPU per rank, any number of nodes) --batch-size stays the
+global batch: each of the W ranks takes a contiguous B/W share of every batch and of its sub-sampling masks,
+DDP averages the gradients, and rank 0 validates and writes OUT; the run computes what one process would (up to
+the order of floating-point sums) and resumes exactly with any launcher of the same world size.
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from tqdm import tqdm
 
 from Neighbor2Neighbor.arch_unet import UNet, memory_format
 from Neighbor2Neighbor.training_data import SMALL_IMAGE_POLICIES, ImageSurvey, NoisyCropDataset, epoch_order
-from Neighbor2Neighbor.training_data import survey_images
+from Neighbor2Neighbor.training_data import rank_order, survey_images
 from Neighbor2Neighbor.loss import regularizer_weight, training_loss
 from Neighbor2Neighbor.padding import apply_padded
 from Neighbor2Neighbor.validation import Validator
 from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
+from utils import distributed
 from utils.atomic import atomic_torch_save, atomic_write_json, remove_stale_temporaries
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of noisy training images (recursive), stored or noisy:SETTING:ROOT[:SUB]")
     parser.add_argument("--output-dir", type=Path, required=True, help="run folder (checkpoints, metrics)")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4, help="global batch (split over torchrun ranks)")
     parser.add_argument("--patch-size", type=int, default=256, help="side of the random square crops (even)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--gamma", type=float, default=0.5, help="lr factor after every 20%% of the epochs")
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_args(args: argparse.Namespace) -> None:
+def check_args(args: argparse.Namespace, ranks: int = 1) -> None:
     """Reject bad values before any work, naming the option."""
     positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--lr": args.lr,
                 "--n-feature": args.n_feature, "--val-every": args.val_every}
@@ -101,6 +109,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--patch-size must be a positive even number, got {args.patch_size}")
     if min(args.workers, args.save_every, args.stop_after_epochs) < 0:
         raise ValueError("--workers, --save-every and --stop-after-epochs must not be negative")
+    if args.batch_size % ranks:
+        raise ValueError(f"--batch-size {args.batch_size} is the global batch: it must be a multiple of the "
+                         f"{ranks} torchrun processes")
     if (args.val_clean is None) != (args.val_noise is None):
         raise ValueError("--val-clean and --val-noise go together")
     if args.val_noise is not None:
@@ -136,6 +147,7 @@ class TrainingState:
     scaler: torch.amp.GradScaler
     mask_generator: torch.Generator
     best_psnr: float = -math.inf
+    ddp: torch.nn.Module | None = None  # the DDP wrapper of ``model`` under torchrun (see ``distribute``)
 
     @classmethod
     def create(cls, args: argparse.Namespace, device: torch.device, precision: str) -> TrainingState:
@@ -147,9 +159,18 @@ class TrainingState:
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         return cls(model, optimizer, scheduler, scaler, torch_generator("n2n-mask", args.seed))
 
+    def distribute(self, ctx: distributed.DistributedContext) -> None:
+        """Wrap the model in DDP when launched with several processes (after a resume: every rank holds the same
+        weights, which DDP checks by broadcasting rank 0's)."""
+        if ctx.enabled:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
     def denoise(self, batch: torch.Tensor) -> torch.Tensor:
-        """The model on ``batch`` (any even size), in the memory format of its device."""
-        return apply_padded(self.model, batch.contiguous(memory_format=memory_format(batch.device)))
+        """The model on ``batch`` (any even size), in the memory format of its device; through DDP when gradients
+        are recorded, so that they are averaged over the ranks."""
+        model = self.ddp if self.ddp is not None and torch.is_grad_enabled() else self.model
+        return apply_padded(model, batch.contiguous(memory_format=memory_format(batch.device)))
 
     def step(self, loss: torch.Tensor) -> None:
         """One optimizer update from ``loss`` (scaled when training in fp16)."""
@@ -187,13 +208,14 @@ def restore(state: TrainingState, path: Path, settings: dict[str, Any]) -> int:
     return checkpoint["epoch"]
 
 
-def first_epoch(state: TrainingState, args: argparse.Namespace, settings: dict[str, Any]) -> int:
+def first_epoch(state: TrainingState, args: argparse.Namespace, settings: dict[str, Any], verbose: bool = True
+                ) -> int:
     """The first epoch this call trains: 1, or the one after OUT/last.pt (restored into ``state``) when resuming."""
     path = args.output_dir / LAST
     if args.no_resume or not path.exists():
         return 1
     saved_epoch = restore(state, path, settings)
-    if saved_epoch < args.epochs:
+    if saved_epoch < args.epochs and verbose:
         print(f"resuming {path} after epoch {saved_epoch}")
     return saved_epoch + 1
 
@@ -215,10 +237,13 @@ def usable_images(args: argparse.Namespace) -> ImageSurvey:
 
 
 def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args: argparse.Namespace,
-              device: torch.device, precision: str) -> dict[str, Any]:
-    """Train one epoch (then step the lr schedule); returns its metrics record, without validation."""
+              ctx: distributed.DistributedContext, precision: str) -> dict[str, Any]:
+    """Train one epoch (then step the lr schedule); returns its metrics record (means over every rank's images),
+    without validation."""
+    device, share = ctx.device, (ctx.rank, ctx.world_size)
     dataset.set_epoch(epoch)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=epoch_order(len(dataset), args.seed, epoch),
+    order = rank_order(epoch_order(len(dataset), args.seed, epoch), args.batch_size, *share)
+    loader = DataLoader(dataset, batch_size=args.batch_size // ctx.world_size, sampler=order,
                         num_workers=args.workers, drop_last=True, pin_memory=device.type == "cuda",
                         worker_init_fn=worker_init_fn)
     reg_weight = regularizer_weight(epoch, args.epochs, args.increase_ratio)
@@ -226,13 +251,15 @@ def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args:
     sums = torch.zeros(3, dtype=torch.float64)
     steps, started = 0, time.perf_counter()
     state.model.train()
-    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=args.no_progress, leave=False)
+    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=False,
+               disable=args.no_progress or not ctx.is_main)
     for noisy in bar:
         noisy = noisy.to(device, non_blocking=True)
         with autocast(device, precision):
             terms = training_loss(state.denoise, noisy, state.mask_generator, reg_weight, args.lambda_rec,
-                                  args.lambda_reg)
-        values = torch.stack([terms.total.detach(), terms.reconstruction, terms.regularizer]).double().cpu()
+                                  args.lambda_reg, share)
+        values = distributed.all_reduce_mean(
+            torch.stack([terms.total.detach(), terms.reconstruction, terms.regularizer]).double()).cpu()
         if not torch.isfinite(values).all():
             raise TrainingError(f"non-finite loss at epoch {epoch}, step {steps + 1}: total, reconstruction, "
                                 f"regulariser = {values.tolist()}; no checkpoint was written for this epoch")
@@ -266,40 +293,56 @@ def save_epoch(state: TrainingState, epoch: int, record: dict[str, Any], setting
     atomic_torch_save(checkpoint, out / LAST)
 
 
+def launch(args: argparse.Namespace) -> distributed.DistributedContext:
+    """This process's place in a torchrun launch (one process without one) and its device: --device, or the
+    rank's local GPU under torchrun."""
+    device = resolve_device(args.device)
+    ctx = distributed.setup(prefer_cuda=device.type == "cuda")
+    return ctx if ctx.enabled else distributed.DistributedContext(0, 1, 0, device)
+
+
 def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Run (or resume) training; returns the metric records of the epochs run by this call."""
-    check_args(args)
-    device = resolve_device(args.device)
+    check_args(args, distributed.launched_world_size())
+    ctx = launch(args)
+    device, main_rank = ctx.device, ctx.is_main
     precision = resolve_precision(args.precision, device)
     survey = usable_images(args)
     validator = (Validator(args.val_clean, args.val_noise, args.val_seed, args.val_limit)
-                 if args.val_clean is not None else None)
+                 if args.val_clean is not None and main_rank else None)
     settings = resume_settings(args)
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)  # left by a run killed while writing a checkpoint
+    if main_rank:
+        remove_stale_temporaries(out)  # left by a run killed while writing a checkpoint
     state = TrainingState.create(args, device, precision)
-    first = first_epoch(state, args, settings)
+    first = first_epoch(state, args, settings, verbose=main_rank)
+    state.distribute(ctx)
     # lines written after the checkpoint (a crash between the two writes) belong to epochs this call redoes
-    metrics = JsonlLog(out / METRICS, "epoch", first)
+    metrics = JsonlLog(out / METRICS, "epoch", first) if main_rank else None
     if first > args.epochs:
-        print(f"{out}: all {args.epochs} epochs are done")
+        if main_rank:
+            print(f"{out}: all {args.epochs} epochs are done")
         return []
-    atomic_write_json(out / CONFIG, settings | {"device": str(device), "precision": precision,
-                                                "images": len(survey.relpaths), "skipped_small": survey.skipped_small})
-    if survey.skipped_small:
-        print(f"skipped {survey.skipped_small} image(s) smaller than {args.patch_size} px")
+    if main_rank:
+        atomic_write_json(out / CONFIG, settings | {
+            "device": str(device), "precision": precision, "world_size": ctx.world_size,
+            "images": len(survey.relpaths), "skipped_small": survey.skipped_small})
+        if survey.skipped_small:
+            print(f"skipped {survey.skipped_small} image(s) smaller than {args.patch_size} px")
     dataset = NoisyCropDataset(args.data_dir, survey.relpaths, args.patch_size, args.seed)
     records = []
     for epoch in range(first, last_epoch(args, first) + 1):
-        record = run_epoch(state, dataset, epoch, args, device, precision)
+        record = run_epoch(state, dataset, epoch, args, ctx, precision)
         if validator is not None and (epoch % args.val_every == 0 or epoch == args.epochs):
             record.update(validator.evaluate(state.model, device, precision))
-        metrics.write(record)
-        save_epoch(state, epoch, record, settings, args)
-        summary = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float))
-        print(f"epoch {epoch}/{args.epochs}: {summary}", flush=True)
+        if metrics is not None:
+            metrics.write(record)
+            save_epoch(state, epoch, record, settings, args)
+            summary = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float))
+            print(f"epoch {epoch}/{args.epochs}: {summary}", flush=True)
         records.append(record)
+    distributed.barrier()  # every rank returns once rank 0 has written the last checkpoint
     return records
 
 
@@ -311,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImageReadError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        distributed.cleanup()
     return 0
 
 

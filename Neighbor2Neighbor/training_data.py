@@ -98,3 +98,12 @@ def epoch_order(num_images: int, seed: int, epoch: int) -> list[int]:
     """The shuffled image order of ``epoch``: a pure function of (seed, epoch)."""
     generator = torch_generator("n2n-order", seed, epoch)
     return torch.randperm(num_images, generator=generator).tolist()
+
+
+def rank_order(order: list[int], batch_size: int, rank: int, ranks: int) -> list[int]:
+    """The images of ``rank`` in an epoch of global batches of ``batch_size`` (the incomplete last one dropped):
+    its contiguous ``batch_size / ranks`` share of each batch, so that the ranks together see what one process
+    would."""
+    share = batch_size // ranks
+    full = len(order) // batch_size * batch_size
+    return [order[start + rank * share + i] for start in range(0, full, batch_size) for i in range(share)]
