@@ -11,7 +11,11 @@
 #
 #   bash exps/linear_probe.sh [--dry-run]
 #
-# Needs the noisy and denoised trees of Neighbor2Neighbor/linear_probe_n2n.sh. A training whose last teacher export
+# Needs the denoised trees of Neighbor2Neighbor/linear_probe_n2n.sh and its noisy copies, or, with
+# NOISE_ON_THE_FLY=1, the clean tree CLEAN_ROOT noised at read time (noisy:<noise>,seed=<NOISE_SEED>:CLEAN_ROOT: the
+# same pixels, no copy on disk). LAUNCHER runs each training: the default is one process; exps/slurm/*.sbatch set
+# it to srun + torchrun over the job's nodes and GPUs, so the same plan runs on a workstation or a cluster.
+# A training whose last teacher export
 # exists is skipped (an unfinished one resumes from its newest checkpoint); an evaluation skips the checkpoints
 # that already have a result. --dry-run prints the plan and runs nothing. exps/linear_probe_nct.sh sources this
 # file for its settings and functions.
@@ -19,6 +23,9 @@ set -euo pipefail
 
 # ---- paths and settings (edit these, or set them in the environment) ----
 NOISY_PREFIX="${NOISY_PREFIX:-data/noisy_mini-imagenet}"   # trees NOISY_PREFIX-<noise> and NOISY_PREFIX-<noise>-denoised
+CLEAN_ROOT="${CLEAN_ROOT:-data/mini-imagenet}"            # the clean tree (read only with NOISE_ON_THE_FLY=1)
+NOISE_ON_THE_FLY="${NOISE_ON_THE_FLY:-0}"                 # 1: noisy trees are CLEAN_ROOT noised at read time
+NOISE_SEED="${NOISE_SEED:-42}"                            # seed of the noise (as utils/generate_noise.py --seed)
 RUNS="${RUNS:-outputs/imagenet100}"                       # training runs
 EVALS="${EVALS:-outputs/imagenet100/eval}"                # evaluation results (one folder per run)
 NOISES="${NOISES:-gauss100 gauss50 gauss255 speckle0.7 speckle1.0 speckle0.4 shot3 shot10 shot1}"
@@ -73,16 +80,34 @@ train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]: EPOCHS of the run (its 
         "optim.epochs=$epochs" "$@" ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 }
 
+noisy_tree() {  # noisy_tree NOISE: the stored noisy copy, or the clean tree noised on the fly
+    if [ "$NOISE_ON_THE_FLY" = 1 ]; then
+        echo "noisy:$1,seed=$NOISE_SEED:$CLEAN_ROOT"
+    else
+        echo "$NOISY_PREFIX-$1"
+    fi
+}
+
+tree_split() {  # tree_split TREE SPLIT: the split folder (noisy:...:ROOT:SPLIT keeps the noise seeded from ROOT)
+    case "$1" in
+        noisy:*) echo "$1:$2" ;;
+        *) echo "$1/$2" ;;
+    esac
+}
+
 evaluate() {  # evaluate RUN_DIR TREE METHOD NOISE EPOCH_OFFSET
     local run_dir="$1" tree="$2" method="$3" noise="$4" offset="$5"
-    run_cmd "${EVAL_LAUNCH_WORDS[@]}" dinov2.eval.linear --run-dir "$run_dir" --train-dataset "$tree/train" \
-        --val-dataset "$tree/val" --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise "$noise" \
+    run_cmd "${EVAL_LAUNCH_WORDS[@]}" dinov2.eval.linear --run-dir "$run_dir" \
+        --train-dataset "$(tree_split "$tree" train)" --val-dataset "$(tree_split "$tree" val)" \
+        --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise "$noise" \
         --epoch-offset "$offset" ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
 }
 
-check_tree() {
-    if [ "$DRY_RUN" = 0 ] && [ ! -d "$1/train" ]; then
-        echo "error: $1/train not found (make it with Neighbor2Neighbor/linear_probe_n2n.sh, or edit NOISY_PREFIX)" >&2
+check_tree() {  # check_tree TREE: its train split exists (the clean one, for a tree noised on the fly)
+    local folder="${1##*:}"
+    if [ "$DRY_RUN" = 0 ] && [ ! -d "$folder/train" ]; then
+        echo "error: $folder/train not found (make it with Neighbor2Neighbor/linear_probe_n2n.sh, or edit" \
+            "NOISY_PREFIX / CLEAN_ROOT)" >&2
         exit 1
     fi
 }
@@ -97,7 +122,8 @@ denoised_run() {  # the N2N+DINOv2 run of a setting (NC and NCT branch off it)
 }
 
 nc_run() {  # nc_run NOISE SWITCH_EPOCH [restart|norestart]
-    local noise="$1" switch="$2" mode="${3:-restart}" noisy="$NOISY_PREFIX-$1"
+    local noise="$1" switch="$2" mode="${3:-restart}" noisy
+    noisy="$(noisy_tree "$1")"
     local source="$RUNS/$noise-$EPOCHS-denoised" epochs=$(( EPOCHS - $2 ))
     local run_dir="$RUNS/$noise-nc-$switch" recipe="$CONFIGS/imagenet100_nc.yaml"
     if [ "$mode" = norestart ]; then
@@ -127,7 +153,7 @@ fi
 cd "$(dirname "$0")/.."
 parse_args "$@"
 for noise in $NOISES; do
-    noisy="$NOISY_PREFIX-$noise"
+    noisy="$(noisy_tree "$noise")"
     check_tree "$noisy"
     say "$noise: DINOv2 on $noisy -> $RUNS/$noise-$EPOCHS"
     train "$RUNS/$noise-$EPOCHS" "$EPOCHS" "$CONFIGS/imagenet100_vits16.yaml" "train.dataset_path=$noisy"

@@ -17,7 +17,8 @@ source exps/linear_probe.sh
 NCT_WEIGHTS="${NCT_WEIGHTS:-gauss255:1.1 gauss100:4.0 shot1:5.0 speckle1.0:2.0}"   # noise:weight pairs
 
 nct_run() {  # nct_run NOISE WEIGHT
-    local noise="$1" weight="$2" noisy="$NOISY_PREFIX-$1" denoised="$NOISY_PREFIX-$1-denoised"
+    local noise="$1" weight="$2" noisy denoised="$NOISY_PREFIX-$1-denoised"
+    noisy="$(noisy_tree "$1")"
     local source="$RUNS/$noise-$EPOCHS-denoised" epochs=$(( EPOCHS - SWITCH_EPOCH ))
     local run_dir="$RUNS/$noise-nct-$SWITCH_EPOCH-w$weight"
     check_tree "$noisy"
