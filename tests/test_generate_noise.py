@@ -115,3 +115,24 @@ def test_cli_exit_code_and_message(tiny_tree: Path, tmp_path: Path):
         cwd=REPO, capture_output=True, text=True,
     )
     assert ok.returncode == 1 and "bogus" in ok.stderr
+
+
+def test_shards_write_disjoint_parts_of_the_whole_run(tiny_tree: Path, tmp_path: Path, capsys):
+    from utils.generate_noise import main
+    from utils.sharding import Shard
+
+    generate_noise(tiny_tree, ["gauss50", "speckle0.4"], tmp_path / "whole", progress=False)
+    counts = []
+    for index in range(3):
+        summary = generate_noise(tiny_tree, ["gauss50", "speckle0.4"], tmp_path / "sharded", progress=False,
+                                 shard=Shard(index, 3))
+        counts.append(sum(s["written"] for s in summary.values()))
+    assert sum(counts) == 24 and min(counts) > 0
+    for setting in ("gauss50", "speckle0.4"):
+        assert read_tree(tmp_path / f"sharded-{setting}") == read_tree(tmp_path / f"whole-{setting}")
+    with pytest.raises(ValueError, match="--overwrite"):
+        generate_noise(tiny_tree, ["gauss50"], tmp_path / "sharded", overwrite=True, shard=Shard(0, 2),
+                       progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--src", str(tiny_tree), "--noise", "gauss50", "--shard", "2/2"])
+    assert exit_info.value.code == 2 and "--shard" in capsys.readouterr().err

@@ -20,7 +20,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.image_io import load_rgb
-from utils.noise import noisy_image, parse_noise
+from utils.image_tree import ImageTree
+from utils.noise import parse_noise
 
 
 @dataclass
@@ -104,6 +105,7 @@ class RetrievalImages(Dataset):
         self.folder, self.names, self.transforms = Path(folder), list(names), list(transforms)
         self.noise, self.seed, self.quantization = noise, seed, quantization
         self.denoised_root = None if denoised_root is None else Path(denoised_root)
+        self.source = ImageTree(self.folder, noise, seed, quantization)  # noised on the fly when ``noise`` is set
         self.boxes = None if boxes is None else [list(map(float, box)) for box in boxes]
         if self.denoised_root is not None:
             missing = [n for n in self.names if not (self.denoised_root / "jpg" / f"{n}.png").is_file()]
@@ -120,9 +122,7 @@ class RetrievalImages(Dataset):
         if self.denoised_root is not None:
             image = load_rgb(self.denoised_root / "jpg" / f"{name}.png")
         else:
-            image = load_rgb(self.folder / image_relpath(name))
-            if self.noise is not None:
-                image = noisy_image(image, self.noise, self.seed, image_relpath(name), self.quantization)
+            image = self.source.read(image_relpath(name))
         if self.boxes is not None:
             x1, y1, x2, y2 = self.boxes[index]
             height, width = image.shape[:2]
