@@ -251,11 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         device = rank_device(args.device)
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
-        noise = src.noise_settings()
         check_or_write_manifest(args.dst / MANIFEST_FILENAME, {
             "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
-            "tile_overlap": args.tile_overlap,
-            "src_noise": {k: v for k, v in noise.items() if k != "root"} if noise is not None else None,
+            "tile_overlap": args.tile_overlap, "src_noise": src.noise_settings(),
         }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
                   "another --dst")
         remove_stale_temporaries(args.dst)

@@ -10,8 +10,8 @@ Every flag and config key that takes an image tree accepts either spelling:
   is the ``train`` folder of the noisy copy of ``data/x``); ``noisy:gauss100:data/x/train`` is instead the noisy
   copy of the tree ``data/x/train`` (its noise is seeded by paths relative to ``data/x/train``).
 
-Noise is a pure function of (seed, setting, path relative to ROOT), so nothing is stored: a noisy ImageNet-1k
-copy costs about 0.7 TB as PNG files and nothing here.
+Noise is a pure function of (seed, setting, path relative to ROOT), so nothing is stored: a stored noisy copy of
+ImageNet-1k takes hundreds of GB of PNG files (noisy pixels do not compress), one read on the fly takes none.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from utils.image_io import iter_image_files, load_rgb, read_image_size
-from utils.noise import QUANTIZATION_MODES, NoiseSpec, noisy_image, parse_noise
+from utils.noise import QUANTIZATION_MODES, noisy_image, parse_noise
 
 NOISY_SCHEME = "noisy:"
 _OPTION_TYPES = {"seed": int, "quantization": str}
@@ -52,10 +52,6 @@ class ImageTree:
     base: Path | None = None
 
     @property
-    def noise_spec(self) -> NoiseSpec | None:
-        return parse_noise(self.noise) if self.noise is not None else None
-
-    @property
     def on_the_fly(self) -> bool:
         """True when images are noised at read time (no stored copy)."""
         return self.noise is not None
@@ -67,16 +63,21 @@ class ImageTree:
 
     def __truediv__(self, sub: str | PurePath) -> "ImageTree":
         """The folder ``sub`` inside this tree (the noise keeps its seeding root)."""
-        return replace(self, folder=self.folder / sub, base=self._base)
+        return replace(self, folder=self.folder / sub, base=self._kept_base)
 
     @property
     def parent(self) -> "ImageTree":
         """The folder above this one (a noisy tree keeps its seeding root)."""
-        return replace(self, folder=self.folder.parent, base=self._base)
+        return replace(self, folder=self.folder.parent, base=self._kept_base)
 
     @property
     def _base(self) -> Path:
         return self.base if self.base is not None else self.folder
+
+    @property
+    def _kept_base(self) -> Path | None:
+        """The seeding root a folder derived from this one keeps (none for stored images)."""
+        return self._base if self.noise is not None else None
 
     def is_dir(self) -> bool:
         return self.folder.is_dir()
@@ -113,11 +114,10 @@ class ImageTree:
         return read_image_size(self.folder / relpath)
 
     def noise_settings(self) -> dict[str, object] | None:
-        """What makes the pixels of an on-the-fly tree (for manifests); None for stored images."""
+        """What makes the noise of an on-the-fly tree (for output manifests); None for stored images."""
         if self.noise is None:
             return None
-        return {"setting": self.noise, "canonical": parse_noise(self.noise).canonical, "seed": self.seed,
-                "quantization": self.quantization, "root": str(self._base)}
+        return {"noise": parse_noise(self.noise).canonical, "seed": self.seed, "quantization": self.quantization}
 
     def __str__(self) -> str:
         if self.noise is None:
