@@ -9,7 +9,7 @@
 Every image under --data-dir (any depth) gives one random square crop per epoch. The loss is the paper's:
 reconstruction between neighbour sub-images plus a regulariser whose weight rises linearly to
 --increase-ratio; Adam, learning rate halved after every 20% of the epochs. OUT receives config.json,
-metrics.jsonl (one line per epoch), last.pt (complete training state, written atomically after every epoch),
+metrics.jsonl (one line per epoch), log.txt (everything printed), last.pt (complete training state, written atomically after every epoch),
 epoch_XXX.pt with --save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same
 command resumes exactly from last.pt; a finished run exits at once.
 
@@ -49,6 +49,7 @@ from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, tree_argument
 from utils.jsonl_log import JsonlLog
+from utils.run_log import run_log
 from utils.noise import parse_noise
 from utils.seeding import seed_everything, torch_generator, worker_init_fn
 
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-after-epochs", type=int, default=0,
                         help="stop this call after N epochs (time-limited jobs: rerun to continue; 0: run to the end)")
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the metrics as TensorBoard events in OUT/tensorboard/ (needs tensorboard)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
@@ -311,15 +314,24 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     validator = (Validator(args.val_clean, args.val_noise, args.val_seed, args.val_limit)
                  if args.val_clean is not None and main_rank else None)
     settings = resume_settings(args)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    with run_log(args.output_dir, main_rank):  # OUT/log.txt: everything rank 0 prints from here on
+        return train_epochs(args, ctx, precision, survey, validator, settings)
+
+
+def train_epochs(args: argparse.Namespace, ctx: distributed.DistributedContext, precision: str,
+                 survey: ImageSurvey, validator: Validator | None, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Resume (or start) in ``args.output_dir`` and train the epochs of this call; returns their records."""
     out: Path = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    device, main_rank = ctx.device, ctx.is_main
     if main_rank:
         remove_stale_temporaries(out)  # left by a run killed while writing a checkpoint
     state = TrainingState.create(args, device, precision)
     first = first_epoch(state, args, settings, verbose=main_rank)
     state.distribute(ctx)
     # lines written after the checkpoint (a crash between the two writes) belong to epochs this call redoes
-    metrics = JsonlLog(out / METRICS, "epoch", first) if main_rank else None
+    metrics = JsonlLog(out / METRICS, "epoch", first, out / "tensorboard" if args.tensorboard else None) \
+        if main_rank else None
     if first > args.epochs:
         if main_rank:
             print(f"{out}: all {args.epochs} epochs are done")

@@ -1,16 +1,22 @@
-"""Load a trained backbone in one call, from a run directory, a teacher export or a full checkpoint.
+"""Load a trained backbone in one call: a run directory, a teacher export, a full checkpoint, an export folder
+(``model.safetensors`` + ``config.json``, see :mod:`dinov2.export`) or a bare backbone state dict such as
+upstream DINOv2's released weights.
 
     from dinov2.hub import load_backbone
     model = load_backbone("outputs/run")                                   # newest teacher export of the run
     model = load_backbone("outputs/run/eval/training_249/teacher_checkpoint.pth")
     model = load_backbone("outputs/run/model_0000249.pth")                  # the teacher of a full checkpoint
+    model = load_backbone("outputs/export")                                 # python -m dinov2.export ...
+    model = load_backbone("dinov2_vits14_pretrain.pth", arch="vit_small", patch_size=14)   # official weights
 
-The architecture comes from the config stored with the weights (or ``DIR/config.yaml``); weights are read with
-``weights_only=True`` and loaded strictly: a missing or unexpected key is an error.
+The architecture comes from the config stored with the weights (or ``DIR/config.yaml``), an export's
+``config.json``, or a bare state dict's tensors (``arch`` and ``patch_size``, when given, are checked against
+them). Weights are read with ``weights_only=True`` (or from safetensors) and loaded strictly.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -18,11 +24,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dinov2.models import DinoVisionTransformer, build_model_from_cfg
+from dinov2.models.backbone_weights import BackboneSpec, is_bare_backbone, load_bare_backbone
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.config import DERIVED_SECTION, default_config
 
 PathLike = Union[str, Path]
+EXPORT_WEIGHTS, EXPORT_CONFIG = "model.safetensors", "config.json"
 
 
 def config_from_yaml(text: str) -> DictConfig:
@@ -48,16 +56,45 @@ def backbone_state_dict(state: dict[str, Any], source: PathLike) -> dict[str, to
     return backbone
 
 
+def export_folder(path: Path) -> Optional[Path]:
+    """The export folder ``path`` is (or whose ``model.safetensors`` it is), else None."""
+    folder = path.parent if path.name == EXPORT_WEIGHTS else path
+    if (folder / EXPORT_WEIGHTS).is_file() and (folder / EXPORT_CONFIG).is_file():
+        return folder
+    return None
+
+
+def read_export_config(folder: Path) -> dict[str, Any]:
+    """The ``config.json`` of an export folder."""
+    return json.loads((folder / EXPORT_CONFIG).read_text(encoding="utf-8"))
+
+
+def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransformer:
+    """The backbone of an export folder, strictly loaded, in eval mode."""
+    from safetensors.torch import load_file
+
+    model = BackboneSpec.from_dict(read_export_config(folder)).build()
+    model.load_state_dict(load_file(str(folder / EXPORT_WEIGHTS), device=str(map_location)), strict=True)
+    return model.eval()
+
+
 def load_backbone(
-    source: PathLike, config: Optional[DictConfig] = None, map_location: Any = "cpu"
+    source: PathLike, config: Optional[DictConfig] = None, map_location: Any = "cpu", arch: Optional[str] = None,
+    patch_size: Optional[int] = None,
 ) -> DinoVisionTransformer:
-    """The teacher backbone of a run directory, teacher export or full checkpoint, in eval mode."""
+    """The teacher backbone of a run directory, teacher export or full checkpoint, or the backbone of an export
+    folder or a bare state dict, in eval mode. ``arch`` / ``patch_size`` check a bare state dict's shape."""
     path = Path(source)
+    folder = export_folder(path)
+    if folder is not None:
+        return load_export(folder, map_location)
     if path.is_dir():
         path = newest_teacher_export(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{source} is neither a run directory nor a checkpoint file")
+        raise FileNotFoundError(f"{source} is neither a run directory, an export folder nor a checkpoint file")
     state = torch.load(path, map_location=map_location, weights_only=True)
+    if "teacher" not in state and "model" not in state and is_bare_backbone(state):
+        return load_bare_backbone(state, arch, patch_size, source=str(path))
     if config is None:
         config = _config_for(path, state)
     backbone, _ = build_model_from_cfg(config, only_teacher=True)

@@ -38,6 +38,11 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_rank() -> int:
+    """RANK of a torchrun launch, 0 otherwise."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(prefer_cuda: bool = True) -> DistributedContext:
     """Initialise the default process group when launched by torchrun with more than one process."""
     n_ranks = launched_world_size()

@@ -2,14 +2,16 @@
 
 A run that resumes from a checkpoint redoes the steps after it, so the lines of those steps (written after the
 checkpoint, before an interruption) are dropped first; so are unreadable (half-written) lines. DINOv2 counts
-steps in iterations, Neighbor2Neighbor in epochs: the step key is named by the caller.
+steps in iterations, Neighbor2Neighbor in epochs: the step key is named by the caller. With ``tensorboard_dir``
+the numeric values of every record also go to TensorBoard event files there (``tensorboard`` is an optional
+dependency, needed only then).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from utils.atomic import atomic_write_text
 
@@ -25,8 +27,10 @@ class JsonlLog:
     """Append-only JSON-lines file; opening it keeps only the records whose ``step_key`` is below ``resume_step``
     (``resume_step=0`` empties it: a run that starts afresh)."""
 
-    def __init__(self, path: Path, step_key: str, resume_step: int) -> None:
+    def __init__(self, path: Path, step_key: str, resume_step: int, tensorboard_dir: Optional[Path] = None) -> None:
         self.path = Path(path)
+        self.step_key = step_key
+        self.tensorboard = _summary_writer(tensorboard_dir, resume_step) if tensorboard_dir is not None else None
         if self.path.is_file():
             lines = self.path.read_text(encoding="utf-8").splitlines()
             kept = [line for line in lines if line.strip() and _step(line, step_key) < resume_step]
@@ -37,6 +41,22 @@ class JsonlLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
+        if self.tensorboard is not None:
+            step = int(record[self.step_key])
+            for key, value in record.items():
+                if key != self.step_key and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
+
+
+def _summary_writer(log_dir: Path, resume_step: int) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ImportError("TensorBoard logging needs the optional 'tensorboard' package (pip install tensorboard)") \
+            from error
+    # purge_step drops the events of steps that a resumed run redoes, as the JSON lines are dropped
+    return SummaryWriter(log_dir=str(log_dir), purge_step=resume_step or None)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from dinov2.eval.linear_probe import ProbeSettings
 from dinov2.eval.transforms import (
     DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_train_augment_transform,
 )
+from dinov2.utils.choices import VIT_SIZES
 from utils.device import PRECISIONS
 from utils.image_tree import tree_argument
 
@@ -43,10 +44,22 @@ def build_parser(protocol: str, description: Optional[str] = None) -> argparse.A
     return parser
 
 
-def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol: str) -> None:
-    source = parser.add_argument_group("checkpoints (exactly one)")
-    source.add_argument("--pretrained-weights", type=Path, help="teacher export, full checkpoint or run dir (newest)")
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pretrained-weights / --run-dir (exactly one) and the shape checks of a bare state dict: shared by every
+    evaluation CLI."""
+    source = parser.add_argument_group("checkpoints (exactly one of --pretrained-weights and --run-dir)")
+    source.add_argument("--pretrained-weights", type=Path,
+                        help="teacher export, full checkpoint, run dir (newest export), python -m dinov2.export "
+                             "folder, or a bare backbone state dict such as upstream's dinov2_vits14_pretrain.pth")
     source.add_argument("--run-dir", type=Path, help="evaluate every eval/training_<it>/ export of this run")
+    source.add_argument("--arch", choices=sorted(VIT_SIZES), default=None,
+                        help="a bare state dict's architecture (read from its tensors; checked when given)")
+    source.add_argument("--patch-size", type=int, default=None,
+                        help="a bare state dict's patch size (read from its tensors; checked when given)")
+
+
+def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol: str) -> None:
+    add_weights_arguments(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--train-dataset", type=tree_argument, required=True,
                       help="ROOT/train of an ImageFolder tree, or noisy:SETTING:ROOT:train (noise added on the fly)")

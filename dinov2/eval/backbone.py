@@ -9,7 +9,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
-from dinov2.hub import config_from_yaml, load_backbone
+from dinov2.hub import config_from_yaml, export_folder, load_backbone, read_export_config
 from dinov2.utils.checkpoint import TEACHER_EXPORT_DIR_PATTERN, list_teacher_exports, newest_teacher_export
 
 
@@ -29,8 +29,14 @@ class CheckpointInfo:
 
 
 def checkpoint_info(path: Path) -> CheckpointInfo:
-    """Read the iteration and config stored with a teacher export or full checkpoint (weights are mmapped)."""
+    """Read the iteration and config stored with a teacher export, full checkpoint or export folder (weights are
+    mmapped); a bare state dict has neither."""
     path = Path(path)
+    folder = export_folder(path)
+    if folder is not None:
+        exported = read_export_config(folder)
+        config = config_from_yaml(exported["training_config"]) if exported.get("training_config") else None
+        return _with_epoch(CheckpointInfo(folder, exported.get("iteration"), None, config))
     if path.is_dir():
         path = newest_teacher_export(path)
     if not path.is_file():
@@ -46,12 +52,14 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
     config = None
     if isinstance(state, dict) and isinstance(state.get("config"), str) and state["config"]:
         config = config_from_yaml(state["config"])
-    epoch = None
-    if iteration is not None and config is not None:
-        epoch_length = int(config.train.OFFICIAL_EPOCH_LENGTH)
+    return _with_epoch(CheckpointInfo(path, None if iteration is None else int(iteration), None, config))
+
+
+def _with_epoch(info: CheckpointInfo) -> CheckpointInfo:
+    if info.iteration is not None and info.config is not None:
         # exports are named after the last finished iteration (0-based), so iteration + 1 steps are done
-        epoch = round((int(iteration) + 1) / epoch_length, 4)
-    return CheckpointInfo(path, None if iteration is None else int(iteration), epoch, config)
+        info.epoch = round((int(info.iteration) + 1) / int(info.config.train.OFFICIAL_EPOCH_LENGTH), 4)
+    return info
 
 
 def config_value(config: Any, dotted: str) -> Any:
@@ -67,9 +75,11 @@ def config_value(config: Any, dotted: str) -> Any:
     return node
 
 
-def load_frozen_backbone(path: Path, device: torch.device) -> nn.Module:
-    """The teacher backbone (``dinov2.hub.load_backbone``) on ``device``, in eval mode, without gradients."""
-    backbone = load_backbone(path).to(device).eval()
+def load_frozen_backbone(path: Path, device: torch.device, arch: Optional[str] = None,
+                         patch_size: Optional[int] = None) -> nn.Module:
+    """The teacher backbone (``dinov2.hub.load_backbone``; ``arch`` / ``patch_size`` check a bare state dict) on
+    ``device``, in eval mode, without gradients."""
+    backbone = load_backbone(path, arch=arch, patch_size=patch_size).to(device).eval()
     for parameter in backbone.parameters():
         parameter.requires_grad_(False)
     return backbone
@@ -83,4 +93,4 @@ def iter_checkpoints(pretrained_weights: Optional[Path], run_dir: Optional[Path]
         yield from list_teacher_exports(run_dir)
     else:
         path = Path(pretrained_weights)
-        yield newest_teacher_export(path) if path.is_dir() else path
+        yield newest_teacher_export(path) if path.is_dir() and export_folder(path) is None else path

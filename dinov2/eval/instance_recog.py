@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dinov2.eval.arguments import add_weights_arguments
 from dinov2.eval.backbone import checkpoint_info, iter_checkpoints, load_frozen_backbone
 from dinov2.eval.features import block_features, make_loader
 from dinov2.eval.results import make_result, write_result
@@ -88,8 +89,7 @@ def evaluate_retrieval(backbone: torch.nn.Module, data: RetrievalSet, args: argp
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained-weights", type=Path, help="teacher export, full checkpoint or run dir")
-    parser.add_argument("--run-dir", type=Path, help="evaluate every teacher export of this run")
+    add_weights_arguments(parser)
     parser.add_argument("--data-root", type=Path, required=True, help="folder holding <dataset>/ (revisitop)")
     parser.add_argument("--dataset", required=True, help="roxford5k, rparis6k or any set in that layout")
     parser.add_argument("--noise", default=None, help="noise added on the fly, e.g. gauss100 (default: clean)")
@@ -170,7 +170,7 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, data: Retrie
         print(f"skip {checkpoint}: {out_path} exists")
         return None
     started = time.perf_counter()
-    results = evaluate_retrieval(load_frozen_backbone(checkpoint, device), data, args, device)
+    results = evaluate_retrieval(load_frozen_backbone(checkpoint, device, args.arch, args.patch_size), data, args, device)
     results["timing"] = {"total_seconds": round(time.perf_counter() - started, 3)}
     result = make_result("instance_recog", str(checkpoint), retrieval_settings(args, data, arm), results,
                          method=args.method, noise=noise_label, iteration=info.iteration, epoch=info.epoch,

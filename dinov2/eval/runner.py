@@ -20,6 +20,8 @@ from torchvision import transforms
 
 from dinov2.eval.arguments import check_arguments
 from dinov2.eval.backbone import checkpoint_info, config_value, iter_checkpoints, load_frozen_backbone
+from dinov2.hub import export_folder
+from dinov2.models.backbone_weights import BackboneWeightsError
 from dinov2.eval.features import FeatureSet, ImageListDataset, extract_features, make_loader
 from dinov2.eval.knn_classifier import knn_accuracies
 from dinov2.eval.linear_probe import ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
@@ -203,7 +205,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     started = time.perf_counter()
     settings = check_arguments(args, protocol)
     n_blocks = max(settings.n_last_blocks) if settings is not None else 1
-    backbone = FrozenBackbone(args, load_frozen_backbone(checkpoint, device), device, precision, n_blocks)
+    module = load_frozen_backbone(checkpoint, device, args.arch, args.patch_size)
+    backbone = FrozenBackbone(args, module, device, precision, n_blocks)
     split = probe_split(train, settings)
     features = extract_protocol_features(backbone, protocol, train, val, None if split is None else split[1])
     results = linear_results(backbone, settings, train, split[0], features) if settings is not None else {}
@@ -224,7 +227,7 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
     are skipped)."""
     try:
         checkpoints = list(iter_checkpoints(args.pretrained_weights, args.run_dir))
-        missing = [str(p) for p in checkpoints if not Path(p).is_file()]
+        missing = [str(p) for p in checkpoints if not Path(p).is_file() and export_folder(Path(p)) is None]
         if missing:
             raise FileNotFoundError(f"checkpoint(s) not found: {', '.join(missing)}")
         check_arguments(args, protocol)
@@ -236,7 +239,11 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
         return 2
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for checkpoint in checkpoints:
-        path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
+        try:
+            path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
+        except BackboneWeightsError as error:  # weights that contradict --arch / --patch-size
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         if path is not None:
             print(f"{checkpoint} -> {path}")
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 from utils.jsonl_log import JsonlLog, read_jsonl
 
 METRICS_FILENAME = "metrics.jsonl"
+TENSORBOARD_DIRNAME = "tensorboard"
 CONFIG_FILENAME = "config.yaml"
 
 
@@ -24,9 +25,10 @@ def git_sha() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def open_metrics_log(output_dir: Path, resume_from_iteration: int) -> JsonlLog:
-    """``DIR/metrics.jsonl``, without the lines of iterations that are being redone."""
-    return JsonlLog(Path(output_dir) / METRICS_FILENAME, "iteration", resume_from_iteration)
+def open_metrics_log(output_dir: Path, resume_from_iteration: int, tensorboard: bool = False) -> JsonlLog:
+    """``DIR/metrics.jsonl``, without the lines of iterations that are being redone (and ``DIR/tensorboard/``)."""
+    return JsonlLog(Path(output_dir) / METRICS_FILENAME, "iteration", resume_from_iteration,
+                    Path(output_dir) / TENSORBOARD_DIRNAME if tensorboard else None)
 
 
 def read_metrics(output_dir: Path) -> list[dict[str, Any]]:

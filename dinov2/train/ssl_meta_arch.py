@@ -20,6 +20,7 @@ from torch import nn
 from dinov2.layers import DINOHead
 from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from dinov2.models import build_model_from_cfg
+from dinov2.utils.config import ConfigError
 from dinov2.train.teacher_targets import (N_GLOBAL_CROPS, TeacherTargets, mean_entropy, targets_from_scores,
                                           teacher_head_scores)
 
@@ -50,6 +51,18 @@ def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
     )
 
 
+def _load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
+    """``student.pretrained_weights``: any backbone ``dinov2.hub.load_backbone`` reads (bare state dict such as
+    upstream's releases, export, teacher export, run); the teacher then starts as the student's copy."""
+    from dinov2.hub import load_backbone  # here: the hub reads run files of the training package
+    from dinov2.models.backbone_weights import BackboneWeightsError, load_pretrained_into
+
+    try:
+        load_pretrained_into(backbone, load_backbone(source).state_dict(), source)
+    except (BackboneWeightsError, FileNotFoundError, KeyError) as error:
+        raise ConfigError(f"config key 'student.pretrained_weights': {error}") from None
+
+
 class SSLMetaArch(nn.Module):
     """Holds ``student`` and ``teacher`` ModuleDicts (``backbone``, ``dino_head``, optional ``ibot_head``) and the
     loss modules (which own the centers). The teacher starts as a copy of the student and only follows it by EMA."""
@@ -58,6 +71,8 @@ class SSLMetaArch(nn.Module):
         super().__init__()
         self.cfg = cfg
         student_backbone, teacher_backbone, embed_dim = build_model_from_cfg(cfg)
+        if cfg.student.pretrained_weights:
+            _load_pretrained_backbone(student_backbone, cfg.student.pretrained_weights)
         self.embed_dim = embed_dim
         self.do_dino = cfg.dino.loss_weight > 0
         self.do_koleo = cfg.dino.koleo_loss_weight > 0

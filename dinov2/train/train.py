@@ -23,6 +23,7 @@ from dinov2.utils.checks import check_config, check_dataset_size, check_weights_
 from dinov2.utils.config import ConfigError, load_config
 from utils.atomic import atomic_write_text, remove_stale_temporaries
 from utils.dataset_index import DatasetError
+from utils.run_log import run_log
 
 if TYPE_CHECKING:
     from utils.distributed import DistributedContext
@@ -70,7 +71,8 @@ def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
         remove_stale_temporaries(output_dir)  # left by a run killed while writing a checkpoint or export
         atomic_write_text(output_dir / CONFIG_FILENAME, trainer.config_yaml)
     distributed.barrier()
-    trainer.run()
+    with run_log(output_dir, ctx.is_main):  # DIR/log.txt: everything rank 0 prints from here on
+        trainer.run()
     return trainer
 
 

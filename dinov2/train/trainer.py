@@ -335,7 +335,7 @@ class Trainer:
         if start >= end:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
-        metrics = open_metrics_log(self.output_dir, start) if self.ctx.is_main else None
+        metrics = open_metrics_log(self.output_dir, start, cfg.train.tensorboard) if self.ctx.is_main else None
         progress = tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main)
         self._last_time, self._last_iteration = time.perf_counter(), start
         iteration = start

@@ -106,9 +106,17 @@ def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: s
 
 
 def check_weights_path(cfg: DictConfig) -> None:
-    """``MODEL.WEIGHTS``, when set, must be an existing file."""
+    """``MODEL.WEIGHTS``, when set, must be an existing file; ``student.pretrained_weights`` an existing file or
+    folder, and not both (one says where the whole model starts, the other only the backbone)."""
     if cfg.MODEL.WEIGHTS and not Path(cfg.MODEL.WEIGHTS).is_file():
         _fail("MODEL.WEIGHTS", f"{cfg.MODEL.WEIGHTS} is not a file (expected a full checkpoint model_<it>.pth)")
+    pretrained = cfg.student.pretrained_weights
+    if pretrained and not Path(pretrained).exists():
+        _fail("student.pretrained_weights", f"{pretrained} does not exist (expected a backbone state dict, an export "
+                                            "folder, a teacher export or a run directory)")
+    if pretrained and (cfg.MODEL.WEIGHTS or cfg.curriculum.branch_from):
+        _fail("student.pretrained_weights", "is set together with MODEL.WEIGHTS or curriculum.branch_from: give one "
+                                            "starting point")
 
 
 def check_dataset_size(cfg: DictConfig, num_images: int, world_size: int, dataset_path: str = "") -> None:

@@ -1,0 +1,122 @@
+"""Export a backbone in standard formats: a flat ``model.safetensors`` and a small ``config.json``.
+
+    python -m dinov2.export --weights outputs/run --output-dir outputs/run/export        # newest teacher export
+    python -m dinov2.export --weights outputs/run/model_0012499.pth --output-dir OUT      # a full checkpoint
+    python -m dinov2.export --weights dinov2_vits14_pretrain.pth --output-dir OUT         # official weights
+
+The safetensors file holds the backbone under upstream DINOv2's key names (no head), so it loads into this
+project (``dinov2.hub.load_backbone(OUT)``, every ``--pretrained-weights``, ``student.pretrained_weights``), into
+timm's ViT, and through the repository's ``hubconf.py``:
+
+    import json, timm
+    config = json.load(open("OUT/config.json"))
+    model = timm.create_model(config["timm"]["model_name"], pretrained=True, num_classes=0,
+                              pretrained_cfg_overlay=dict(file="OUT/model.safetensors"), **config["timm"]["kwargs"])
+    model = torch.hub.load("path/to/this/repo", "backbone", source="local", weights="OUT")
+
+``config.json`` records the architecture (size, patch size, registers, image size, FFN, LayerScale, position
+interpolation), the iteration and the training config when known, and the timm arguments (none for SwiGLU
+backbones, which timm builds differently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from dinov2.eval.backbone import checkpoint_info
+from dinov2.hub import EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, load_backbone, read_export_config
+from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model
+from dinov2.utils.choices import VIT_SIZES
+from utils.atomic import atomic_write_bytes, atomic_write_json
+
+EXPORT_FORMAT = "dinov2-backbone"
+EXPORT_FORMAT_VERSION = 1
+
+
+def timm_arguments(spec: BackboneSpec) -> Optional[dict[str, Any]]:
+    """``timm.create_model`` arguments that build ``spec`` as timm's VisionTransformer (None for SwiGLU FFNs).
+
+    The model name only selects timm's ViT class and defaults; the keyword arguments set every shape."""
+    if spec.ffn_layer != "mlp":
+        return None
+    size = VIT_SIZES[spec.arch]
+    kwargs: dict[str, Any] = {
+        "img_size": spec.img_size, "patch_size": spec.patch_size, "embed_dim": size["embed_dim"],
+        "depth": size["depth"], "num_heads": size["num_heads"], "mlp_ratio": size["mlp_ratio"],
+        "init_values": 1e-5 if spec.layerscale else None,
+    }
+    if spec.num_register_tokens:  # timm keeps registers and the class token out of the position embedding
+        kwargs.update(reg_tokens=spec.num_register_tokens, no_embed_class=True)
+    return {"model_name": f"vit_base_patch{spec.patch_size}_224", "kwargs": kwargs}
+
+
+def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
+                    patch_size: Optional[int] = None) -> Path:
+    """Write ``output_dir/model.safetensors`` and ``output_dir/config.json`` for the backbone of ``source`` (run
+    directory, teacher export, full checkpoint, export folder or bare state dict); returns ``output_dir``."""
+    from safetensors.torch import save
+
+    model = load_backbone(source, arch=arch, patch_size=patch_size)
+    spec = spec_of_model(model)
+    folder = export_folder(Path(source))
+    if folder is not None:
+        previous = read_export_config(folder)
+        iteration, training_config = previous.get("iteration"), previous.get("training_config")
+    else:
+        info = checkpoint_info(Path(source))
+        iteration = info.iteration
+        training_config = _yaml(info.config)
+    tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(output_dir / EXPORT_WEIGHTS, save(tensors, metadata={"format": "pt"}))
+    atomic_write_json(output_dir / EXPORT_CONFIG, {
+        "format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, **spec.to_dict(),
+        "iteration": iteration, "source": str(source), "timm": timm_arguments(spec),
+        "training_config": training_config,
+    })
+    return output_dir
+
+
+def _yaml(config: Any) -> Optional[str]:
+    if config is None:
+        return None
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of ``python -m dinov2.export``."""
+    parser = argparse.ArgumentParser(prog="python -m dinov2.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, required=True,
+                        help="run directory, teacher export, full checkpoint, export folder or bare state dict")
+    parser.add_argument("--output-dir", type=Path, required=True, help="folder for model.safetensors + config.json")
+    parser.add_argument("--arch", choices=sorted(VIT_SIZES), default=None,
+                        help="check a bare state dict's architecture (it is read from the tensors)")
+    parser.add_argument("--patch-size", type=int, default=None, help="check a bare state dict's patch size")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command-line entry point: exit status 2 for a source that is missing or not a backbone."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = export_backbone(args.weights, args.output_dir, args.arch, args.patch_size)
+    except (FileNotFoundError, KeyError, BackboneWeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    config = read_export_config(out)
+    print(f"{out}: {config['arch']}/{config['patch_size']} ({config['num_register_tokens']} registers, "
+          f"{config['img_size']} px), {sum(t.numel() for t in load_backbone(out).state_dict().values()):,} "
+          f"parameters")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
