@@ -1,6 +1,6 @@
 """Index and verify ImageFolder trees (clean, noisy or denoised copies).
 
-    python process_metadata.py ROOT [ROOT ...] [--splits train val] [--verify] [--workers N]
+    python process_metadata.py ROOT [ROOT ...] [--splits train val] [--verify] [--num-workers N]
                                [--pair NOISY DENOISED]
 
 For each ROOT: finds the classes (folder names; names from ``labels.txt`` where present), lists the images of
@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
+from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
 from utils.dataset_index import DEFAULT_SPLITS, DatasetError, build_index, compare_trees, describe_mismatch
 from utils.dataset_index import write_index
 from utils.image_io import ImageReadError
@@ -34,19 +35,21 @@ def _decode(tree_and_relpath: tuple[ImageTree, str]) -> str | None:
     return None
 
 
-def verify_images(tree: ImageTree, relpaths: list[str], workers: int) -> list[str]:
+def verify_images(tree: ImageTree, relpaths: list[str], workers: int, progress: bool = True) -> list[str]:
     """Read every image (noised too, for a tree noised on the fly) and return the error messages of those that
     fail (empty when all decode)."""
     items = [(tree, relpath) for relpath in relpaths]
     if workers <= 0:
         results = map(_decode, items)
-        return [e for e in tqdm(results, total=len(items), desc="verifying", unit="img") if e is not None]
+        return [e for e in tqdm(results, total=len(items), desc="verifying", unit="img", disable=not progress)
+                if e is not None]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = pool.map(_decode, items, chunksize=max(1, min(256, len(items) // (8 * workers) or 1)))
-        return [e for e in tqdm(results, total=len(items), desc="verifying", unit="img") if e is not None]
+        return [e for e in tqdm(results, total=len(items), desc="verifying", unit="img", disable=not progress)
+                if e is not None]
 
 
-def index_tree(root: ImageTree, splits: list[str], verify: bool, workers: int) -> dict:
+def index_tree(root: ImageTree, splits: list[str], verify: bool, workers: int, progress: bool = True) -> dict:
     """Index one tree (a noisy tree read on the fly: its clean folder), optionally verify its images, write the
     index; raises ``DatasetError``."""
     index = build_index(root, splits)
@@ -57,7 +60,7 @@ def index_tree(root: ImageTree, splits: list[str], verify: bool, workers: int) -
             for name, info in index["splits"][split]["classes"].items()
             for file in info["files"]
         ]
-        errors = verify_images(root, relpaths, workers)
+        errors = verify_images(root, relpaths, workers, progress)
         if errors:
             shown = "\n  ".join(errors[:20])
             raise DatasetError(f"{len(errors)} undecodable image(s) in {root}:\n  {shown}")
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="trees to index: stored, or noisy:SETTING:ROOT (indexed by ROOT, verified noised)")
     parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), help="default: %(default)s")
     parser.add_argument("--verify", action="store_true", help="decode every image")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for --verify")
+    add_num_workers(parser, os.cpu_count() or 1, "processes for --verify (default %(default)s)")
+    add_quiet(parser)
     parser.add_argument("--pair", nargs=2, type=tree_argument, metavar=("NOISY", "DENOISED"), action="append", default=[],
                         help="check that two trees hold the same relative paths (repeatable)")
     args = parser.parse_args(argv)
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for root in args.roots:
         try:
-            index = index_tree(root, args.splits, args.verify, args.workers)
+            index = index_tree(root, args.splits, args.verify, args.num_workers, not args.quiet)
         except DatasetError as error:
             print(f"error: {error}", file=sys.stderr)
             failed = True
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: {describe_mismatch(first, second, report)}", file=sys.stderr)
             failed = True
-    return 1 if failed else 0
+    return EXIT_BAD_INPUT if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Write denoised copies of a whole image tree (or of a revisitop Oxford/Paris dataset) with a trained U-Net.
 
-    python Neighbor2Neighbor/denoise.py --weights CKPT --src NOISY_ROOT --dst DENOISED_ROOT
-        [--workers N --batch-size B --tile 1024 --tile-overlap 64 --device auto --precision fp32 --shard I/N]
-    python Neighbor2Neighbor/denoise.py --weights CKPT --src noisy:gauss100:CLEAN_ROOT --dst DENOISED_ROOT
-    torchrun --nproc_per_node=G Neighbor2Neighbor/denoise.py --weights CKPT --src ... --dst ...
+    python Neighbor2Neighbor/denoise.py --weights CKPT --src NOISY_ROOT --output-dir DENOISED_ROOT
+        [--num-workers N --batch-size B --tile 1024 --tile-overlap 64 --device auto --precision fp32 --shard I/N]
+    python Neighbor2Neighbor/denoise.py --weights CKPT --src noisy:gauss100:CLEAN_ROOT --output-dir DENOISED_ROOT
+    torchrun --nproc_per_node=G Neighbor2Neighbor/denoise.py --weights CKPT --src ... --output-dir ...
     python Neighbor2Neighbor/denoise.py --weights CKPT --src REVISITOP/datasets/roxford5k
         --dst OUT/roxford5k_gauss100 --revisitop-noise gauss100 [--noise-seed 42]
 
@@ -12,7 +12,7 @@ Every image is denoised at its native resolution (reflect-padded to a multiple o
 --src is a stored tree or a clean tree noised on the fly (``noisy:SETTING[,seed=N]:ROOT``, see
 utils/image_tree.py): a denoised tree needs no noisy copy on disk. labels.txt is copied. Existing outputs are
 skipped, so an interrupted run resumes; every file is written atomically. Unreadable images are listed and the
-exit status is 1; the other images are still written.
+exit status is 2; the other images are still written.
 
 The sorted image list is cut into blocks of --block-images (512) images; within a block, images of equal size are denoised
 together in batches. Blocks are the unit of sharding: under torchrun each rank takes every world-size-th block
@@ -47,6 +47,7 @@ from tqdm import tqdm
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
 from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import remove_stale_temporaries
+from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_device, resolve_precision
 from utils.image_io import ImageReadError, iter_image_files, png_relpath, save_png_atomic
@@ -196,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, required=True, help="train.py checkpoint or a bare state dict")
     parser.add_argument("--src", type=tree_argument, required=True,
                         help="noisy image tree: stored, or noisy:SETTING[,seed=N]:CLEAN_ROOT (or a revisitop folder)")
-    parser.add_argument("--dst", type=Path, required=True, help="where the denoised PNG tree is written")
+    add_output_dir(parser, "where the denoised PNG tree is written", "--dst")
     parser.add_argument("--batch-size", type=int, default=8, help="images of equal size denoised together")
-    parser.add_argument("--workers", type=int, default=4, help="image-decoding processes (0: in this process)")
+    add_num_workers(parser, 4, "image-decoding processes (0: in this process; default %(default)s)")
     parser.add_argument("--tile", type=int, default=1024, help="tile side for larger images (0: never tile)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="context pixels around each tile")
     parser.add_argument("--device", default="auto",
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--revisitop-noise", default=None,
                         help="noise a revisitop dataset on the fly, e.g. gauss100 (same as --src noisy:gauss100:SRC)")
     parser.add_argument("--noise-seed", type=int, default=42, help="seed of the --revisitop-noise noise")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_quiet(parser)
     return parser
 
 
@@ -225,9 +226,9 @@ def source_tree(args: argparse.Namespace) -> ImageTree:
             raise ValueError(f"--revisitop-noise: --src {src} is already noised on the fly")
         parse_noise(args.revisitop_noise)
         src = ImageTree(src.folder, args.revisitop_noise, args.noise_seed)
-    source, dst = src.folder.resolve(), args.dst.resolve()
+    source, dst = src.folder.resolve(), args.output_dir.resolve()
     if dst == source or source in dst.parents:
-        raise ValueError(f"--dst {args.dst} is --src {src.folder} or lies inside it: choose a folder outside")
+        raise ValueError(f"--output-dir {args.output_dir} is --src {src.folder} or lies inside it: choose a folder outside")
     return src
 
 
@@ -240,38 +241,38 @@ def rank_device(name: str) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: exit status 1 for bad input or unreadable images (named on stderr)."""
+    """Command-line entry point: exit status 2 for bad input or unreadable images (named on stderr)."""
     args = build_parser().parse_args(argv)
     shard = launch_shard(args.shard)
     try:
-        if args.batch_size < 1 or args.block_images < 1 or args.workers < 0:
-            raise ValueError("--batch-size and --block-images must be positive, --workers not negative")
+        if args.batch_size < 1 or args.block_images < 1 or args.num_workers < 0:
+            raise ValueError("--batch-size and --block-images must be positive, --num-workers not negative")
         check_tiling(args.tile, args.tile_overlap)
         src = source_tree(args)
         device = rank_device(args.device)
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
-        check_or_write_manifest(args.dst / MANIFEST_FILENAME, {
+        check_or_write_manifest(args.output_dir / MANIFEST_FILENAME, {
             "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
             "tile_overlap": args.tile_overlap, "src_noise": src.noise_settings(),
         }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
                   "another --dst")
-        remove_stale_temporaries(args.dst)
-        report = denoise_tree(model, DenoiseTask(src, args.dst), device, precision, args.batch_size, args.workers,
+        remove_stale_temporaries(args.output_dir)
+        report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size, args.num_workers,
                               args.tile, args.tile_overlap, args.revisitop_noise is not None or _is_revisitop(src),
-                              not args.no_progress and os.environ.get("LOCAL_RANK", "0") == "0", shard,
+                              not args.quiet and os.environ.get("LOCAL_RANK", "0") == "0", shard,
                               args.block_images)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     where = "" if shard.whole else f" (shard {shard})"
-    print(f"{args.dst}{where}: {report.written} written, {report.skipped} already there, "
+    print(f"{args.output_dir}{where}: {report.written} written, {report.skipped} already there, "
           f"{len(report.failures)} unreadable")
     if report.failures:
         print(f"error: {len(report.failures)} image(s) could not be read:", file=sys.stderr)
         for failure in report.failures:
             print(f"  {failure}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     return 0
 
 

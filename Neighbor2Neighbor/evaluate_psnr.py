@@ -23,6 +23,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from utils.atomic import atomic_write_json
+from utils.cli import EXIT_BAD_INPUT, add_quiet
 from utils.image_io import ImageReadError
 from utils.dataset_index import TreeLike
 from utils.image_tree import ImageTree, open_tree, tree_argument
@@ -99,14 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blur-sigmas", type=float, nargs="+", default=list(DEFAULT_BLUR_SIGMAS))
     parser.add_argument("--limit", type=int, default=None, help="only the first N clean images")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    add_quiet(parser)
     args = parser.parse_args(argv)
     if args.noisy is None and args.denoised is None:
         parser.error("give --noisy, --denoised or both")
     try:
-        result = evaluate(args.clean, args.noisy, args.denoised, tuple(args.blur_sigmas), args.limit)
+        result = evaluate(args.clean, args.noisy, args.denoised, tuple(args.blur_sigmas), args.limit, not args.quiet)
     except (ValueError, FileNotFoundError, ImageReadError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     for key in ("noisy_psnr", "best_blur_psnr", "denoised_psnr"):
         if key in result:
             extra = f" (sigma {result['best_blur_sigma']:g})" if key == "best_blur_psnr" else ""

@@ -34,25 +34,11 @@ N2N_LAUNCHER="${N2N_LAUNCHER:-python}"          # split on spaces, e.g. "torchru
 DENOISE_LAUNCHER="${DENOISE_LAUNCHER:-python}"  # the same for denoise.py (ranks split the images)
 # ---------------------------------------------------------------------------
 
-DRY_RUN=0
-for arg in "$@"; do
-    case "$arg" in
-        --dry-run) DRY_RUN=1 ;;
-        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) echo "error: unknown argument $arg (expected --dry-run)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=exps/lib/recipe.sh
+source exps/lib/recipe.sh
+parse_recipe_args "$0" "$@"
 read -r -a TRAIN_LAUNCH <<< "$N2N_LAUNCHER"
 read -r -a DENOISE_LAUNCH <<< "$DENOISE_LAUNCHER"
-
-run_cmd() {  # print a command (shell-quoted), then run it unless --dry-run
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-    if [ "$DRY_RUN" = 0 ]; then
-        "$@"
-    fi
-}
 
 if [ "$DRY_RUN" = 0 ] && [ ! -d "$CLEAN_ROOT" ]; then
     echo "error: clean dataset $CLEAN_ROOT not found (set CLEAN_ROOT)" >&2
@@ -70,7 +56,7 @@ for noise in $NOISES; do
         train_images="$noisy/train"
         echo "=== $noise: noisy copy -> $noisy"
         run_cmd python utils/generate_noise.py --src "$CLEAN_ROOT" --noise "$noise" --out-prefix "$NOISY_PREFIX" \
-            --seed "$NOISE_SEED" --workers "$WORKERS"
+            --seed "$NOISE_SEED" --num-workers "$WORKERS"
     fi
 
     echo "=== $noise: training the denoiser on $train_images -> $run"
@@ -80,10 +66,10 @@ for noise in $NOISES; do
     fi
     run_cmd "${TRAIN_LAUNCH[@]}" Neighbor2Neighbor/train.py --data-dir "$train_images" --output-dir "$run" \
         --epochs "$EPOCHS" --batch-size "$BATCH_SIZE" --patch-size "$PATCH_SIZE" --increase-ratio 2.0 \
-        --small-images "$SMALL_IMAGES" --workers "$WORKERS" ${validation[@]+"${validation[@]}"}
+        --small-images "$SMALL_IMAGES" --num-workers "$WORKERS" ${validation[@]+"${validation[@]}"}
 
     echo "=== $noise: denoising the whole tree -> $denoised"
     run_cmd "${DENOISE_LAUNCH[@]}" Neighbor2Neighbor/denoise.py --weights "$run/$CHECKPOINT" --src "$noisy" \
-        --dst "$denoised" --workers "$WORKERS"
+        --output-dir "$denoised" --num-workers "$WORKERS"
 done
 echo "done: denoised trees are $NOISY_PREFIX-<setting>-denoised"

@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.figures import pyplot, save_png
+from utils.cli import EXIT_BAD_INPUT
 from utils.dataset_index import TreeLike
 from utils.image_io import ImageReadError, load_rgb, png_relpath
 from utils.image_tree import open_tree, tree_argument
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         psnrs = plot_examples(args.clean, args.noisy, args.denoised, relpaths, args.out)
     except (ValueError, FileNotFoundError, ImageReadError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     means = {name: sum(values) / len(values) for name, values in psnrs.items()}
     print(f"wrote {args.out} ({len(relpaths)} images; mean PSNR noisy {means['noisy']:.1f} dB, "
           f"denoised {means['denoised']:.1f} dB)")

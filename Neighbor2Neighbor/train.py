@@ -45,6 +45,7 @@ from Neighbor2Neighbor.validation import Validator
 from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
 from utils import distributed
 from utils.atomic import atomic_torch_save, atomic_write_json, remove_stale_temporaries
+from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, add_num_workers, add_output_dir, add_quiet
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, tree_argument
@@ -61,7 +62,7 @@ WALL_CLOCK_KEYS = ("seconds", "images_per_s")  # in metrics.jsonl only
 
 
 class TrainingError(RuntimeError):
-    """Training cannot continue (non-finite loss, incompatible checkpoint)."""
+    """Training cannot continue (a non-finite loss)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=tree_argument, required=True,
                         help="folder of noisy training images (recursive), stored or noisy:SETTING:ROOT[:SUB]")
-    parser.add_argument("--output-dir", type=Path, required=True, help="run folder (checkpoints, metrics)")
+    add_output_dir(parser, "run folder (checkpoints, metrics, log)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=4, help="global batch (split over torchrun ranks)")
     parser.add_argument("--patch-size", type=int, default=256, help="side of the random square crops (even)")
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--small-images", choices=SMALL_IMAGE_POLICIES, default="pad",
                         help="images smaller than the crop: reflect-pad them, or skip them (counted)")
-    parser.add_argument("--workers", type=int, default=4, help="data-loading processes (0: in this process)")
+    add_num_workers(parser, 4, "data-loading processes (0: in this process; default %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="autocast dtype on CUDA (auto: bf16); the CPU always trains in fp32")
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write the metrics as TensorBoard events in OUT/tensorboard/ (needs tensorboard)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_quiet(parser)
     return parser
 
 
@@ -110,8 +111,8 @@ def check_args(args: argparse.Namespace, ranks: int = 1) -> None:
             raise ValueError(f"{name} must be positive, got {value}")
     if args.patch_size < 2 or args.patch_size % 2:
         raise ValueError(f"--patch-size must be a positive even number, got {args.patch_size}")
-    if min(args.workers, args.save_every, args.stop_after_epochs) < 0:
-        raise ValueError("--workers, --save-every and --stop-after-epochs must not be negative")
+    if min(args.num_workers, args.save_every, args.stop_after_epochs) < 0:
+        raise ValueError("--num-workers, --save-every and --stop-after-epochs must not be negative")
     if args.batch_size % ranks:
         raise ValueError(f"--batch-size {args.batch_size} is the global batch: it must be a multiple of the "
                          f"{ranks} torchrun processes")
@@ -135,7 +136,7 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path)
     changed = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-        raise TrainingError(f"{path} was written with other settings ({details}); rerun with the same options, "
+        raise ValueError(f"{path} was written with other settings ({details}); rerun with the same options, "
                             "choose another --output-dir, or pass --no-resume to start afresh")
 
 
@@ -232,7 +233,7 @@ def last_epoch(args: argparse.Namespace, first: int) -> int:
 
 def usable_images(args: argparse.Namespace) -> ImageSurvey:
     """The training images (see --small-images); ValueError when they do not fill one batch."""
-    survey = survey_images(args.data_dir, args.patch_size, args.small_images, progress=not args.no_progress)
+    survey = survey_images(args.data_dir, args.patch_size, args.small_images, progress=not args.quiet)
     if len(survey.relpaths) < args.batch_size:
         raise ValueError(f"{args.data_dir} has {len(survey.relpaths)} usable images, fewer than --batch-size "
                          f"{args.batch_size}")
@@ -247,7 +248,7 @@ def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args:
     dataset.set_epoch(epoch)
     order = rank_order(epoch_order(len(dataset), args.seed, epoch), args.batch_size, *share)
     loader = DataLoader(dataset, batch_size=args.batch_size // ctx.world_size, sampler=order,
-                        num_workers=args.workers, drop_last=True, pin_memory=device.type == "cuda",
+                        num_workers=args.num_workers, drop_last=True, pin_memory=device.type == "cuda",
                         worker_init_fn=worker_init_fn)
     reg_weight = regularizer_weight(epoch, args.epochs, args.increase_ratio)
     lr = state.optimizer.param_groups[0]["lr"]
@@ -255,7 +256,7 @@ def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args:
     steps, started = 0, time.perf_counter()
     state.model.train()
     bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=False,
-               disable=args.no_progress or not ctx.is_main)
+               disable=args.quiet or not ctx.is_main)
     for noisy in bar:
         noisy = noisy.to(device, non_blocking=True)
         with autocast(device, precision):
@@ -359,13 +360,16 @@ def train_epochs(args: argparse.Namespace, ctx: distributed.DistributedContext, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: exit status 1 with a message for bad input or a failed run."""
+    """Command-line entry point: exit status 2 with a message for bad input, 1 for a failed run."""
     args = build_parser().parse_args(argv)
     try:
         train(args)
-    except (ValueError, FileNotFoundError, ImageReadError, TrainingError) as error:
+    except (ValueError, FileNotFoundError, ImageReadError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         distributed.cleanup()
     return 0

@@ -78,17 +78,21 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m Neighbor2Neighbor.weights WEIGHTS``: print the weights' digest (names the denoised trees)."""
+    import argparse
     import sys
 
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1:
-        print("usage: python -m Neighbor2Neighbor.weights WEIGHTS", file=sys.stderr)
-        return 2
+    from utils.cli import EXIT_BAD_INPUT
+
+    parser = argparse.ArgumentParser(prog="python -m Neighbor2Neighbor.weights",
+                                     description="Print the digest of a denoiser's weights (model_sha256 of the "
+                                                 "denoised trees it writes).")
+    parser.add_argument("weights", type=Path, help="train.py checkpoint or a bare state dict")
+    args = parser.parse_args(argv)
     try:
-        print(model_digest(load_denoiser(Path(args[0]))))
+        print(model_digest(load_denoiser(args.weights)))
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     return 0
 
 

@@ -42,7 +42,8 @@ TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of e
 EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear (split on spaces)
 # ---------------------------------------------------------------------------
 
-DRY_RUN=0
+# shellcheck source=exps/lib/recipe.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/recipe.sh"
 
 say() { printf '\n=== %s\n' "$*"; }
 
@@ -55,15 +56,6 @@ words LAUNCH_WORDS "$LAUNCHER"
 words EVAL_LAUNCH_WORDS "$EVAL_LAUNCHER"
 words TRAIN_EXTRA "$TRAIN_ARGS"
 words EVAL_EXTRA "$EVAL_ARGS"
-
-run_cmd() {  # print a command (shell-quoted), then run it unless --dry-run
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
-    if [ "$DRY_RUN" = 0 ]; then
-        "$@"
-    fi
-}
 
 last_export() {  # last_export RUN_DIR EPOCHS -> the teacher export written at the end of the run
     echo "$1/eval/training_$(( $2 * EPOCH_LENGTH - 1 ))/teacher_checkpoint.pth"
@@ -135,14 +127,12 @@ nc_run() {  # nc_run NOISE SWITCH_EPOCH [restart|norestart]
     evaluate "$run_dir" "$noisy" nc "$noise" "$switch"
 }
 
-parse_args() {
-    for arg in "$@"; do
-        case "$arg" in
-            --dry-run) DRY_RUN=1 ;;
-            -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;  # the header
-            *) echo "error: unknown argument $arg (expected --dry-run)" >&2; exit 2 ;;
-        esac
-    done
+parse_args() {  # --dry-run / --help of the running recipe (this one or linear_probe_nct.sh); no positional one
+    parse_recipe_args "$0" "$@"
+    if [ "${#RECIPE_ARGS[@]}" -gt 0 ]; then
+        echo "$(basename "$0"): unexpected argument ${RECIPE_ARGS[0]} (expected --dry-run or --help)" >&2
+        exit 2
+    fi
 }
 
 # sourced by exps/linear_probe_nct.sh: settings and functions only

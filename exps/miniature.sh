@@ -3,7 +3,7 @@
 # (DINO_CONFIG, by default the quick start's dinov2/configs/train/tiny_cpu.yaml), then mean +- std per arm and paired
 # differences with 95 % intervals (exps/miniature_stats.py).
 #
-#   bash exps/miniature.sh [NOISE]           # NOISE defaults to gauss100; SEEDS="0 1 2" by default
+#   bash exps/miniature.sh [NOISE] [--dry-run]    # NOISE defaults to gauss100; SEEDS="0 1 2" by default
 #   MINIATURE_PROFILE=smoke bash exps/miniature.sh    # 300 digits, a few steps per stage (the tests run it)
 #
 # Shared by every seed: the noisy copy, the Neighbor2Neighbor denoiser (OUT/n2n) and its denoised tree (named by the
@@ -20,8 +20,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-help_if_asked "$0" "${1:-}"
-NOISE="${1:-gauss100}"
+parse_recipe_args "$0" "$@"
+NOISE="${RECIPE_ARGS[0]:-gauss100}"
 DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/miniature}"
 SEEDS="${SEEDS:-0 1 2}"
@@ -63,8 +63,8 @@ for SEED in $SEEDS; do
     probe_arms "$OUT/seed_$SEED" "$OUT/seed_$SEED/eval" final
 done
 step "baselines: raw pixels and the backbone at initialisation, on the noisy images"
-python exps/miniature_baselines.py --config-file "$DINO_CONFIG" --data "$NOISY" --out "$OUT/baselines" \
+run_cmd python exps/miniature_baselines.py --config-file "$DINO_CONFIG" --data "$NOISY" --output-dir "$OUT/baselines" \
     --noise "$NOISE" -- ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"}
 step "statistics over seeds $SEEDS"
-python exps/miniature_stats.py "$OUT"
+run_cmd python exps/miniature_stats.py "$OUT"
 step "done in $(( SECONDS - PIPELINE_START )) s: $REPORT/miniature.md"

@@ -25,6 +25,7 @@ from dinov2.eval.runner import run_cli
 from dinov2.utils.config import load_config
 from exps.miniature_stats import final_scores
 from utils.atomic import atomic_write_json
+from utils.cli import add_output_dir
 from utils.dataset_index import load_split
 
 KNN_K = 20
@@ -61,17 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", type=Path, required=True, help="the arms' training recipe")
     parser.add_argument("--data", type=Path, required=True, help="the tree the arms are probed on (ROOT/{train,val})")
-    parser.add_argument("--out", type=Path, required=True)
+    add_output_dir(parser, "where the baseline results go", "--out")
     parser.add_argument("--noise", default="identity", help="label of the results")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("probe_args", nargs="*", help="after --: extra dinov2.eval.linear arguments")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     rows = {"raw_pixels": lambda: raw_pixels_row(args.data),
-            "random_init": lambda: random_init_row(args.config_file, args.data, args.out, args.noise, args.seed,
+            "random_init": lambda: random_init_row(args.config_file, args.data, args.output_dir, args.noise, args.seed,
                                                    args.probe_args)}
     for name, make in rows.items():
-        path = args.out / f"{name}.json"
+        path = args.output_dir / f"{name}.json"
         if not path.is_file():
             atomic_write_json(path, make())
         print(json.dumps(json.loads(path.read_text(encoding="utf-8"))))

@@ -30,6 +30,7 @@ from scipy import stats
 
 from exps.report import collect_results, linear_cells
 from utils.atomic import atomic_write_json, atomic_write_text
+from utils.cli import add_output_dir
 
 ARMS = ("dinov2", "n2n_dinov2", "nc", "nct")
 ARM_NAMES = {"dinov2": "DINOv2 on noisy images", "n2n_dinov2": "N2N + DINOv2 (denoiser kept at inference)",
@@ -152,14 +153,14 @@ def write_outputs(summary: dict, baselines: list[dict], out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="the miniature's output folder (seed_<s>/eval below it)")
-    parser.add_argument("--out", type=Path, default=None, help="default: ROOT/report")
+    add_output_dir(parser, "default: ROOT/report", "--out", required=False, default=None)
     args = parser.parse_args(argv)
     try:
         summary = summarise(per_seed_scores(args.root))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    path = write_outputs(summary, baseline_rows(args.root), args.out or args.root / "report")
+    path = write_outputs(summary, baseline_rows(args.root), args.output_dir or args.root / "report")
     print(path.read_text(encoding="utf-8"))
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper in miniature on the embedded MNIST digits (32x32), on a CPU (a GPU is used when present).
 #
-#   bash exps/quickstart.sh [NOISE]          # NOISE defaults to gauss100 (any setting of utils/noise.py)
+#   bash exps/quickstart.sh [NOISE] [--dry-run]   # NOISE defaults to gauss100 (any setting of utils/noise.py)
 #   QUICKSTART_PROFILE=smoke bash exps/quickstart.sh   # a few hundred images, a handful of steps per stage
 #
 # Stages: noisy copy -> Neighbor2Neighbor (train on noisy train, denoise everything) -> the four arms with one tiny
@@ -21,8 +21,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-help_if_asked "$0" "${1:-}"
-NOISE="${1:-gauss100}"
+parse_recipe_args "$0" "$@"
+NOISE="${RECIPE_ARGS[0]:-gauss100}"
 check_noise quickstart.sh "$NOISE"
 PROFILE="${QUICKSTART_PROFILE:-full}"
 DATA_ROOT="${DATA_ROOT:-data}"
@@ -55,8 +55,8 @@ prepare_data
 
 step "3. Neighbor2Neighbor: train on the noisy train images only, then denoise the noisy tree and retrieval set"
 train_denoiser
-python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$RETRIEVAL/toy_retrieval" \
-    --dst "$RETRIEVAL_DENOISED/toy_retrieval" --revisitop-noise "$NOISE" --workers 0 --no-progress
+run_cmd python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$RETRIEVAL/toy_retrieval" \
+    --output-dir "$RETRIEVAL_DENOISED/toy_retrieval" --revisitop-noise "$NOISE" --num-workers 0 --quiet
 
 step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs 0-$SWITCH_EPOCH," \
     "then $NC_EPOCHS noisy)"
@@ -68,7 +68,7 @@ probe_arms "$OUT" "$OUT/eval"
 step "6. retrieval on the toy retrieval set (revisited protocol; noise on the fly, denoised images for N2N)"
 retrieve() {  # retrieve RUN_DIR METHOD [arm arguments]
     local run_dir="$1" method="$2"; shift 2
-    python -m dinov2.eval.instance_recog --pretrained-weights "$run_dir" --data-root "$RETRIEVAL" \
+    run_cmd python -m dinov2.eval.instance_recog --pretrained-weights "$run_dir" --data-root "$RETRIEVAL" \
         --dataset toy_retrieval --crop-size 32 --method "$method" --checkpoint-label final --num-workers 0 \
         --output-dir "$OUT/eval/retrieval_$(basename "$run_dir")" "${QUIET[@]}" "$@"
 }
@@ -78,11 +78,13 @@ retrieve "$OUT/nc" nc --noise "$NOISE"
 retrieve "$OUT/nct" nct --noise "$NOISE"
 
 step "7. the toy MLP experiment (clean / noisy / clean-then-noisy, Gaussian std 0.4; reduced budget)"
-bash toy_mnist/mlp_exp.sh --out "$OUT/toy_mnist" "${TOY_ARGS[@]}" --no-progress
+run_cmd bash toy_mnist/mlp_exp.sh --output-dir "$OUT/toy_mnist" "${TOY_ARGS[@]}" --quiet
 
 step "8. tables, figures and the page: $REPORT/index.html"
-python exps/report.py "$OUT/eval" --out "$REPORT" --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" \
+run_cmd python exps/report.py "$OUT/eval" --output-dir "$REPORT" --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" \
     --n2n-psnr "$N2N_DIR/psnr.json" --include "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
-cat "$REPORT/summary.md"
+if [ "$DRY_RUN" = 0 ]; then
+    cat "$REPORT/summary.md"
+fi
 
 step "done in $(( SECONDS - PIPELINE_START )) s: outputs in $OUT, page $REPORT/index.html"

@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from dinov2.eval.results import ResultError, iter_result_files, load_result
 from exps.report_page import check_page_inputs, write_page
 from utils.atomic import atomic_write_text
+from utils.cli import add_output_dir
 from utils.figures import pyplot, save_png
 from utils.noise import PAPER_NOISE_SETTINGS
 
@@ -225,7 +226,8 @@ def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, p
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", type=Path, nargs="+", help="folders searched recursively for result JSON files")
-    parser.add_argument("--out", type=Path, default=Path("outputs/report"), help="default: %(default)s")
+    add_output_dir(parser, "tables, figures and the page (default: %(default)s)", "--out", required=False,
+                   default=Path("outputs/report"))
     parser.add_argument("--skip-invalid", action="store_true", help="warn about invalid result files, do not stop")
     parser.add_argument("--page", metavar="TITLE", help="also write OUT/index.md and OUT/index.html with this title")
     parser.add_argument("--n2n-psnr", type=Path, help="with --page: Neighbor2Neighbor/evaluate_psnr.py result JSON")
@@ -235,12 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n2n-psnr and --include need --page")
     try:
         check_page_inputs(args.n2n_psnr, tuple(args.include))
-        written = build_report(args.roots, args.out, args.skip_invalid, args.page, args.n2n_psnr,
+        written = build_report(args.roots, args.output_dir, args.skip_invalid, args.page, args.n2n_psnr,
                                tuple(args.include))
     except (FileNotFoundError, ResultError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{len(written['results'])} result files -> {args.out}: tables {', '.join(written['tables'])}; "
+    print(f"{len(written['results'])} result files -> {args.output_dir}: tables {', '.join(written['tables'])}; "
           f"{len(written['figures'])} figure(s)" + (f"; page {written['pages'][1]}" if written["pages"] else ""))
     return 0
 

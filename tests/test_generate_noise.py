@@ -108,13 +108,13 @@ def test_cli_exit_code_and_message(tiny_tree: Path, tmp_path: Path):
          "--out-prefix", str(tmp_path / "o"), "--workers", "0"],
         cwd=REPO, capture_output=True, text=True,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "zero.png" in result.stderr
     ok = subprocess.run(
         [sys.executable, "utils/generate_noise.py", "--src", str(tiny_tree), "--noise", "bogus"],
         cwd=REPO, capture_output=True, text=True,
     )
-    assert ok.returncode == 1 and "bogus" in ok.stderr
+    assert ok.returncode == 2 and "bogus" in ok.stderr
 
 
 def test_shards_write_disjoint_parts_of_the_whole_run(tiny_tree: Path, tmp_path: Path, capsys):

@@ -94,7 +94,7 @@ def test_command_lines_refuse_bad_spellings_with_usage_errors(clean_tree, capsys
     from Neighbor2Neighbor.denoise import main as denoise_main
 
     with pytest.raises(SystemExit) as exit_info:
-        denoise_main(["--weights", "w.pt", "--src", "noisy:gauss1000x:" + str(clean_tree), "--dst", "out"])
+        denoise_main(["--weights", "w.pt", "--src", "noisy:gauss1000x:" + str(clean_tree), "--output-dir", "out"])
     assert exit_info.value.code == 2 and "--src" in capsys.readouterr().err
-    assert generate_main(["--src", f"noisy:gauss100:{clean_tree}", "--noise", "gauss50", "--workers", "0"]) == 1
+    assert generate_main(["--src", f"noisy:gauss100:{clean_tree}", "--noise", "gauss50", "--num-workers", "0"]) == 2
     assert "not one noised on the fly" in capsys.readouterr().err

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _args(data: str, out: Path, *extra: str) -> list[str]:
     return ["--data-dir", data, "--output-dir", str(out), "--epochs", "2", "--batch-size", "4",
-            "--patch-size", "16", "--n-feature", "8", "--workers", "0", "--device", "cpu", "--no-progress", *extra]
+            "--patch-size", "16", "--n-feature", "8", "--num-workers", "0", "--device", "cpu", "--quiet", *extra]
 
 
 def _torchrun(args: list[str]) -> None:
@@ -67,6 +67,6 @@ def test_ranks_share_every_global_batch():
 
 def test_a_global_batch_that_does_not_split_is_refused(noisy_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert train_module.main(_args(noisy_data, tmp_path / "run")) == 1
+    assert train_module.main(_args(noisy_data, tmp_path / "run")) == 2
     assert "multiple of the 3 torchrun processes" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

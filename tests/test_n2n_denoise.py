@@ -69,7 +69,7 @@ def test_corrupt_images_are_named_and_the_rest_is_written(tmp_path, weights, cap
     (tmp_path / "noisy/train/a/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     good = (tmp_path / "noisy/train/a/x.png").read_bytes()
     (tmp_path / "noisy/train/b/truncated.png").write_bytes(good[: len(good) // 2])
-    assert _run(weights, tmp_path / "noisy", tmp_path / "out") == 1
+    assert _run(weights, tmp_path / "noisy", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "broken.png" in err and "truncated.png" in err
     assert (tmp_path / "out/train/b/z.png").is_file() and (tmp_path / "out/val/a/w.png").is_file()
@@ -85,7 +85,7 @@ def test_accepts_training_checkpoints_and_wrapped_state_dicts(tmp_path, weights,
     assert _run(tmp_path / "ckpt.pt", tmp_path / "noisy", tmp_path / "o1") == 0
     assert _run(tmp_path / "ddp.pt", tmp_path / "noisy", tmp_path / "o2") == 0
     assert (tmp_path / "o1/train/a/x.png").read_bytes() == (tmp_path / "o2/train/a/x.png").read_bytes()
-    assert _run(tmp_path / "wrong.pt", tmp_path / "noisy", tmp_path / "o3") == 1
+    assert _run(tmp_path / "wrong.pt", tmp_path / "noisy", tmp_path / "o3") == 2
     assert "wrong.pt" in capsys.readouterr().err
 
 
@@ -116,7 +116,7 @@ def test_revisitop_images_are_noised_on_the_fly_then_denoised(tmp_path, weights)
         noisy = noisy_image(image, "gauss100", 7, f"jpg/{name}.png")
         expected = denoise_uint8(model, noisy[None], torch.device("cpu"))[0]
         assert np.array_equal(load_rgb(dst / "jpg" / f"{name}.png"), expected)
-    assert _run(weights, tmp_path / "noisy_missing", dst, "--revisitop-noise", "gauss100") == 1
+    assert _run(weights, tmp_path / "noisy_missing", dst, "--revisitop-noise", "gauss100") == 2
 
 
 def test_refuses_to_mix_outputs_of_another_denoiser(tmp_path, weights, capsys):
@@ -128,6 +128,6 @@ def test_refuses_to_mix_outputs_of_another_denoiser(tmp_path, weights, capsys):
     other = tmp_path / "other.pt"
     torch.save(UNet(features=8).state_dict(), other)
     before = load_rgb(dst / "train/a/x.png")
-    assert _run(other, tmp_path / "noisy", dst) == 1
+    assert _run(other, tmp_path / "noisy", dst) == 2
     assert "model_sha256" in capsys.readouterr().err
     assert np.array_equal(load_rgb(dst / "train/a/x.png"), before)

@@ -29,9 +29,9 @@ def setup(tmp_path_factory):
 
 
 def _denoise(setup: Path, src: str, dst: Path, *extra: str) -> int:
-    return denoise_module.main(["--weights", str(setup / "unet.pt"), "--src", src, "--dst", str(dst),
-                                "--workers", "0", "--batch-size", "2", "--block-images", "3", "--device", "cpu",
-                                "--no-progress", *extra])
+    return denoise_module.main(["--weights", str(setup / "unet.pt"), "--src", src, "--output-dir", str(dst),
+                                "--num-workers", "0", "--batch-size", "2", "--block-images", "3", "--device", "cpu",
+                                "--quiet", *extra])
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -73,8 +73,8 @@ def test_torchrun_ranks_split_the_work(setup, reference, tmp_path):
     for shard in ("0/2", "1/2"):  # 2 array tasks x 2 ranks = 4 shares
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                    str(REPO / "Neighbor2Neighbor" / "denoise.py"), "--weights", str(setup / "unet.pt"),
-                   "--src", f"noisy:gauss100:{setup / 'clean'}", "--dst", str(dst), "--workers", "0",
-                   "--batch-size", "2", "--block-images", "3", "--device", "cpu", "--no-progress", "--shard", shard]
+                   "--src", f"noisy:gauss100:{setup / 'clean'}", "--output-dir", str(dst), "--num-workers", "0",
+                   "--batch-size", "2", "--block-images", "3", "--device", "cpu", "--quiet", "--shard", shard]
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"(shard {int(shard[0]) * 2}/4)" in result.stdout and f"(shard {int(shard[0]) * 2 + 1}/4)" in result.stdout
@@ -87,9 +87,9 @@ def test_bad_shards_and_destinations_are_refused_before_any_work(setup, tmp_path
             _denoise(setup, str(setup / "noisy-gauss100"), tmp_path / "dst", "--shard", bad)
         assert exit_info.value.code == 2 and "--shard" in capsys.readouterr().err
     inside = setup / "noisy-gauss100" / "denoised"
-    assert _denoise(setup, str(setup / "noisy-gauss100"), inside) == 1
+    assert _denoise(setup, str(setup / "noisy-gauss100"), inside) == 2
     assert "lies inside it" in capsys.readouterr().err and not inside.exists()
-    assert _denoise(setup, f"noisy:gauss100:{setup / 'clean'}", setup / "clean" / "out") == 1
+    assert _denoise(setup, f"noisy:gauss100:{setup / 'clean'}", setup / "clean" / "out") == 2
     assert not (setup / "clean" / "out").exists()
 
 
@@ -97,5 +97,5 @@ def test_other_noise_options_into_one_folder_are_refused(setup, tmp_path, capsys
     dst = tmp_path / "dst"
     assert _denoise(setup, f"noisy:gauss100:{setup / 'clean'}", dst, "--shard", "0/2") == 0
     capsys.readouterr()
-    assert _denoise(setup, f"noisy:gauss100,seed=1:{setup / 'clean'}", dst, "--shard", "1/2") == 1
+    assert _denoise(setup, f"noisy:gauss100,seed=1:{setup / 'clean'}", dst, "--shard", "1/2") == 2
     assert "src_noise" in capsys.readouterr().err

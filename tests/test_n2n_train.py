@@ -51,7 +51,7 @@ def test_two_epochs_straight_equal_one_epoch_then_resume(tmp_path):
 def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     data = _noisy_folder(tmp_path / "noisy")
     assert train_module.main(_args(data, tmp_path / "run", "--stop-after-epochs", "1")) == 0
-    assert train_module.main(_args(data, tmp_path / "run", "--lr", "1e-2")) == 1
+    assert train_module.main(_args(data, tmp_path / "run", "--lr", "1e-2")) == 2
     assert "lr" in capsys.readouterr().err
 
 
@@ -65,18 +65,18 @@ def test_validation_metrics_and_small_image_policies(tmp_path, capsys):
     assert {"loss", "loss_rec", "loss_reg", "reg_weight", "lr", "val_psnr", "val_ssim"} <= record.keys()
     assert (out / "best.pt").is_file() and (out / "config.json").is_file()
     # crops of 24 px: every 20 px image is skipped on request, which leaves nothing to train on
-    assert train_module.main(_args(data, tmp_path / "skip", "--patch-size", "24", "--small-images", "skip")) == 1
+    assert train_module.main(_args(data, tmp_path / "skip", "--patch-size", "24", "--small-images", "skip")) == 2
     assert "all 8 skipped" in capsys.readouterr().err
 
 
 def test_bad_inputs_fail_before_any_work(tmp_path, capsys):
     data = _noisy_folder(tmp_path / "noisy")
-    assert train_module.main(_args(tmp_path / "missing", tmp_path / "a")) == 1
+    assert train_module.main(_args(tmp_path / "missing", tmp_path / "a")) == 2
     assert "missing" in capsys.readouterr().err
-    assert train_module.main(_args(data, tmp_path / "b", "--patch-size", "15")) == 1
+    assert train_module.main(_args(data, tmp_path / "b", "--patch-size", "15")) == 2
     assert "--patch-size" in capsys.readouterr().err
     (data / "class0" / "broken.png").write_bytes(b"not a png")
-    assert train_module.main(_args(data, tmp_path / "c")) == 1
+    assert train_module.main(_args(data, tmp_path / "c")) == 2
     assert "broken.png" in capsys.readouterr().err
     assert not (tmp_path / "c" / "last.pt").exists()
 
@@ -95,7 +95,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
         train_module.main(_args(data, out))
     monkeypatch.undo()
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "epoch_001.pt", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "epoch_001.pt", "last.pt", "log.txt", "metrics.jsonl"]
     assert train_module.main(_args(data, out)) == 0  # the rerun resumes from epoch 1 and drops the stale log line
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 

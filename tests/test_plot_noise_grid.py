@@ -28,7 +28,7 @@ def test_grid_matches_generated_trees(tiny_tree: Path, tmp_path: Path):
 
 
 def test_cli_rejects_unknown_setting(tiny_tree: Path, tmp_path: Path, capsys):
-    assert plot_main(["--src", str(tiny_tree), "--noise", "gauss", "--out", str(tmp_path / "g.png")]) == 1
+    assert plot_main(["--src", str(tiny_tree), "--noise", "gauss", "--out", str(tmp_path / "g.png")]) == 2
     assert "gauss" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
 
 
@@ -55,5 +55,5 @@ def test_denoising_examples_show_stored_images_and_their_psnr(tiny_tree: Path, t
     (denoised / png_relpath(relpaths[0])).unlink()
     argv = ["--clean", str(tiny_tree), "--noisy", str(noisy), "--denoised", str(denoised), "--images", "2",
             "--out", str(tmp_path / "broken.png")]
-    assert examples_main(argv) == 1
+    assert examples_main(argv) == 2
     assert png_relpath(relpaths[0]) in capsys.readouterr().err and not (tmp_path / "broken.png").exists()

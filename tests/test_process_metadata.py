@@ -72,7 +72,7 @@ def test_layout_errors_are_clear(tiny_tree: Path, damage, message: str):
 
 def test_verify_reports_undecodable_file(tiny_tree: Path, capsys):
     (tiny_tree / "val" / "n000" / "val_0_2.jpg").write_bytes(b"not an image")
-    assert process_metadata([str(tiny_tree), "--verify", "--workers", "2"]) == 1
+    assert process_metadata([str(tiny_tree), "--verify", "--workers", "2"]) == 2
     assert "val_0_2.jpg" in capsys.readouterr().err
     assert not (tiny_tree / INDEX_FILENAME).exists()
 
@@ -85,7 +85,7 @@ def test_pair_check(tiny_tree: Path, tmp_path: Path, capsys):
     assert pairs["train/n000/train_0_1.png"] == "train/n000/train_0_1.JPEG"
     (noisy / "val" / "n001" / "val_1_0.png").unlink()
     write_image(noisy / "train" / "n000" / "intruder.png")
-    assert process_metadata(["--pair", str(tiny_tree), str(noisy)]) == 1
+    assert process_metadata(["--pair", str(tiny_tree), str(noisy)]) == 2
     err = capsys.readouterr().err
     assert "val/n001/val_1_0" in err and "train/n000/intruder" in err
     with pytest.raises(DatasetError, match="intruder"):

@@ -46,8 +46,8 @@ def test_n2n_run_writes_log_and_tensorboard_events(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=4)
     out = tmp_path / "n2n"
     args = ["--data-dir", f"noisy:gauss50:{clean}:train", "--output-dir", str(out), "--epochs", "2",
-            "--batch-size", "4", "--patch-size", "16", "--n-feature", "8", "--workers", "0", "--device", "cpu",
-            "--no-progress", "--tensorboard"]
+            "--batch-size", "4", "--patch-size", "16", "--n-feature", "8", "--num-workers", "0", "--device", "cpu",
+            "--quiet", "--tensorboard"]
     assert n2n.main(args + ["--stop-after-epochs", "1"]) == 0
     assert n2n.main(args) == 0
     log = (out / "log.txt").read_text()

@@ -83,7 +83,7 @@ def test_torchrun_template_trains_the_denoiser_with_two_ranks(slurm_env, tmp_pat
     out = tmp_path / "n2n"
     _sbatch("torchrun.sbatch", slurm_env, "Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train",
             "--output-dir", str(out), "--epochs", "1", "--batch-size", "4", "--patch-size", "16", "--n-feature", "8",
-            "--workers", "0", "--device", "cpu", "--no-progress")
+            "--num-workers", "0", "--device", "cpu", "--quiet")
     assert (out / "last.pt").is_file() and '"world_size": 2' in (out / "config.json").read_text()
 
 
@@ -91,11 +91,11 @@ def test_denoise_array_tasks_and_ranks_write_the_one_process_tree(slurm_env, tmp
     clean = make_tree(tmp_path / "clean", classes=2, per_class=6)
     torch.manual_seed(0)
     torch.save(UNet(features=8).state_dict(), tmp_path / "unet.pt")
-    options = ["--workers", "0", "--batch-size", "2", "--block-images", "2", "--device", "cpu"]
+    options = ["--num-workers", "0", "--batch-size", "2", "--block-images", "2", "--device", "cpu"]
     src, weights = f"noisy:shot3:{clean}", str(tmp_path / "unet.pt")
     reference = tmp_path / "one_process"
-    subprocess.run(["python", "Neighbor2Neighbor/denoise.py", "--weights", weights, "--src", src, "--dst",
-                    str(reference), "--no-progress", *options], cwd=REPO, env=slurm_env, check=True,
+    subprocess.run(["python", "Neighbor2Neighbor/denoise.py", "--weights", weights, "--src", src, "--output-dir",
+                    str(reference), "--quiet", *options], cwd=REPO, env=slurm_env, check=True,
                    capture_output=True)
     dst = tmp_path / "sharded"
     for task in (5, 6):  # sbatch --array=5-6: tasks 0/2 and 1/2, two ranks each

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -108,8 +109,10 @@ def test_two_epoch_run_writes_results_with_all_arms(tmp_path, capsys):
     assert "64.55 %" in (out / "results.md").read_text(encoding="utf-8")
     assert (out / "probe_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Other settings into the same folder are refused instead of mixing two experiments.
-    with pytest.raises(SystemExit, match="other settings"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         run.main([*args[:5], "3", *args[6:]])
+    assert exit_info.value.code == 2 and "other settings" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -132,8 +135,10 @@ def test_mlp_exp_script_runs_resumes_and_keeps_foreign_files(tmp_path):
     assert bad.returncode == 2 and "--reps" in bad.stderr
 
 
-def test_missing_data_root_fails_before_any_output(tmp_path):
+def test_missing_data_root_fails_before_any_output(tmp_path, capsys):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit, match="train-images-idx3-ubyte.*not found"):
-        run.main(["--out", str(out), "--reps", "1", "--data-root", str(tmp_path / "absent"), "--device", "cpu"])
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--output-dir", str(out), "--reps", "1", "--data-root", str(tmp_path / "absent"), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert re.search("train-images-idx3-ubyte.*not found", capsys.readouterr().err)
     assert not out.exists()

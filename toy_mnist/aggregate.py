@@ -16,6 +16,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from toy_mnist.experiment import ARMS, RESULT_NAME
 from utils.atomic import atomic_write_bytes, atomic_write_json
+from utils.cli import fail
 from utils.figures import pyplot, save_png
 
 PAPER_ACCURACY = {"noisy": 64.55, "curriculum": 83.05}
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = aggregate(args.out)
     except FileNotFoundError as error:
-        raise SystemExit(str(error)) from error
+        fail(str(error))
     print(markdown_table(summary), end="")
     print(f"wrote {args.out / 'results.json'}, results.md and probe_accuracy.png")
     return 0

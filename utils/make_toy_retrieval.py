@@ -1,6 +1,6 @@
 """Build a toy retrieval set in the revisited Oxford/Paris layout from scikit-image's colour photographs.
 
-    python utils/make_toy_retrieval.py [--out data/retrieval] [--name toy_retrieval] [--size 128] [--seed 0]
+    python utils/make_toy_retrieval.py [--output-dir data/retrieval] [--name toy_retrieval] [--size 128] [--seed 0]
 
 Writes ``OUT/<name>/jpg/<image>.jpg`` and ``OUT/<name>/gnd_<name>.pkl`` holding ``imlist`` (database names),
 ``qimlist`` (query names) and ``gnd``: per query ``easy``, ``hard``, ``junk`` (database indices) and ``bbx``
@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from utils.atomic import atomic_write_bytes
+from utils.cli import add_output_dir
 from utils.seeding import numpy_generator
 
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
@@ -170,12 +171,12 @@ def build_toy_retrieval(out: Path = DEFAULT_OUT, name: str = DEFAULT_NAME, size:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="data root (default: %(default)s)")
+    add_output_dir(parser, "data root (default: %(default)s)", "--out", required=False, default=DEFAULT_OUT)
     parser.add_argument("--name", default=DEFAULT_NAME, help="dataset name (default: %(default)s)")
     parser.add_argument("--size", type=int, default=128, help="longer side of every image in pixels")
     parser.add_argument("--seed", type=int, default=0, help="places the object region in each photograph")
     args = parser.parse_args(argv)
-    folder = build_toy_retrieval(args.out, args.name, args.size, args.seed)
+    folder = build_toy_retrieval(args.output_dir, args.name, args.size, args.seed)
     with open(folder / f"gnd_{args.name}.pkl", "rb") as handle:
         payload = pickle.load(handle)
     print(f"{folder}: {len(payload['imlist'])} database images, {len(payload['qimlist'])} queries")

@@ -16,6 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.cli import EXIT_BAD_INPUT
 from utils.dataset_index import load_split
 from utils.figures import pyplot, save_png
 from utils.image_io import load_rgb
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         psnrs = plot_noise_grid(args.src, args.noise, relpaths, args.out, args.seed)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     means = ", ".join(f"{s} {sum(v) / len(v):.1f} dB" for s, v in psnrs.items())
     print(f"wrote {args.out} ({len(relpaths)} images; mean PSNR: {means})")
     return 0

@@ -16,12 +16,8 @@
 PIPELINE_START=$SECONDS
 step() { printf '\n== [%d s] %s\n' "$(( SECONDS - PIPELINE_START ))" "$*"; }  # a stage header with elapsed time
 
-help_if_asked() {  # help_if_asked SCRIPT [ARG]: -h / --help prints the script's header comment and exits
-    if [ "${2:-}" = -h ] || [ "${2:-}" = --help ]; then
-        awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$1"
-        exit 0
-    fi
-}
+# shellcheck source=exps/lib/recipe.sh
+source exps/lib/recipe.sh  # run_cmd, parse_recipe_args (--help, --dry-run)
 
 check_noise() {  # check_noise SCRIPT NOISE: an unknown setting exits 2 before any work
     python -c "import sys; from utils.noise import parse_noise; parse_noise(sys.argv[1])" "$2" 2>/dev/null \
@@ -42,30 +38,34 @@ set_paths() {  # the paths of the stages, from DATA_ROOT, DATASET, NOISE and OUT
     REPORT="$OUT/report"
     N2N_DIR="$OUT/n2n"
     QUIET=(--quiet)
-    mkdir -p "$OUT" "$REPORT"
+    if [ "$DRY_RUN" = 0 ]; then
+        mkdir -p "$OUT" "$REPORT"
+    fi
 }
 
 prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (indexed, verified, paired), the grid
-    python utils/make_toy_dataset.py --out "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
-    python process_metadata.py "$CLEAN"
-    python utils/make_toy_retrieval.py --out "$RETRIEVAL"
-    python utils/generate_noise.py --src "$CLEAN" --noise "$NOISE" --workers "$WORKERS"
-    python process_metadata.py "$NOISY" --verify --workers "$WORKERS" --pair "$CLEAN" "$NOISY"
-    python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
+    run_cmd python utils/make_toy_dataset.py --output-dir "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
+    run_cmd python process_metadata.py "$CLEAN"
+    run_cmd python utils/make_toy_retrieval.py --output-dir "$RETRIEVAL"
+    run_cmd python utils/generate_noise.py --src "$CLEAN" --noise "$NOISE" --num-workers "$WORKERS"
+    run_cmd python process_metadata.py "$NOISY" --verify --num-workers "$WORKERS" --pair "$CLEAN" "$NOISY"
+    run_cmd python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
 }
 
 train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; sets DENOISED; the tree, its PSNR, examples
-    python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$N2N_DIR" --epochs "$N2N_EPOCHS" \
-        --batch-size "$N2N_BATCH" --patch-size 32 --lr 1e-3 --workers 0 --no-progress
-    local digest
-    digest="$(python -m Neighbor2Neighbor.weights "$N2N_DIR/last.pt")"
+    run_cmd python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$N2N_DIR" \
+        --epochs "$N2N_EPOCHS" --batch-size "$N2N_BATCH" --patch-size 32 --lr 1e-3 --num-workers 0 --quiet
+    local digest="DIGEST"  # of the weights a --dry-run has not trained
+    if [ "$DRY_RUN" = 0 ]; then
+        digest="$(python -m Neighbor2Neighbor.weights "$N2N_DIR/last.pt")"
+    fi
     DENOISED="$DENOISED_PREFIX-${digest:0:16}"
-    python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" --dst "$DENOISED" --workers 0 \
-        --no-progress
-    python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
-    python Neighbor2Neighbor/evaluate_psnr.py --clean "$CLEAN/val" --noisy "$NOISY/val" --denoised "$DENOISED/val" \
-        --out "$N2N_DIR/psnr.json"
-    python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --denoised "$DENOISED" \
+    run_cmd python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" \
+        --output-dir "$DENOISED" --num-workers 0 --quiet
+    run_cmd python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
+    run_cmd python Neighbor2Neighbor/evaluate_psnr.py --clean "$CLEAN/val" --noisy "$NOISY/val" \
+        --denoised "$DENOISED/val" --out "$N2N_DIR/psnr.json" --quiet
+    run_cmd python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --denoised "$DENOISED" \
         --images 8 --out "$REPORT/denoising_examples.png"
 }
 
@@ -74,7 +74,7 @@ train_arm() {  # train_arm RUN_DIR DATASET [--branch nc|nct] [override ...]
     if [ "${1:-}" = --branch ]; then  # the recipe's size and data settings, then the branch recipe over them
         configs+=(--config-file "dinov2/configs/train/branch_$2.yaml"); shift 2
     fi
-    python -m dinov2.train "${configs[@]}" --output-dir "$run_dir" "train.dataset_path=$dataset" \
+    run_cmd python -m dinov2.train "${configs[@]}" --output-dir "$run_dir" "train.dataset_path=$dataset" \
         "optim.epochs=$EPOCHS" "train.seed=$SEED" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
 }
 
@@ -101,7 +101,7 @@ probe() {  # probe RUN_DIR DATA METHOD EPOCH_OFFSET EVALS [all|final]: linear pr
     if [ "${6:-all}" = final ]; then
         which=(--pretrained-weights "$1")  # a run directory: its newest teacher export
     fi
-    python -m dinov2.eval.linear "${which[@]}" --train-dataset "$2/train" --val-dataset "$2/val" \
+    run_cmd python -m dinov2.eval.linear "${which[@]}" --train-dataset "$2/train" --val-dataset "$2/val" \
         --output-dir "$5/$(basename "$1")" --crop-size 32 --method "$3" --noise "$NOISE" \
         --epoch-offset "$4" --num-workers 0 ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"} ${QUIET[@]+"${QUIET[@]}"}
 }

@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Shared by every shell recipe (exps/*.sh, Neighbor2Neighbor/*.sh, toy_mnist/*.sh): --help prints the recipe's
+# header comment and exits, --dry-run prints each command (shell-quoted) instead of running it, any other option
+# exits 2. Commands are argument arrays, never strings passed to eval, so paths may hold spaces.
+
+DRY_RUN="${DRY_RUN:-0}"
+
+recipe_help() {  # recipe_help SCRIPT: the header comment, without the #! line
+    awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$1"
+}
+
+run_cmd() {  # run_cmd COMMAND...: print it, then run it unless --dry-run
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+    if [ "$DRY_RUN" = 0 ]; then
+        "$@"
+    fi
+}
+
+parse_recipe_args() {  # parse_recipe_args SCRIPT ARG...: --dry-run, -h/--help; positional arguments in RECIPE_ARGS
+    local script="$1" arg
+    shift
+    RECIPE_ARGS=()
+    for arg in "$@"; do
+        case "$arg" in
+            --dry-run) DRY_RUN=1 ;;
+            -h|--help) recipe_help "$script"; exit 0 ;;
+            -*) echo "$(basename "$script"): unknown option $arg (expected --dry-run or --help)" >&2; exit 2 ;;
+            *) RECIPE_ARGS+=("$arg") ;;
+        esac
+    done
+}

@@ -1,0 +1,45 @@
+"""The command-line conventions every Python CLI of the project shares (README, "Command-line conventions").
+
+* ``--output-dir DIR``: the folder a command writes (``--out FILE`` is kept for commands that write one file);
+* ``--num-workers N``: worker processes (data loading, decoding); ``--workers`` is accepted too;
+* ``--quiet``: no progress bars; ``--no-progress`` is accepted too;
+* ``--device auto|cpu|cuda|cuda:N`` and ``--seed N`` where they apply;
+* exit status 0 on success, :data:`EXIT_BAD_INPUT` (2, argparse's own) for bad arguments or input, named in one
+  line on stderr, and :data:`EXIT_FAILURE` (1) for a run that fails on its own (a non-finite loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NoReturn, Optional
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def add_output_dir(parser: argparse.ArgumentParser, help: str, *aliases: str, required: bool = True,
+                   **kwargs: Any) -> None:
+    """``--output-dir`` (plus older spellings in ``aliases``, e.g. ``--dst``), stored as ``args.output_dir``."""
+    from pathlib import Path
+
+    parser.add_argument("--output-dir", *aliases, dest="output_dir", type=Path, required=required, help=help,
+                        **kwargs)
+
+
+def add_num_workers(parser: argparse.ArgumentParser, default: int, help: Optional[str] = None) -> None:
+    """``--num-workers`` (alias ``--workers``), stored as ``args.num_workers``."""
+    parser.add_argument("--num-workers", "--workers", dest="num_workers", type=int, default=default,
+                        help=help or "worker processes (0: in this process; default %(default)s)")
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` (alias ``--no-progress``): no progress bars; stored as ``args.quiet``."""
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="hide the progress bars")
+
+
+def fail(message: str) -> NoReturn:
+    """Stop a command for bad arguments or input: one line on stderr, exit status 2."""
+    import sys
+
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
