@@ -1,6 +1,6 @@
 """Benchmark: images per second of utils/generate_noise.py against the paper's way of making noisy copies.
 
-    python bench/noise_generation.py [--images 48] [--settings gauss100 shot3] [--workers 2]
+    python bench/noise_generation.py [--images 48] [--settings gauss100 shot3] [--num-workers 2]
 
 The baseline does what the paper's script does: one process, images in sequence, one NumPy generator per
 setting consumed in order, float64 arithmetic, PNG at PIL's default compression. Both run on the same JPEG
@@ -22,6 +22,7 @@ if __package__ in (None, ""):
 import numpy as np
 from PIL import Image
 
+from utils.cli import add_num_workers
 from utils.generate_noise import generate_noise
 from utils.image_io import iter_image_files, load_rgb, png_relpath
 from utils.metrics import psnr
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--settings", nargs="+", default=["gauss100", "shot3"])
-    parser.add_argument("--workers", type=int, default=2)
+    add_num_workers(parser, 2, "processes of generate_noise.py (default %(default)s)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -82,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         paper_baseline(tmp / "src", args.settings, tmp / "baseline")
         baseline_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        generate_noise(tmp / "src", args.settings, tmp / "ours", workers=args.workers, progress=False)
+        generate_noise(tmp / "src", args.settings, tmp / "ours", workers=args.num_workers, progress=False)
         ours_seconds = time.perf_counter() - start
-        print(f"{total} images ({args.images} photographs x {len(args.settings)} settings), {args.workers} workers")
+        print(f"{total} images ({args.images} photographs x {len(args.settings)} settings), {args.num_workers} workers")
         print(f"baseline (paper's script): {total / baseline_seconds:8.1f} images/s")
         print(f"generate_noise.py:         {total / ours_seconds:8.1f} images/s")
         print(f"speed-up: {baseline_seconds / ours_seconds:.2f}x")
