@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 
 from dinov2.eval.backbone import checkpoint_info
 from dinov2.hub import EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, load_backbone, read_export_config
@@ -52,7 +51,7 @@ def timm_arguments(spec: BackboneSpec) -> Optional[dict[str, Any]]:
     }
     if spec.num_register_tokens:  # timm keeps registers and the class token out of the position embedding
         kwargs.update(reg_tokens=spec.num_register_tokens, no_embed_class=True)
-    return {"model_name": f"vit_base_patch{spec.patch_size}_224", "kwargs": kwargs}
+    return {"model_name": "vit_base_patch16_224", "kwargs": kwargs}
 
 
 def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
