@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="decode every image")
     add_num_workers(parser, os.cpu_count() or 1, "processes for --verify (default %(default)s)")
     add_quiet(parser)
-    parser.add_argument("--pair", nargs=2, type=tree_argument, metavar=("NOISY", "DENOISED"), action="append", default=[],
+    parser.add_argument("--pair", nargs=2, type=tree_argument, metavar=("NOISY", "DENOISED"), action="append",
+                        default=[],
                         help="check that two trees hold the same relative paths (repeatable)")
     args = parser.parse_args(argv)
     if not args.roots and not args.pair:

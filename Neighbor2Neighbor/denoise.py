@@ -5,7 +5,7 @@
     python Neighbor2Neighbor/denoise.py --weights CKPT --src noisy:gauss100:CLEAN_ROOT --output-dir DENOISED_ROOT
     torchrun --nproc_per_node=G Neighbor2Neighbor/denoise.py --weights CKPT --src ... --output-dir ...
     python Neighbor2Neighbor/denoise.py --weights CKPT --src REVISITOP/datasets/roxford5k
-        --dst OUT/roxford5k_gauss100 --revisitop-noise gauss100 [--noise-seed 42]
+        --output-dir OUT/roxford5k_gauss100 --revisitop-noise gauss100 [--noise-seed 42]
 
 Every image is denoised at its native resolution (reflect-padded to a multiple of 32; images larger than
 --tile are processed in overlapping tiles), rounded to uint8 and written as PNG at the same relative path.
@@ -14,11 +14,11 @@ utils/image_tree.py): a denoised tree needs no noisy copy on disk. labels.txt is
 skipped, so an interrupted run resumes; every file is written atomically. Unreadable images are listed and the
 exit status is 2; the other images are still written.
 
-The sorted image list is cut into blocks of --block-images (512) images; within a block, images of equal size are denoised
-together in batches. Blocks are the unit of sharding: under torchrun each rank takes every world-size-th block
-(one GPU per rank), ``--shard I/N`` does the same across SLURM array tasks (both combine), and since a batch
-never depends on the split or on what an earlier run finished, the union of the shards is byte-identical to a
-one-process run.
+The sorted image list is cut into blocks of --block-images (512) images; within a block, images of equal size
+are denoised together in batches. Blocks are the unit of sharding: under torchrun each rank (one GPU each) takes
+every world-size-th block, ``--shard I/N`` does the same across SLURM array tasks (both combine), and since a
+batch never depends on the split or on what an earlier run finished, the union of the shards is byte-identical
+to a one-process run.
 
 With --revisitop-noise, SRC is a revisitop dataset folder (jpg/*.jpg and gnd_*.pkl): each jpg/<name>.jpg
 is noised on the fly with the shared noise model (seeded by the setting, --noise-seed and "jpg/<name>.jpg"),
@@ -228,7 +228,8 @@ def source_tree(args: argparse.Namespace) -> ImageTree:
         src = ImageTree(src.folder, args.revisitop_noise, args.noise_seed)
     source, dst = src.folder.resolve(), args.output_dir.resolve()
     if dst == source or source in dst.parents:
-        raise ValueError(f"--output-dir {args.output_dir} is --src {src.folder} or lies inside it: choose a folder outside")
+        raise ValueError(f"--output-dir {args.output_dir} is --src {src.folder} or lies inside it: choose a folder "
+                         "outside")
     return src
 
 
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
                   "another --dst")
         remove_stale_temporaries(args.output_dir)
-        report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size, args.num_workers,
+        report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size,
+                              args.num_workers,
                               args.tile, args.tile_overlap, args.revisitop_noise is not None or _is_revisitop(src),
                               not args.quiet and os.environ.get("LOCAL_RANK", "0") == "0", shard,
                               args.block_images)

@@ -63,7 +63,8 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def evaluate(
-    clean: TreeLike, noisy: TreeLike | None, denoised: TreeLike | None, blur_sigmas: tuple[float, ...] = DEFAULT_BLUR_SIGMAS,
+    clean: TreeLike, noisy: TreeLike | None, denoised: TreeLike | None,
+    blur_sigmas: tuple[float, ...] = DEFAULT_BLUR_SIGMAS,
     limit: int | None = None, progress: bool = True,
 ) -> dict[str, object]:
     """Mean PSNRs of the noisy copies, the denoised copies and the best blur of the noisy copies."""

@@ -9,7 +9,8 @@
 Every image under --data-dir (any depth) gives one random square crop per epoch. The loss is the paper's:
 reconstruction between neighbour sub-images plus a regulariser whose weight rises linearly to
 --increase-ratio; Adam, learning rate halved after every 20% of the epochs. OUT receives config.json,
-metrics.jsonl (one line per epoch), log.txt (everything printed), last.pt (complete training state, written atomically after every epoch),
+metrics.jsonl (one line per epoch), log.txt (everything printed), last.pt (complete training state, written
+atomically after every epoch),
 epoch_XXX.pt with --save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same
 command resumes exactly from last.pt; a finished run exits at once.
 

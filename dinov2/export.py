@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-
 from dinov2.eval.backbone import checkpoint_info
 from dinov2.hub import EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, load_backbone, read_export_config
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model

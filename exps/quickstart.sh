@@ -81,7 +81,8 @@ step "7. the toy MLP experiment (clean / noisy / clean-then-noisy, Gaussian std 
 run_cmd bash toy_mnist/mlp_exp.sh --output-dir "$OUT/toy_mnist" "${TOY_ARGS[@]}" --quiet
 
 step "8. tables, figures and the page: $REPORT/index.html"
-run_cmd python exps/report.py "$OUT/eval" --output-dir "$REPORT" --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" \
+run_cmd python exps/report.py "$OUT/eval" --output-dir "$REPORT" \
+    --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" \
     --n2n-psnr "$N2N_DIR/psnr.json" --include "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
 if [ "$DRY_RUN" = 0 ]; then
     cat "$REPORT/summary.md"

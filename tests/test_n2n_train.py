@@ -95,7 +95,8 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
         train_module.main(_args(data, out))
     monkeypatch.undo()
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "epoch_001.pt", "last.pt", "log.txt", "metrics.jsonl"]
+    expected = ["config.json", "epoch_001.pt", "last.pt", "log.txt", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == expected
     assert train_module.main(_args(data, out)) == 0  # the rerun resumes from epoch 1 and drops the stale log line
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 

@@ -23,7 +23,8 @@ def test_log_copies_lines_and_warnings_but_not_progress_bars(tmp_path, capsys):
         with run_log(tmp_path):
             raise RuntimeError("disk full")
     log = (tmp_path / "log.txt").read_text()
-    assert "phase 0: data" in log and "resuming with a changed config" in log and "error: RuntimeError: disk full" in log
+    assert "phase 0: data" in log and "resuming with a changed config" in log
+    assert "error: RuntimeError: disk full" in log
     assert "train:" not in log and "phase 0: data" in capsys.readouterr().out  # the console still shows everything
     assert sys.stdout is not None and not hasattr(sys.stdout, "pending")  # streams restored
 

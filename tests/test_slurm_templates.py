@@ -72,7 +72,8 @@ def test_recipe_plan_uses_the_multi_node_launcher(slurm_env):
 def test_imagenet1k_template_trains_with_two_ranks(slurm_env, tmp_path):
     build_toy_dataset(tmp_path / "digits", limit=2)
     run = tmp_path / "run"
-    _sbatch("train_imagenet1k.sbatch", slurm_env, "optim.epochs=1", CONFIG=str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"),
+    _sbatch("train_imagenet1k.sbatch", slurm_env, "optim.epochs=1",
+            CONFIG=str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"),
             DATA=f"noisy:gauss100:{tmp_path / 'digits'}", RUN=str(run))
     saved = torch.load(run / "model_0000002.pth", weights_only=True)
     assert "world_size: 2" in saved["config"] and "noisy:gauss100:" in saved["config"]

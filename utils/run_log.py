@@ -1,8 +1,8 @@
 """``RUN/log.txt``: a copy of everything a training run prints, with the time of each line.
 
 Standard output is copied whole; of standard error, the complete lines are copied and the progress bars (lines
-redrawn with carriage returns) are not; warnings are logged once each, as ``warning: <category>: <message>``. The file is appended to, so a resumed run continues
-the log of the run it resumes. Only the process that writes the run folder (rank 0) opens it.
+redrawn with carriage returns) are not; warnings are logged once each, as ``warning: <category>: <message>``.
+The file is appended to, so a resumed run continues the log of the run it resumes. Only the process that writes the run folder (rank 0) opens it.
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, data: Retrie
         print(f"skip {checkpoint}: {out_path} exists")
         return None
     started = time.perf_counter()
-    results = evaluate_retrieval(load_frozen_backbone(checkpoint, device, args.arch, args.patch_size), data, args, device)
+    backbone = load_frozen_backbone(checkpoint, device, args.arch, args.patch_size)
+    results = evaluate_retrieval(backbone, data, args, device)
     results["timing"] = {"total_seconds": round(time.perf_counter() - started, 3)}
     result = make_result("instance_recog", str(checkpoint), retrieval_settings(args, data, arm), results,
                          method=args.method, noise=noise_label, iteration=info.iteration, epoch=info.epoch,
