@@ -47,13 +47,14 @@ from tqdm import tqdm
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
 from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import remove_stale_temporaries
-from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet
+from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet, check_outside
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_device, resolve_precision
 from utils.image_io import ImageReadError, iter_image_files, png_relpath, save_png_atomic
 from utils.image_tree import ImageTree, tree_argument
 from utils.manifest import check_or_write_manifest
 from utils.noise import parse_noise
+from utils.run_lock import folder_lock
 from utils.sharding import Shard, launch_shard, parse_shard
 
 MANIFEST_FILENAME = "denoise_manifest.json"
@@ -226,10 +227,7 @@ def source_tree(args: argparse.Namespace) -> ImageTree:
             raise ValueError(f"--revisitop-noise: --src {src} is already noised on the fly")
         parse_noise(args.revisitop_noise)
         src = ImageTree(src.folder, args.revisitop_noise, args.noise_seed)
-    source, dst = src.folder.resolve(), args.output_dir.resolve()
-    if dst == source or source in dst.parents:
-        raise ValueError(f"--output-dir {args.output_dir} is --src {src.folder} or lies inside it: choose a folder "
-                         "outside")
+    check_outside(args.output_dir, {"--src": src.folder})
     return src
 
 
@@ -253,17 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         device = rank_device(args.device)
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
-        check_or_write_manifest(args.output_dir / MANIFEST_FILENAME, {
-            "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
-            "tile_overlap": args.tile_overlap, "src_noise": src.noise_settings(),
-        }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
-                  "another --dst")
-        remove_stale_temporaries(args.output_dir)
-        report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size,
-                              args.num_workers,
-                              args.tile, args.tile_overlap, args.revisitop_noise is not None or _is_revisitop(src),
-                              not args.quiet and os.environ.get("LOCAL_RANK", "0") == "0", shard,
-                              args.block_images)
+        # one process per shard of the folder (the shards of one job write it together)
+        with folder_lock(args.output_dir, "" if shard.whole else f"shard-{shard.index}-of-{shard.count}"):
+            check_or_write_manifest(args.output_dir / MANIFEST_FILENAME, {
+                "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
+                "tile_overlap": args.tile_overlap, "src_noise": src.noise_settings(),
+            }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
+                      "another --output-dir")
+            remove_stale_temporaries(args.output_dir)
+            report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size,
+                                  args.num_workers, args.tile, args.tile_overlap,
+                                  args.revisitop_noise is not None or _is_revisitop(src),
+                                  not args.quiet and os.environ.get("LOCAL_RANK", "0") == "0", shard,
+                                  args.block_images)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

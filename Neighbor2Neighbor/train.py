@@ -46,11 +46,12 @@ from Neighbor2Neighbor.validation import Validator
 from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
 from utils import distributed
 from utils.atomic import atomic_torch_save, atomic_write_json, remove_stale_temporaries
-from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, add_num_workers, add_output_dir, add_quiet
+from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, add_num_workers, add_output_dir, add_quiet, check_outside
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, tree_argument
 from utils.jsonl_log import JsonlLog
+from utils.run_lock import folder_lock
 from utils.run_log import run_log
 from utils.noise import parse_noise
 from utils.seeding import seed_everything, torch_generator, worker_init_fn
@@ -117,6 +118,7 @@ def check_args(args: argparse.Namespace, ranks: int = 1) -> None:
     if args.batch_size % ranks:
         raise ValueError(f"--batch-size {args.batch_size} is the global batch: it must be a multiple of the "
                          f"{ranks} torchrun processes")
+    check_outside(args.output_dir, {"--data-dir": args.data_dir.folder})
     if (args.val_clean is None) != (args.val_noise is None):
         raise ValueError("--val-clean and --val-noise go together")
     if args.val_noise is not None:
@@ -316,8 +318,8 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     validator = (Validator(args.val_clean, args.val_noise, args.val_seed, args.val_limit)
                  if args.val_clean is not None and main_rank else None)
     settings = resume_settings(args)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    with run_log(args.output_dir, main_rank):  # OUT/log.txt: everything rank 0 prints from here on
+    # one run per folder (rank 0 holds the lock for the job); OUT/log.txt: everything rank 0 prints from here on
+    with folder_lock(args.output_dir, enabled=main_rank), run_log(args.output_dir, main_rank):
         return train_epochs(args, ctx, precision, survey, validator, settings)
 
 

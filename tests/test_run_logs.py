@@ -34,7 +34,7 @@ def test_dinov2_run_writes_its_log_and_appends_on_resume(tmp_path):
     args = ["--config-file", str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"), "--output-dir", str(tmp_path / "run"),
             f"train.dataset_path={tmp_path / 'digits'}", "optim.epochs=1", "train.tensorboard=true"]
     assert dinov2_main(args) == 0
-    assert dinov2_main(args[:-2] + ["optim.epochs=2", "train.tensorboard=true"]) == 0
+    assert dinov2_main(args[:-2] + ["optim.epochs=2", "train.tensorboard=true", "train.allow_config_change=true"]) == 0
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "phase 0:" in log and "resumed from" in log and "resuming with a changed config" in log
     assert any((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

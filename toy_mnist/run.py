@@ -27,6 +27,7 @@ from toy_mnist.views import PAPER_NOISE_STD
 from utils.cli import add_output_dir, add_quiet, fail
 from utils.device import resolve_device
 from utils.manifest import ManifestMismatch, check_or_write_manifest
+from utils.run_lock import FolderLocked, folder_lock
 
 DEFAULT_OUT = Path("outputs/toy_mnist")
 SETTINGS_NAME = "settings.json"
@@ -101,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: already finished, skipped ({folder / RESULT_NAME})")
             continue
         start = time.perf_counter()
-        summary = run_repetition(data, seed, budget, folder, device, args.noise_std, args.batch_size, args.lr,
-                                 progress=not args.quiet)
+        try:
+            with folder_lock(folder):  # one process per repetition (different seeds may run side by side)
+                summary = run_repetition(data, seed, budget, folder, device, args.noise_std, args.batch_size,
+                                         args.lr, progress=not args.quiet)
+        except FolderLocked as error:
+            fail(str(error))
         accuracies = ", ".join(f"{arm} {value:.2f} %" for arm, value in summary["accuracy"].items())
         print(f"seed {seed}: {accuracies} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0

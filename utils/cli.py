@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, NoReturn, Optional
 
 EXIT_FAILURE = 1
@@ -43,3 +44,16 @@ def fail(message: str) -> NoReturn:
 
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_BAD_INPUT)
+
+
+def check_outside(output: "os.PathLike | str", inputs: dict[str, "os.PathLike | str"],
+                  option: str = "--output-dir") -> None:
+    """Raise ``ValueError`` when ``output`` is one of the input folders (``{option name: folder}``) or lies inside
+    one: its files would be read back as input, or overwrite it."""
+    from pathlib import Path
+
+    out = Path(output).resolve()
+    for name, folder in inputs.items():
+        source = Path(folder).resolve()
+        if out == source or source in out.parents:
+            raise ValueError(f"{option} {output} is {name} {folder} or lies inside it: choose a folder outside")

@@ -18,6 +18,7 @@ noised on the fly (see utils/image_tree.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -41,6 +42,7 @@ from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.image_tree import NOISY_SCHEME
 from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
+from utils.run_lock import folder_lock
 from utils.sharding import Shard, parse_shard
 
 MANIFEST_FILENAME = "noise_manifest.json"
@@ -173,24 +175,29 @@ def generate_noise(
                          "folders instead, then run the shards")
     tasks = shard.take(plan(src, settings, out_prefix, seed, quantization, png_compression))
     stats = {setting: SettingStats() for setting in settings}
-    manifests, redo = {}, set()
-    for setting in settings:
-        root = output_root(out_prefix, setting)
-        manifests[setting] = {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
-                              "quantization": quantization, "source": str(src.resolve())}
-        if not shard.whole and (read_manifest(root / MANIFEST_FILENAME) or {}).get(PENDING_KEY):
-            raise ValueError(f"{root}: an interrupted --overwrite run left old and new files mixed; finish it "
-                             f"without --shard first")
-        if start_setting(root, manifests[setting], overwrite):
-            redo.add(setting)
-        if (src / LABELS_FILENAME).is_file():
-            shutil.copyfile(src / LABELS_FILENAME, root / LABELS_FILENAME)
-    todo = []
-    for task in tasks:
-        if task.setting not in redo and os.path.exists(task.dst):
-            stats[task.setting].skipped += 1
-        else:
-            todo.append(task)
+    lock_name = "" if shard.whole else f"shard-{shard.index}-of-{shard.count}"
+    with contextlib.ExitStack() as locks:  # one process per output tree (per shard of it)
+        for setting in settings:
+            locks.enter_context(folder_lock(output_root(out_prefix, setting), lock_name))
+        manifests = {setting: {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
+                               "quantization": quantization, "source": str(src.resolve())} for setting in settings}
+        redo = {setting for setting in settings
+                if open_setting(src, output_root(out_prefix, setting), manifests[setting], overwrite, shard)}
+        todo = []
+        for task in tasks:
+            if task.setting not in redo and os.path.exists(task.dst):
+                stats[task.setting].skipped += 1
+            else:
+                todo.append(task)
+        noise_images(todo, workers, stats, progress)
+        for setting in redo:  # every file of the setting is rewritten: the overwrite is complete
+            atomic_write_json(output_root(out_prefix, setting) / MANIFEST_FILENAME, manifests[setting])
+    return {setting: s.summary() for setting, s in stats.items()}
+
+
+def noise_images(todo: list[NoiseTask], workers: int, stats: dict[str, SettingStats], progress: bool) -> None:
+    """Run ``todo``, counting into ``stats``; raises :class:`GenerationError` naming unreadable images (the images
+    in flight are finished, none is started after the first failure)."""
     failures: list[str] = []
     results = _run_bounded(todo, workers)
     with tqdm(total=len(todo), desc="noising", unit="img", disable=not progress) as bar:
@@ -205,9 +212,18 @@ def generate_noise(
             stats[task.setting].snr_values.append(image_snr)
     if failures:
         raise GenerationError("; ".join(failures))
-    for setting in redo:  # every file of the setting is rewritten: the overwrite is complete
-        atomic_write_json(output_root(out_prefix, setting) / MANIFEST_FILENAME, manifests[setting])
-    return {setting: s.summary() for setting, s in stats.items()}
+
+
+def open_setting(src: Path, root: Path, manifest: dict, overwrite: bool, shard: Shard) -> bool:
+    """Start writing the tree of one setting (see :func:`start_setting`) and copy labels.txt; returns whether every
+    file must be rewritten."""
+    if not shard.whole and (read_manifest(root / MANIFEST_FILENAME) or {}).get(PENDING_KEY):
+        raise ValueError(f"{root}: an interrupted --overwrite run left old and new files mixed; finish it without "
+                         f"--shard first")
+    redo = start_setting(root, manifest, overwrite)
+    if (src / LABELS_FILENAME).is_file():
+        shutil.copyfile(src / LABELS_FILENAME, root / LABELS_FILENAME)
+    return redo
 
 
 def start_setting(root: Path, manifest: dict, overwrite: bool) -> bool:

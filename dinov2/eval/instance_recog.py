@@ -33,6 +33,7 @@ from dinov2.eval.revisited import DEFAULT_KAPPAS, evaluate_revisited
 from dinov2.eval.transforms import default_resize_size, make_eval_transform
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.noise import parse_noise
+from utils.run_lock import FolderLocked, folder_lock
 
 DEFAULT_SCALES = (1.0, 0.7071, 0.5)
 
@@ -189,9 +190,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    for checkpoint in checkpoints:
-        evaluate_checkpoint(args, checkpoint, data, device)
+    try:
+        with folder_lock(args.output_dir, "retrieval"):  # one retrieval evaluation per output folder at a time
+            for checkpoint in checkpoints:
+                evaluate_checkpoint(args, checkpoint, data, device)
+    except FolderLocked as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

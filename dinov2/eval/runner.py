@@ -27,6 +27,8 @@ from dinov2.eval.knn_classifier import knn_accuracies
 from dinov2.eval.linear_probe import ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
 from dinov2.eval.transforms import make_eval_transform, make_train_augment_transform
+from utils.cli import check_outside
+from utils.run_lock import FolderLocked, folder_lock
 from utils.dataset_index import DatasetError, SplitIndex, TreeLike, load_split
 from utils.image_tree import ImageTree, open_tree
 from utils.device import autocast, resolve_device, resolve_precision
@@ -231,19 +233,21 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
         if missing:
             raise FileNotFoundError(f"checkpoint(s) not found: {', '.join(missing)}")
         check_arguments(args, protocol)
+        check_outside(args.output_dir, {"--train-dataset": args.train_dataset.folder,
+                                        "--val-dataset": args.val_dataset.folder})
         train, val = load_splits(args.train_dataset, args.val_dataset)
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
     except (FileNotFoundError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    for checkpoint in checkpoints:
-        try:
-            path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
-        except BackboneWeightsError as error:  # weights that contradict --arch / --patch-size
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        if path is not None:
-            print(f"{checkpoint} -> {path}")
+    try:
+        with folder_lock(args.output_dir, protocol):  # one evaluation of a protocol per output folder at a time
+            for checkpoint in checkpoints:
+                path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
+                if path is not None:
+                    print(f"{checkpoint} -> {path}")
+    except (BackboneWeightsError, FolderLocked) as error:  # weights that contradict --arch; a folder in use
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -6,11 +6,38 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from utils.jsonl_log import JsonlLog, read_jsonl
 
+# keys that may differ when a run resumes: where and how fast it runs, not what it computes
+RESUME_MUTABLE_KEYS = {"train.output_dir", "train.num_workers", "train.stop_after_iterations", "train.log_period",
+                       "train.tensorboard", "train.allow_config_change"}
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tensorboard"
 CONFIG_FILENAME = "config.yaml"
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def config_changes(saved_yaml: str, cfg: DictConfig) -> list[str]:
+    """``key: saved -> now`` for every key of ``cfg`` whose value differs from the saved config's (its derived
+    section and :data:`RESUME_MUTABLE_KEYS` aside); empty when nothing was saved."""
+    if not saved_yaml:
+        return []
+    saved = OmegaConf.to_container(OmegaConf.create(saved_yaml))
+    saved.pop("derived", None)
+    saved_flat = _flatten(saved)
+    now_flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    return [f"{key}: {saved_flat.get(key)!r} -> {now_flat[key]!r}" for key in sorted(now_flat)
+            if key not in RESUME_MUTABLE_KEYS and saved_flat.get(key) != now_flat[key]]
 
 
 def git_sha() -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -18,7 +18,7 @@ from utils.distributed import DistributedContext
 from dinov2.train.curriculum import Phase, build_curriculum_schedules, build_phases, phase_at, resolve_checkpoint
 from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.nct import build_meta_arch, split_model_state
-from dinov2.train.run_files import git_sha, open_metrics_log
+from dinov2.train.run_files import config_changes, git_sha, open_metrics_log
 from dinov2.utils.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -37,20 +37,10 @@ from utils.seeding import seed_everything, stable_seed, torch_seed
 
 MAX_SKIPPED_STEPS_IN_A_ROW = 20
 # keys that may change between an interrupted run and its resumption without a warning
-RESUME_MUTABLE_KEYS = {"train.output_dir", "train.num_workers", "train.stop_after_iterations", "train.log_period"}
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term is NaN or infinite; raised before the optimizer step and before any save."""
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: tree}
 
 
 class Trainer:
@@ -198,16 +188,10 @@ class Trainer:
         seed_everything(torch_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration))
 
     def _warn_config_changes(self, saved_yaml: str) -> None:
-        if not saved_yaml:
-            return
-        saved = OmegaConf.to_container(OmegaConf.create(saved_yaml))
-        saved.pop("derived", None)
-        saved_flat = _flatten(saved)
-        now_flat = _flatten(OmegaConf.to_container(self.cfg, resolve=True))
-        changed = sorted(k for k in now_flat if k not in RESUME_MUTABLE_KEYS and saved_flat.get(k) != now_flat[k])
+        # reached with train.allow_config_change (run_training refuses a change otherwise)
+        changed = config_changes(saved_yaml, self.cfg)
         if changed:
-            details = ", ".join(f"{k}: {saved_flat.get(k)!r} -> {now_flat[k]!r}" for k in changed)
-            warnings.warn(f"resuming with a changed config ({details})")
+            warnings.warn(f"resuming with a changed config ({', '.join(changed)})")
 
     # ----- one iteration -----
     def check_finite(

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from dinov2.utils.choices import CONFIG_CHOICES
 from dinov2.utils.config import ConfigError
+from utils.cli import check_outside
 from utils.image_tree import TreeSpecError, open_tree
 
 POSITIVE_INTS = (
@@ -97,11 +98,17 @@ def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: s
     if not root:
         _fail(key, "is empty; give an ImageFolder tree, e.g. train.dataset_path=data/mnist5k")
     try:
-        split_dir = open_tree(root) / cfg.train.dataset_split
+        tree = open_tree(root)
     except TreeSpecError as error:
         _fail(key, str(error))
+    split_dir = tree / cfg.train.dataset_split
     if not split_dir.is_dir():
         _fail(key, f"{split_dir.folder} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
+    if cfg.train.output_dir:
+        try:
+            check_outside(cfg.train.output_dir, {"the tree": tree.folder}, option="the run directory")
+        except ValueError as error:
+            _fail(key, str(error))
     return split_dir.folder
 
 
