@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                                   args.revisitop_noise is not None or _is_revisitop(src),
                                   not args.quiet and os.environ.get("LOCAL_RANK", "0") == "0", shard,
                                   args.block_images)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # bad input, an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     where = "" if shard.whole else f" (shard {shard})"

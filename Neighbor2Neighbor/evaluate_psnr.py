@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.noisy is None and args.denoised is None:
         parser.error("give --noisy, --denoised or both")
+    if min(args.blur_sigmas) <= 0:
+        parser.error(f"--blur-sigmas must be positive, got {args.blur_sigmas}")
     try:
         result = evaluate(args.clean, args.noisy, args.denoised, tuple(args.blur_sigmas), args.limit, not args.quiet)
     except (ValueError, FileNotFoundError, ImageReadError) as error:

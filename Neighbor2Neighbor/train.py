@@ -47,6 +47,7 @@ from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_
 from utils import distributed
 from utils.atomic import atomic_torch_save, atomic_write_json, remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, add_num_workers, add_output_dir, add_quiet, check_outside
+from utils.cli import one_line
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, tree_argument
@@ -367,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         train(args)
-    except (ValueError, FileNotFoundError, ImageReadError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, ImageReadError) as error:  # bad input, an unwritable or full output folder
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)

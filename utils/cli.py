@@ -57,3 +57,10 @@ def check_outside(output: "os.PathLike | str", inputs: dict[str, "os.PathLike | 
         source = Path(folder).resolve()
         if out == source or source in out.parents:
             raise ValueError(f"{option} {output} is {name} {folder} or lies inside it: choose a folder outside")
+
+
+def one_line(error: BaseException) -> str:
+    """The last line of an error's message: an error raised in a DataLoader worker comes back with the worker's
+    traceback in its message, whose last line is the original error (``Type: message``)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = generate_noise(args.src, args.noise, args.out_prefix, args.seed, args.num_workers, args.overwrite,
                                  args.quantization, args.png_compression, not args.quiet, args.shard)
-    except (GenerationError, FileNotFoundError, ValueError) as error:
+    except (GenerationError, OSError, ValueError) as error:  # bad input, an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     prefix = args.out_prefix if args.out_prefix is not None else default_out_prefix(args.src)

@@ -121,6 +121,12 @@ def settings_from_args(args: argparse.Namespace) -> ProbeSettings:
     """The probe settings of the linear probe's command line, checked before any work."""
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if not args.learning_rates or min(args.learning_rates) <= 0:
+        raise ValueError(f"--learning-rates must be positive, got {args.learning_rates}")
+    if min(args.n_last_blocks) < 1:
+        raise ValueError(f"--n-last-blocks must be at least 1, got {args.n_last_blocks}")
+    if not 0 <= args.holdout_fraction < 1:
+        raise ValueError(f"--holdout-fraction must be in [0, 1), got {args.holdout_fraction}")
     if args.augment:
         make_train_augment_transform(args.crop_size, tuple(args.augment_scale), args.augment_hflip)
     return ProbeSettings(epochs=args.epochs, batch_size=args.batch_size,

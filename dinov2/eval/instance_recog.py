@@ -194,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         with folder_lock(args.output_dir, "retrieval"):  # one retrieval evaluation per output folder at a time
             for checkpoint in checkpoints:
                 evaluate_checkpoint(args, checkpoint, data, device)
-    except FolderLocked as error:
+    except (FolderLocked, OSError) as error:  # a folder in use, an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

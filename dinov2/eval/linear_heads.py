@@ -86,6 +86,11 @@ class LinearHeadGrid(nn.Module):
                 return self.weights[group][position], self.biases[group][position]
         raise IndexError(f"no head {index} in a grid of {len(self.specs)}")
 
+    def diverged_heads(self) -> list[str]:
+        """Names of the heads whose weights or bias hold a non-finite value (a learning rate too high)."""
+        return [spec.name for index, spec in enumerate(self.specs)
+                if not all(torch.isfinite(p).all() for p in self.head_parameters(index))]
+
     def group_logits(self, class_tokens: torch.Tensor,
                      patch_means: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per group: (its input ``[B, D_in]``, its logits ``[B, H, C]``), from one matrix product per group."""

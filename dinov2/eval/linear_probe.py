@@ -10,8 +10,9 @@ the grid on val is reported too, as ``best_on_val``.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -113,13 +114,19 @@ def augmented_epochs(
     return batches
 
 
+class ProbeDiverged(RuntimeError):
+    """Every head of the grid ended with non-finite weights: no result can be reported."""
+
+
 def summarise(grid: LinearHeadGrid, val: dict[str, dict[str, float]],
-              holdout: Optional[dict[str, dict[str, float]]]) -> dict:
-    """Per-head accuracies, the honestly selected head and its val score, and the best-on-val number."""
-    order = [spec.name for spec in grid.specs]
+              holdout: Optional[dict[str, dict[str, float]]], diverged: Sequence[str] = ()) -> dict:
+    """Per-head accuracies, the honestly selected head and its val score, and the best-on-val number; ``diverged``
+    heads (non-finite weights) are reported as such and never selected."""
+    order = [spec.name for spec in grid.specs if spec.name not in diverged]
     heads = {
         spec.name: {"n_last_blocks": spec.n_last_blocks, "avgpool": spec.avgpool, "lr": spec.lr,
-                    "val": val[spec.name], **({"holdout": holdout[spec.name]} if holdout else {})}
+                    "val": val[spec.name], **({"holdout": holdout[spec.name]} if holdout else {}),
+                    **({"diverged": True} if spec.name in diverged else {})}
         for spec in grid.specs
     }
     if holdout:
@@ -159,9 +166,15 @@ def run_linear_probe(
     grid = train_grid(settings, embed_dim, num_classes, device, int(num_fit), epoch_batches, progress)
     train_seconds = time.perf_counter() - start
     grid.eval()
+    diverged = grid.diverged_heads()
+    if len(diverged) == len(grid.specs):
+        raise ProbeDiverged(f"every linear head diverged (non-finite weights; learning rates "
+                            f"{settings.base_learning_rates}): lower --learning-rates")
+    if diverged:
+        warnings.warn(f"linear heads {', '.join(diverged)} diverged (non-finite weights): they are never selected")
     holdout = None
     if holdout_features is not None and len(holdout_features):
         holdout = grid_accuracies(grid, holdout_features.class_tokens, holdout_features.patch_means,
                                   holdout_features.labels, device)
     val = grid_accuracies(grid, val_features.class_tokens, val_features.patch_means, val_features.labels, device)
-    return {**summarise(grid, val, holdout), "train_seconds": round(train_seconds, 3)}
+    return {**summarise(grid, val, holdout, diverged), "train_seconds": round(train_seconds, 3)}

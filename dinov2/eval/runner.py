@@ -21,14 +21,14 @@ from torchvision import transforms
 from dinov2.eval.arguments import check_arguments
 from dinov2.eval.backbone import checkpoint_info, config_value, iter_checkpoints, load_frozen_backbone
 from dinov2.hub import export_folder
-from dinov2.models.backbone_weights import BackboneWeightsError
 from dinov2.eval.features import FeatureSet, ImageListDataset, extract_features, make_loader
 from dinov2.eval.knn_classifier import knn_accuracies
-from dinov2.eval.linear_probe import ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
+from dinov2.eval.linear_probe import ProbeDiverged, ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
 from dinov2.eval.transforms import make_eval_transform, make_train_augment_transform
-from utils.cli import check_outside
-from utils.run_lock import FolderLocked, folder_lock
+from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, check_outside, one_line
+from utils.image_io import ImageReadError
+from utils.run_lock import folder_lock
 from utils.dataset_index import DatasetError, SplitIndex, TreeLike, load_split
 from utils.image_tree import ImageTree, open_tree
 from utils.device import autocast, resolve_device, resolve_precision
@@ -196,6 +196,15 @@ def _label(cli_value: Optional[str], config, key: str) -> Optional[str]:
     return None if value is None else str(value)
 
 
+def check_backbone_fits(args: argparse.Namespace, module: nn.Module, n_blocks: int, checkpoint: Path) -> None:
+    """ValueError naming the option when the crop or the probed blocks do not fit the checkpoint's backbone."""
+    if args.crop_size % module.patch_size:
+        raise ValueError(f"--crop-size {args.crop_size} is not a multiple of the patch size {module.patch_size} of "
+                         f"{checkpoint}")
+    if n_blocks > len(module.blocks):
+        raise ValueError(f"--n-last-blocks {n_blocks} exceeds the {len(module.blocks)} blocks of {checkpoint}")
+
+
 def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: str, train: SplitIndex,
                         val: SplitIndex, device: torch.device, precision: str) -> Optional[Path]:
     """Evaluate one checkpoint at a resolved ``precision``; returns the result path, or None when a valid result
@@ -208,6 +217,7 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     settings = check_arguments(args, protocol)
     n_blocks = max(settings.n_last_blocks) if settings is not None else 1
     module = load_frozen_backbone(checkpoint, device, args.arch, args.patch_size)
+    check_backbone_fits(args, module, n_blocks, checkpoint)
     backbone = FrozenBackbone(args, module, device, precision, n_blocks)
     split = probe_split(train, settings)
     features = extract_protocol_features(backbone, protocol, train, val, None if split is None else split[1])
@@ -247,7 +257,10 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
                 path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
                 if path is not None:
                     print(f"{checkpoint} -> {path}")
-    except (BackboneWeightsError, FolderLocked) as error:  # weights that contradict --arch; a folder in use
+    except (ValueError, FileNotFoundError, ImageReadError, OSError) as error:  # bad input, an unwritable folder
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ProbeDiverged as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     return 0

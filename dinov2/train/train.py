@@ -22,7 +22,9 @@ from dinov2.train.curriculum import build_phases, check_curriculum
 from dinov2.utils.checks import check_config, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config
 from utils.atomic import atomic_write_text, remove_stale_temporaries
+from utils.cli import one_line
 from utils.dataset_index import DatasetError
+from utils.image_io import ImageReadError
 from utils.run_lock import FolderLocked, folder_lock
 from utils.run_log import run_log
 
@@ -107,8 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ctx = distributed.setup()
     try:
         run_training(cfg, ctx)
-    except (ConfigError, DatasetError, FolderLocked) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ConfigError, DatasetError, FolderLocked, ImageReadError, OSError) as error:  # bad input; full disk
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     except (FloatingPointError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -320,17 +320,17 @@ class Trainer:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
         metrics = open_metrics_log(self.output_dir, start, cfg.train.tensorboard) if self.ctx.is_main else None
-        progress = tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main)
         self._last_time, self._last_iteration = time.perf_counter(), start
         iteration = start
-        while iteration < end:
-            phase = phase_at(self.phases, iteration)
-            if iteration == phase.start:
-                self.enter_phase(phase)
-            phase_end = min(end, phase.end)
-            self._run_phase(phase, iteration, phase_end, end, metrics, progress)
-            iteration = phase_end
-        progress.close()
+        # closed on an error too, so that the error message starts on a line of its own
+        with tqdm(total=end, initial=start, desc="train", unit="it", disable=not self.ctx.is_main) as progress:
+            while iteration < end:
+                phase = phase_at(self.phases, iteration)
+                if iteration == phase.start:
+                    self.enter_phase(phase)
+                phase_end = min(end, phase.end)
+                self._run_phase(phase, iteration, phase_end, end, metrics, progress)
+                iteration = phase_end
         missing = self.missing_exports(end) if self.ctx.is_main else []
         if missing:
             warnings.warn(f"{self.output_dir} lacks the teacher exports of iterations {missing[:10]} (deleted?); "

@@ -22,7 +22,18 @@ POSITIVE_INTS = (
     "crops.global_crops_size",
     "evaluation.eval_period_iterations",
 )
+POSITIVE_FLOATS = (  # a zero or negative value would make the run meaningless (or divide by zero)
+    "optim.base_lr",
+    "teacher.teacher_temp",
+    "teacher.warmup_teacher_temp",
+    "optim.patch_embed_lr_mult",
+    "optim.layerwise_decay",
+)
 NON_NEGATIVE = (
+    "optim.weight_decay",
+    "optim.weight_decay_end",
+    "optim.min_lr",
+    "student.drop_path_rate",
     "train.num_workers",
     "train.stop_after_iterations",
     "optim.warmup_epochs",
@@ -58,7 +69,7 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     for key, allowed in CONFIG_CHOICES.items():
         if _get(cfg, key) not in allowed:
             _fail(key, f"expected one of {', '.join(allowed)}, got {_get(cfg, key)!r}")
-    for key in POSITIVE_INTS:
+    for key in POSITIVE_INTS + POSITIVE_FLOATS:
         if _get(cfg, key) <= 0:
             _fail(key, f"must be positive, got {_get(cfg, key)}")
     for key in NON_NEGATIVE:
