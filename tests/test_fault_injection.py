@@ -1,0 +1,163 @@
+"""SIGKILL at seeded random moments of each long job, then reruns: the outputs equal an uninterrupted run's
+(bit-identical for noise generation, Neighbor2Neighbor and DINOv2; identical results for probes and the toy).
+
+Each job runs once uninterrupted (its wall time T sets the window), then in a fresh folder it is killed at a
+random moment in [0.25 T, 0.95 T], rerun and killed again at another, then rerun to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from dinov2.utils.config import CONFIGS_DIR
+from tests.eval_fixtures import make_separable_tree, make_teacher_export
+from tests.imagetrees import make_tree
+from utils.image_io import iter_image_files
+from utils.make_toy_dataset import build_toy_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+KILLS_PER_JOB = 2
+
+
+def _run(command: list[str]) -> float:
+    start = time.monotonic()
+    subprocess.run(command, cwd=REPO, env=ENV, check=True, capture_output=True, timeout=300)
+    return time.monotonic() - start
+
+
+def _killed_then_finished(command: list[str], wall: float, rng: random.Random) -> int:
+    """Kill ``command`` at KILLS_PER_JOB random moments (each rerun from where the last stopped), then finish it;
+    returns how many kills landed before the command finished on its own."""
+    landed = 0
+    for _ in range(KILLS_PER_JOB):
+        process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=rng.uniform(0.25, 0.95) * wall)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            landed += 1
+        process.wait()
+    _run(command)
+    return landed
+
+
+def _files(root: Path, pattern: str = "*") -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob(pattern)) if p.is_file()}
+
+
+def _check(job: Callable[[Path], list[str]], compare: Callable[[Path, Path], None], tmp_path: Path, seed: int) -> None:
+    wall = _run(job(tmp_path / "reference"))
+    landed = _killed_then_finished(job(tmp_path / "killed"), wall, random.Random(seed))
+    compare(tmp_path / "reference", tmp_path / "killed")
+    assert landed >= 1  # at least one kill interrupted the job (the window lies inside its wall time)
+
+
+def test_noise_generation(tmp_path):
+    clean = make_tree(tmp_path / "clean", classes=4, per_class=15)
+    job = lambda out: [sys.executable, "utils/generate_noise.py", "--src", str(clean), "--noise", "gauss100",  # noqa
+                       "shot3", "--out-prefix", str(out / "noisy"), "--num-workers", "0", "--quiet"]
+
+    def compare(a: Path, b: Path) -> None:
+        for tree in ("noisy-gauss100", "noisy-shot3"):
+            files = sorted(iter_image_files(a / tree))
+            assert files == sorted(iter_image_files(b / tree)) and len(files) == 120
+            assert all((a / tree / rel).read_bytes() == (b / tree / rel).read_bytes() for rel in files)
+
+    _check(job, compare, tmp_path, seed=1)
+
+
+def test_neighbor2neighbor_training(tmp_path):
+    clean = make_tree(tmp_path / "clean", classes=2, per_class=8)
+    job = lambda out: [sys.executable, "Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train",  # noqa
+                       "--output-dir", str(out), "--epochs", "4", "--batch-size", "4", "--patch-size", "16",
+                       "--n-feature", "8", "--num-workers", "0", "--device", "cpu", "--quiet"]
+
+    def compare(a: Path, b: Path) -> None:
+        ca, cb = (torch.load(root / "last.pt", weights_only=False) for root in (a, b))
+        assert ca.pop("args").pop("output_dir") != cb.pop("args").pop("output_dir")  # the only difference
+        _assert_equal(ca, cb)
+
+    _check(job, compare, tmp_path, seed=2)
+
+
+def _assert_equal(a: object, b: object, where: str = "") -> None:
+    """Bit-identical nested checkpoints (tensors compared exactly)."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_equal(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_dinov2_training(tmp_path):
+    build_toy_dataset(tmp_path / "digits", limit=2)
+    job = lambda out: [sys.executable, "-m", "dinov2.train", "--config-file",  # noqa: E731
+                       str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"), "--output-dir", str(out),
+                       f"train.dataset_path={tmp_path / 'digits'}", "optim.epochs=2", "train.checkpoint_period=1"]
+
+    def compare(a: Path, b: Path) -> None:
+        final_a, final_b = (torch.load(sorted(r.glob("model_*.pth"))[-1], weights_only=True) for r in (a, b))
+        assert final_a["iteration"] == final_b["iteration"]
+        for key, value in final_a["model"].items():
+            assert torch.equal(value, final_b["model"][key]), key
+        assert _files(a / "eval", "*.pth") .keys() == _files(b / "eval", "*.pth").keys()
+
+    _check(job, compare, tmp_path, seed=3)
+
+
+def _results(folder: Path) -> dict[str, dict]:
+    """The result JSONs of a folder without their wall-clock fields."""
+    results = {}
+    for path in sorted(folder.glob("*.json")):
+        result = json.loads(path.read_text())
+        result["results"].pop("timing", None)
+        result["results"].pop("train_seconds", None)
+        result.pop("created", None)
+        results[path.name] = result
+    return results
+
+
+def test_linear_probe(tmp_path):
+    for iteration in (4, 9):
+        make_teacher_export(tmp_path / "run", iteration, seed=iteration)
+    data = make_separable_tree(tmp_path / "data", num_classes=3, train_per_class=10, val_per_class=3)
+    job = lambda out: [sys.executable, "-m", "dinov2.eval.linear", "--run-dir", str(tmp_path / "run"),  # noqa
+                       "--train-dataset", str(data / "train"), "--val-dataset", str(data / "val"), "--output-dir",
+                       str(out), "--crop-size", "32", "--num-workers", "0", "--device", "cpu", "--quiet",
+                       "--epochs", "3", "--holdout-fraction", "0.3"]
+
+    def compare(a: Path, b: Path) -> None:
+        assert _results(a) == _results(b) and len(_results(a)) == 2
+
+    _check(job, compare, tmp_path, seed=4)
+
+
+def test_toy_experiment(tmp_path):
+    job = lambda out: [sys.executable, "-m", "toy_mnist.run", "--output-dir", str(out), "--seeds", "0",  # noqa
+                       "--epochs", "2", "--probe-epochs", "1", "--budget", "epochs", "--device", "cpu",
+                       "--batch-size", "64", "--threads", "1", "--quiet"]
+
+    def compare(a: Path, b: Path) -> None:
+        for seed in ("seed_0",):
+            ra, rb = (json.loads((root / seed / "result.json").read_text()) for root in (a, b))
+            assert ra["accuracy"] == rb["accuracy"]
+
+    _check(job, compare, tmp_path, seed=5)
