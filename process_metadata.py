@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     for root in args.roots:
         try:
             index = index_tree(root, args.splits, args.verify, args.num_workers, not args.quiet)
-        except DatasetError as error:
+        except (DatasetError, OSError) as error:  # a bad tree; an unwritable index
             print(f"error: {error}", file=sys.stderr)
             failed = True
             continue

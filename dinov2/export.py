@@ -106,7 +106,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = export_backbone(args.weights, args.output_dir, args.arch, args.patch_size)
-    except (FileNotFoundError, KeyError, BackboneWeightsError) as error:
+    except (OSError, KeyError, BackboneWeightsError) as error:  # a bad source; an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
     config = read_export_config(out)

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         check_page_inputs(args.n2n_psnr, tuple(args.include))
         written = build_report(args.roots, args.output_dir, args.skip_invalid, args.page, args.n2n_psnr,
                                tuple(args.include))
-    except (FileNotFoundError, ResultError, ValueError) as error:
+    except (OSError, ResultError, ValueError) as error:  # bad results; an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{len(written['results'])} result files -> {args.output_dir}: tables {', '.join(written['tables'])}; "

@@ -109,7 +109,7 @@ def test_cli_learns_a_separable_problem_and_writes_valid_json(probe_setup, capsy
     argv = _argv(probe_setup, "--run-dir", str(probe_setup / "run"), "--output-dir", str(out),
                  "--method", "dinov2", "--noise", "gauss100")
     assert linear.main(argv) == 0
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.glob("*.json"))
     assert files == ["linear_training_19.json", "linear_training_9.json"]
     result = load_result(out / "linear_training_19.json")
     assert result["results"]["final"]["top1"] == 100.0

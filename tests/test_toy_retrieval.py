@@ -106,7 +106,7 @@ def test_cli_end_to_end_with_a_teacher_export(toy, tmp_path):
             "--noise", "shot3", "--crop-size", "32", "--num-workers", "0", "--output-dir", str(out),
             "--method", "dinov2", "--checkpoint-label", "final", "--quiet"]
     assert instance_recog.main(argv) == 0
-    (path,) = out.iterdir()
+    (path,) = out.glob("*.json")
     result = load_result(path)
     assert result["noise"] == "shot3" and result["method"] == "dinov2" and result["checkpoint_label"] == "final"
     assert result["settings"]["arm"] == "noisy" and result["results"]["dataset"] == "toy"

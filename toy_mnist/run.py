@@ -24,7 +24,7 @@ from toy_mnist.budget import BUDGET_MODES, PAPER_EPOCHS, PAPER_PROBE_EPOCHS, mak
 from toy_mnist.data import MnistDataError, load_toy_data
 from toy_mnist.experiment import RESULT_NAME, run_repetition
 from toy_mnist.views import PAPER_NOISE_STD
-from utils.cli import add_output_dir, add_quiet, fail
+from utils.cli import add_output_dir, add_quiet, check_outside, fail
 from utils.device import resolve_device
 from utils.manifest import ManifestMismatch, check_or_write_manifest
 from utils.run_lock import FolderLocked, folder_lock
@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{budget.describe()}; device {device}")
     settings = {"data_source": data.source, "budget": budget.to_dict(), "noise_std": args.noise_std,
                 "batch_size": args.batch_size, "lr": args.lr}
+    if args.data_root is not None:
+        try:
+            check_outside(args.output_dir, {"--data-root": args.data_root})
+        except ValueError as error:
+            fail(str(error))
     try:
         check_or_write_manifest(args.output_dir / SETTINGS_NAME, settings,
                                 remedy="finished repetitions are kept, so give another --output-dir")
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             with folder_lock(folder):  # one process per repetition (different seeds may run side by side)
                 summary = run_repetition(data, seed, budget, folder, device, args.noise_std, args.batch_size,
                                          args.lr, progress=not args.quiet)
-        except FolderLocked as error:
+        except (FolderLocked, OSError) as error:  # a repetition in use; an unwritable or full output folder
             fail(str(error))
         accuracies = ", ".join(f"{arm} {value:.2f} %" for arm, value in summary["accuracy"].items())
         print(f"seed {seed}: {accuracies} ({time.perf_counter() - start:.0f} s)", flush=True)

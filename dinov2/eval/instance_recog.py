@@ -32,6 +32,7 @@ from dinov2.eval.retrieval_data import RetrievalImages, RetrievalSet, load_retri
 from dinov2.eval.revisited import DEFAULT_KAPPAS, evaluate_revisited
 from dinov2.eval.transforms import default_resize_size, make_eval_transform
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
+from utils.cli import check_outside
 from utils.noise import parse_noise
 from utils.run_lock import FolderLocked, folder_lock
 
@@ -133,6 +134,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[RetrievalSet, list[Path],
             raise ValueError("--denoised-from labels --denoised-root images; give --denoised-root too")
         args.denoised_from = parse_noise(args.denoised_from).canonical
     data = load_retrieval_set(args.data_root, args.dataset)
+    check_outside(args.output_dir, {"--data-root": args.data_root})
     checkpoints = list(iter_checkpoints(args.pretrained_weights, args.run_dir))
     device = resolve_device(args.device)
     args.precision = resolve_precision(args.precision, device)
