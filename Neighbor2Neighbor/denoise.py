@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
         # one process per shard of the folder (the shards of one job write it together)
-        with folder_lock(args.output_dir, "" if shard.whole else f"shard-{shard.index}-of-{shard.count}"):
+        with folder_lock(args.output_dir, shard.lock_name):
             check_or_write_manifest(args.output_dir / MANIFEST_FILENAME, {
                 "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
                 "tile_overlap": args.tile_overlap, "src_noise": src.noise_settings(),

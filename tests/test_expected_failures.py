@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dinov2.eval import linear
+from dinov2.eval import knn, linear
 from dinov2.train.train import main as dinov2_main
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor import train as n2n
@@ -34,19 +34,38 @@ def _one_error_line(stderr: str, *named: str) -> None:
     assert all(name in lines[0] for name in named), lines[0]
 
 
-def test_a_full_disk_stops_with_one_line_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
-    class FullDisk(io.FileIO):
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
+class FullDisk(io.FileIO):
+    """A file whose writes fail as on a full disk (every atomic write of the project goes through one)."""
 
+    def __init__(self, path, mode, encoding=None):
+        super().__init__(path, "w")
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_stops_with_one_line_and_a_rerun_completes(digits, tmp_path, monkeypatch, capsys):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=4)
-    out = tmp_path / "run"
-    monkeypatch.setattr(atomic, "open", lambda path, mode, encoding=None: FullDisk(path, "w"), raising=False)
-    assert n2n.main(_n2n(f"noisy:gauss50:{clean}:train", out)) == 2
-    _one_error_line(capsys.readouterr().err, "No space left on device")
-    assert not (out / "last.pt").exists() and not [p for p in out.iterdir() if ".tmp-" in p.name]
-    monkeypatch.undo()
-    assert n2n.main(_n2n(f"noisy:gauss50:{clean}:train", out)) == 0 and (out / "last.pt").is_file()
+    make_teacher_export(tmp_path / "export", 9)
+    data = make_separable_tree(tmp_path / "data", num_classes=2, train_per_class=4, val_per_class=2)
+    jobs = {
+        "n2n": lambda out: n2n.main(_n2n(f"noisy:gauss50:{clean}:train", out)),
+        "dinov2": lambda out: dinov2_main(["--config-file", str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"),
+                                           "--output-dir", str(out), f"train.dataset_path={digits}",
+                                           "optim.epochs=1"]),
+        "knn": lambda out: knn.main(["--pretrained-weights", str(tmp_path / "export"), "--train-dataset",
+                                     str(data / "train"), "--val-dataset", str(data / "val"), "--output-dir",
+                                     str(out), "--crop-size", "32", "--num-workers", "0", "--device", "cpu",
+                                     "--quiet"]),
+    }
+    for name, job in jobs.items():
+        out = tmp_path / name
+        monkeypatch.setattr(atomic, "open", FullDisk, raising=False)
+        assert job(out) == 2, name
+        _one_error_line(capsys.readouterr().err, "No space left on device")
+        assert not [p for p in out.rglob("*") if ".tmp-" in p.name], name
+        monkeypatch.undo()
+        assert job(out) == 0, name  # the cause is fixed: the rerun completes
 
 
 @pytest.fixture()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 EXIT_FAILURE = 1
@@ -21,8 +23,6 @@ EXIT_BAD_INPUT = 2
 def add_output_dir(parser: argparse.ArgumentParser, help: str, *aliases: str, required: bool = True,
                    **kwargs: Any) -> None:
     """``--output-dir`` (plus older spellings in ``aliases``, e.g. ``--dst``), stored as ``args.output_dir``."""
-    from pathlib import Path
-
     parser.add_argument("--output-dir", *aliases, dest="output_dir", type=Path, required=required, help=help,
                         **kwargs)
 
@@ -40,8 +40,6 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def fail(message: str) -> NoReturn:
     """Stop a command for bad arguments or input: one line on stderr, exit status 2."""
-    import sys
-
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_BAD_INPUT)
 
@@ -50,8 +48,6 @@ def check_outside(output: "os.PathLike | str", inputs: dict[str, "os.PathLike | 
                   option: str = "--output-dir") -> None:
     """Raise ``ValueError`` when ``output`` is one of the input folders (``{option name: folder}``) or lies inside
     one: its files would be read back as input, or overwrite it."""
-    from pathlib import Path
-
     out = Path(output).resolve()
     for name, folder in inputs.items():
         source = Path(folder).resolve()

@@ -175,10 +175,9 @@ def generate_noise(
                          "folders instead, then run the shards")
     tasks = shard.take(plan(src, settings, out_prefix, seed, quantization, png_compression))
     stats = {setting: SettingStats() for setting in settings}
-    lock_name = "" if shard.whole else f"shard-{shard.index}-of-{shard.count}"
     with contextlib.ExitStack() as locks:  # one process per output tree (per shard of it)
         for setting in settings:
-            locks.enter_context(folder_lock(output_root(out_prefix, setting), lock_name))
+            locks.enter_context(folder_lock(output_root(out_prefix, setting), shard.lock_name))
         manifests = {setting: {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
                                "quantization": quantization, "source": str(src.resolve())} for setting in settings}
         redo = {setting for setting in settings

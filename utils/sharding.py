@@ -37,6 +37,11 @@ class Shard:
     def whole(self) -> bool:
         return self.count == 1
 
+    @property
+    def lock_name(self) -> str:
+        """The name of this shard's lock on a folder the shards write together (none for a whole job)."""
+        return "" if self.whole else f"shard-{self.index}-of-{self.count}"
+
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
