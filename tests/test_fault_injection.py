@@ -2,7 +2,8 @@
 (bit-identical for noise generation, Neighbor2Neighbor and DINOv2; identical results for probes and the toy).
 
 Each job runs once uninterrupted (its wall time T sets the window), then in a fresh folder it is killed at a
-random moment in [0.25 T, 0.95 T], rerun and killed again at another, then rerun to the end.
+random moment in [0.25 T, 0.95 T], rerun and killed again at another, then rerun to the end. When no kill landed
+(this machine ran the job faster than T), the folder is cleared and the window halved, up to 4 times.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,18 +38,23 @@ def _run(command: list[str]) -> float:
     return time.monotonic() - start
 
 
-def _killed_then_finished(command: list[str], wall: float, rng: random.Random) -> int:
-    """Kill ``command`` at KILLS_PER_JOB random moments (each rerun from where the last stopped), then finish it;
-    returns how many kills landed before the command finished on its own."""
-    landed = 0
-    for _ in range(KILLS_PER_JOB):
-        process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            process.wait(timeout=rng.uniform(0.25, 0.95) * wall)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            landed += 1
-        process.wait()
+def _killed_then_finished(command: list[str], folder: Path, wall: float, rng: random.Random) -> int:
+    """Kill ``command`` (which writes into ``folder``) at KILLS_PER_JOB random moments, each rerun resuming from where
+    the last stopped, then finish it; returns how many kills landed before the command finished on its own."""
+    for attempt in range(4):
+        shutil.rmtree(folder, ignore_errors=True)
+        landed = 0
+        for _ in range(KILLS_PER_JOB):
+            process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            try:
+                process.wait(timeout=rng.uniform(0.25, 0.95) * wall / 2 ** attempt)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                landed += 1
+            process.wait()
+        if landed:
+            break
     _run(command)
     return landed
 
@@ -58,7 +65,7 @@ def _files(root: Path, pattern: str = "*") -> dict[str, bytes]:
 
 def _check(job: Callable[[Path], list[str]], compare: Callable[[Path, Path], None], tmp_path: Path, seed: int) -> None:
     wall = _run(job(tmp_path / "reference"))
-    landed = _killed_then_finished(job(tmp_path / "killed"), wall, random.Random(seed))
+    landed = _killed_then_finished(job(tmp_path / "killed"), tmp_path / "killed", wall, random.Random(seed))
     compare(tmp_path / "reference", tmp_path / "killed")
     assert landed >= 1  # at least one kill interrupted the job (the window lies inside its wall time)
 

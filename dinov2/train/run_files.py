@@ -28,16 +28,17 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(saved_yaml: str, cfg: DictConfig) -> list[str]:
-    """``key: saved -> now`` for every key of ``cfg`` whose value differs from the saved config's (its derived
-    section and :data:`RESUME_MUTABLE_KEYS` aside); empty when nothing was saved."""
+    """``key: saved -> now`` for every key of the saved config whose value in ``cfg`` differs (its derived section
+    and :data:`RESUME_MUTABLE_KEYS` aside; keys a newer version added are not compared); empty when nothing was
+    saved."""
     if not saved_yaml:
         return []
     saved = OmegaConf.to_container(OmegaConf.create(saved_yaml))
     saved.pop("derived", None)
     saved_flat = _flatten(saved)
     now_flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    return [f"{key}: {saved_flat.get(key)!r} -> {now_flat[key]!r}" for key in sorted(now_flat)
-            if key not in RESUME_MUTABLE_KEYS and saved_flat.get(key) != now_flat[key]]
+    return [f"{key}: {saved_flat[key]!r} -> {now_flat[key]!r}" for key in sorted(now_flat)
+            if key in saved_flat and key not in RESUME_MUTABLE_KEYS and saved_flat[key] != now_flat[key]]
 
 
 def git_sha() -> str:
