@@ -8,6 +8,13 @@ Baseline: the student's forward (backbone + head on the class tokens) and backwa
 alone on the same crops. The two are measured alternately and the medians compared; the ratio is the cost of
 everything else (target on the CPU: at most 1.3x). Also prints images/s and peak memory; ``--output-json``
 writes the same figures to a file.
+
+Efficiency: the FLOPs of one full step are counted with PyTorch's FLOP counter (matrix products and attention, as
+PyTorch counts them), divided by the step's median time, and compared with this machine's dense matmul rate
+measured in the same run (fp32, or the step's autocast dtype on CUDA: square products of 2048, best of several):
+the practical limit. The ImageNet-100 recipe's shapes on a CPU-sized batch:
+
+    python bench/train_step.py --config-file dinov2/configs/train/imagenet100_vits16.yaml train.batch_size_per_gpu=4
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from dinov2.train.trainer import Trainer
 from dinov2.utils.checks import check_config
 from dinov2.utils.config import CONFIGS_DIR, load_config
 from utils.atomic import atomic_write_json
-from utils.device import autocast
+from utils.device import AUTOCAST_DTYPES, autocast
 
 DEFAULT_CONFIG = CONFIGS_DIR / "train" / "tiny_cpu.yaml"
 
@@ -76,6 +83,23 @@ def baseline_step(trainer: Trainer, batch: dict) -> None:
     model.student.zero_grad(set_to_none=True)
 
 
+def step_flops(trainer: Trainer, batch: dict) -> int:
+    """FLOPs of one full training step (forward, backward and optimizer), as PyTorch's FLOP counter counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(batch, 0)
+    return int(counter.get_total_flops())
+
+
+def matmul_flops_per_s(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048,
+                       repeats: int = 5) -> float:
+    """Dense matrix-product FLOP/s of this device: the best of ``repeats`` products of two ``size`` squares."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    best = min(_timed(lambda: a @ b, device) for _ in range(repeats + 1))  # the first call warms up
+    return 2 * size ** 3 / best
+
+
 def _timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -100,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(cfg, ctx, Path(scratch), dataset=None)
         batch = batch_to_device(synthetic_batch(cfg), ctx.device)
+        flops = step_flops(trainer, batch)
+        limit = matmul_flops_per_s(ctx.device, AUTOCAST_DTYPES.get(trainer.precision, torch.float32))
         full_times, base_times = [], []
         if ctx.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(ctx.device)
@@ -121,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(), "steps": args.steps,
         "full_step_s": full_s, "baseline_step_s": base_s, "ratio": full_s / base_s,
         "images_per_s": cfg.train.batch_size_per_gpu / full_s, **peak,
+        "step_gflop": flops / 1e9, "achieved_gflop_per_s": flops / full_s / 1e9,
+        "matmul_gflop_per_s": limit / 1e9, "fraction_of_matmul_limit": flops / full_s / limit,
     }
     print(json.dumps(result, indent=2))
     print(f"full SSL step {full_s * 1e3:.1f} ms vs student fwd+bwd + teacher fwd {base_s * 1e3:.1f} ms: "
           f"ratio {result['ratio']:.2f}x (target <= 1.3x on CPU), {result['images_per_s']:.1f} images/s")
+    print(f"{result['step_gflop']:.2f} GFLOP per step, {result['achieved_gflop_per_s']:.1f} GFLOP/s achieved = "
+          f"{100 * result['fraction_of_matmul_limit']:.0f} % of this device's dense matmul rate "
+          f"({result['matmul_gflop_per_s']:.1f} GFLOP/s)")
     if args.output_json:
         atomic_write_json(args.output_json, result)
     return 0
