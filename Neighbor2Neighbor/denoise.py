@@ -28,7 +28,6 @@ denoised and written as DST/jpg/<name>.png; the gnd_*.pkl files are copied.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from collections import defaultdict
@@ -49,7 +48,8 @@ from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet, check_outside
 from utils.dataset_index import LABELS_FILENAME
-from utils.device import PRECISIONS, resolve_device, resolve_precision
+from utils.device import PRECISIONS, resolve_precision
+from utils.distributed import launched_local_rank, rank_device
 from utils.image_io import ImageReadError, iter_image_files, png_relpath, save_png_atomic
 from utils.image_tree import ImageTree, tree_argument
 from utils.manifest import check_or_write_manifest
@@ -231,14 +231,6 @@ def source_tree(args: argparse.Namespace) -> ImageTree:
     return src
 
 
-def rank_device(name: str) -> torch.device:
-    """--device, with a bare ``cuda`` (or ``auto`` on a GPU machine) meaning the rank's GPU under torchrun."""
-    device = resolve_device(name)
-    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return device
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit status 2 for bad input or unreadable images (named on stderr)."""
     args = build_parser().parse_args(argv)
@@ -248,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--batch-size and --block-images must be positive, --num-workers not negative")
         check_tiling(args.tile, args.tile_overlap)
         src = source_tree(args)
-        device = rank_device(args.device)
+        device = rank_device(args.device)  # each torchrun rank denoises on its own GPU
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
         # one process per shard of the folder (the shards of one job write it together)
@@ -262,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size,
                                   args.num_workers, args.tile, args.tile_overlap,
                                   args.revisitop_noise is not None or _is_revisitop(src),
-                                  not args.quiet and os.environ.get("LOCAL_RANK", "0") == "0", shard,
+                                  not args.quiet and launched_local_rank() == 0, shard,
                                   args.block_images)
     except (ValueError, OSError) as error:  # bad input, an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from utils.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -38,16 +40,25 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def launched_rank() -> int:
-    """RANK of a torchrun launch, 0 otherwise."""
-    return int(os.environ.get("RANK", "0"))
+def launched_local_rank() -> int:
+    """LOCAL_RANK of a torchrun launch (the process's index on its node), 0 otherwise."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def rank_device(name: str) -> torch.device:
+    """``--device`` (see :func:`utils.device.resolve_device`), a bare ``cuda`` (or ``auto`` on a GPU machine)
+    meaning this rank's GPU, ``cuda:LOCAL_RANK``, under torchrun: for jobs that need no process group."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", launched_local_rank())
+    return device
 
 
 def setup(prefer_cuda: bool = True) -> DistributedContext:
     """Initialise the default process group when launched by torchrun with more than one process."""
     n_ranks = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = launched_local_rank()
     use_cuda = prefer_cuda and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)

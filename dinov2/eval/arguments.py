@@ -12,7 +12,7 @@ from typing import Optional
 
 from dinov2.eval.knn_classifier import DEFAULT_KS, DEFAULT_TEMPERATURE
 from dinov2.eval.linear_heads import AVGPOOL_OPTIONS, BASE_LEARNING_RATES, N_LAST_BLOCKS
-from dinov2.eval.linear_probe import ProbeSettings
+from dinov2.eval.linear_probe import ProbeSettings, check_holdout_fraction
 from dinov2.eval.transforms import (
     DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_train_augment_transform,
 )
@@ -125,8 +125,7 @@ def settings_from_args(args: argparse.Namespace) -> ProbeSettings:
         raise ValueError(f"--learning-rates must be positive, got {args.learning_rates}")
     if min(args.n_last_blocks) < 1:
         raise ValueError(f"--n-last-blocks must be at least 1, got {args.n_last_blocks}")
-    if not 0 <= args.holdout_fraction < 1:
-        raise ValueError(f"--holdout-fraction must be in [0, 1), got {args.holdout_fraction}")
+    check_holdout_fraction(args.holdout_fraction)
     if args.augment:
         make_train_augment_transform(args.crop_size, tuple(args.augment_scale), args.augment_hflip)
     return ProbeSettings(epochs=args.epochs, batch_size=args.batch_size,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -17,15 +16,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from utils.image_tree import ImageTree, open_tree
+from utils.dataset_index import TreeLike
+from utils.image_tree import open_tree
 
 
 class ImageListDataset(Dataset):
     """Images at ``root/relpath`` (a tree spelling: stored or noised on the fly) with integer labels, returned as
     ``(transform(pil), label)``."""
 
-    def __init__(self, root: "Path | str | ImageTree", samples: Sequence[tuple[str, int]], transform: Callable
-                 ) -> None:
+    def __init__(self, root: TreeLike, samples: Sequence[tuple[str, int]], transform: Callable) -> None:
         self.root = open_tree(root)
         self.samples = list(samples)
         self.transform = transform

@@ -42,12 +42,17 @@ class ProbeSettings:
     world_size: int = 1
 
 
+def check_holdout_fraction(fraction: float) -> None:
+    """``ValueError`` naming --holdout-fraction unless it lies in [0, 1)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"--holdout-fraction must be in [0, 1), got {fraction}")
+
+
 def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit indices, held-out indices): a seeded split with the same class proportions; no holdout at 0."""
+    check_holdout_fraction(fraction)
     if fraction == 0:
         return np.arange(len(labels)), np.array([], dtype=np.int64)
-    if not 0 < fraction < 1:
-        raise ValueError(f"--holdout-fraction must be in [0, 1), got {fraction}")
     fit, held_out = stratified_split(np.asarray(labels), fraction, stable_seed("linear-probe-holdout", seed))
     if len(held_out) == 0:
         raise ValueError(f"--holdout-fraction {fraction} leaves no held-out image; use a larger fraction")

@@ -257,7 +257,7 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
                 path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
                 if path is not None:
                     print(f"{checkpoint} -> {path}")
-    except (ValueError, FileNotFoundError, ImageReadError, OSError) as error:  # bad input, an unwritable folder
+    except (ValueError, ImageReadError, OSError) as error:  # bad input, an unwritable folder
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ProbeDiverged as error:

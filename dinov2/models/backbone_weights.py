@@ -52,7 +52,7 @@ class BackboneSpec:
             interpolate_antialias=self.interpolate_antialias, interpolate_offset=self.interpolate_offset)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), **{k: v for k, v in VIT_SIZES[self.arch].items()}}
+        return {**asdict(self), **VIT_SIZES[self.arch]}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "BackboneSpec":
