@@ -4,10 +4,10 @@
 
 Full step: everything ``python -m dinov2.train`` does per iteration (schedules, teacher on the global crops,
 student on all crops, DINO/iBOT/KoLeo losses, centering, loss check, backward, clipping, AdamW, EMA).
-Baseline: the student's forward (backbone + head on the class tokens) and backward plus the teacher's forward
-alone on the same crops. The two are measured alternately and the medians compared; the ratio is the cost of
-everything else (target on the CPU: at most 1.3x). Also prints images/s and peak memory; ``--output-json``
-writes the same figures to a file.
+Baseline: the student's forward (backbone, then the heads on the class tokens and the masked patch tokens) and
+backward plus the teacher's forward alone on the same crops. The two are measured alternately and the medians
+compared; the ratio is the cost of everything else (target on the CPU: at most 1.3x). Also prints images/s and
+peak memory; ``--output-json`` writes the same figures to a file.
 
 Efficiency: the FLOPs of one full step are counted with PyTorch's FLOP counter (matrix products and attention, as
 PyTorch counts them), divided by the step's median time, and compared with this machine's dense matmul rate
@@ -68,17 +68,35 @@ def synthetic_batch(cfg, seed: int = 0) -> dict:
     )
 
 
+def _head_scores(model, branch: dict, cls_tokens: torch.Tensor, patch_tokens: torch.Tensor | None) -> list:
+    """The heads on the class tokens and, with iBOT, on the masked patch tokens: the model's own output."""
+    if patch_tokens is None:
+        return [branch["dino_head"](cls_tokens)]
+    if model.ibot_separate_head:
+        return [branch["dino_head"](cls_tokens), branch["ibot_head"](patch_tokens)]
+    return [branch["dino_head"](torch.cat((cls_tokens, patch_tokens)))]
+
+
+def _masked_patches(output: dict, batch: dict, do_ibot: bool) -> torch.Tensor | None:
+    if not do_ibot:
+        return None
+    return torch.index_select(output["x_norm_patchtokens"].flatten(0, 1), 0, batch["mask_indices_list"])
+
+
 def baseline_step(trainer: Trainer, batch: dict) -> None:
-    """Student forward + backward and teacher forward, nothing else."""
+    """Student forward + backward and teacher forward (backbones and heads on every token the losses use), nothing
+    else: no targets, losses, centering, optimizer or EMA."""
     model = trainer.model
     with autocast(trainer.ctx.device, trainer.precision):
         with torch.no_grad():
             teacher = model.teacher["backbone"](batch["collated_global_crops"], is_training=True)
-            model.teacher["dino_head"](teacher["x_norm_clstoken"])
+            _head_scores(model, model.teacher, teacher["x_norm_clstoken"],
+                         _masked_patches(teacher, batch, model.do_ibot))
         crops = [batch["collated_global_crops"], batch["collated_local_crops"]]
         outputs = model.student["backbone"](crops, masks=[batch["collated_masks"], None], is_training=True)
         cls_tokens = torch.cat([out["x_norm_clstoken"] for out in outputs])
-        loss = model.student["dino_head"](cls_tokens).float().mean()
+        scores = _head_scores(model, model.student, cls_tokens, _masked_patches(outputs[0], batch, model.do_ibot))
+        loss = sum(score.float().mean() for score in scores)
     loss.backward()
     model.student.zero_grad(set_to_none=True)
 
@@ -96,11 +114,11 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype = torch.float32,
                        repeats: int = 5) -> float:
     """Dense matrix-product FLOP/s of this device: the best of ``repeats`` products of two ``size`` squares."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    best = min(_timed(lambda: a @ b, device) for _ in range(repeats + 1))  # the first call warms up
+    best = min(timed(lambda: a @ b, device) for _ in range(repeats + 1))  # the first call warms up
     return 2 * size ** 3 / best
 
 
-def _timed(fn, device: torch.device) -> float:
+def timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -125,16 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, ctx, Path(scratch), dataset=None)
         batch = batch_to_device(synthetic_batch(cfg), ctx.device)
         flops = step_flops(trainer, batch)
-        limit = matmul_flops_per_s(ctx.device, AUTOCAST_DTYPES.get(trainer.precision, torch.float32))
+        matmul_dtype = AUTOCAST_DTYPES.get(trainer.precision, torch.float32)
+        limit = matmul_flops_per_s(ctx.device, matmul_dtype)
         full_times, base_times = [], []
         if ctx.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(ctx.device)
         for step in tqdm(range(args.warmup + args.steps), desc="bench", unit="step"):
-            base = _timed(lambda: baseline_step(trainer, batch), ctx.device)
-            full = _timed(lambda: trainer.train_step(batch, step % len(trainer.schedules)), ctx.device)
+            base = timed(lambda: baseline_step(trainer, batch), ctx.device)
+            logged = step % cfg.train.log_period == 0  # the diagnostics are computed on logged iterations only
+            full = timed(lambda: trainer.train_step(batch, step % len(trainer.schedules), diagnose=logged),
+                         ctx.device)
             if step >= args.warmup:
                 base_times.append(base)
                 full_times.append(full)
+        # measured again after the steps, the best of both: one slow moment on a shared machine must not lower it
+        limit = max(limit, matmul_flops_per_s(ctx.device, matmul_dtype))
     full_s, base_s = statistics.median(full_times), statistics.median(base_times)
     if ctx.device.type == "cuda":
         peak = {"peak_cuda_memory_mib": torch.cuda.max_memory_allocated(ctx.device) / 2**20}

@@ -16,7 +16,7 @@ CLIS = [
     "utils.make_toy_dataset", "utils.make_toy_retrieval", "utils.plot_noise_grid", "toy_mnist.run",
     "toy_mnist.aggregate", "exps.report", "exps.miniature_stats", "exps.miniature_baselines",
     "exps.generate_instance_recog_script", "bench.data_pipeline", "bench.denoise_shards", "bench.dino_recipe_search",
-    "bench.linear_probe", "bench.n2n", "bench.noise_generation", "bench.train_step",
+    "bench.linear_probe", "bench.n2n", "bench.noise_generation", "bench.train_step", "bench.gpu_check", "bench.prototype_loss",
 ]
 RECIPES = sorted(str(p.relative_to(REPO)) for pattern in ("exps/*.sh", "Neighbor2Neighbor/*.sh", "toy_mnist/*.sh")
                  for p in REPO.glob(pattern))

@@ -1,12 +1,11 @@
 """The README's main command, end to end, at smoke scale: exps/quickstart.sh with QUICKSTART_PROFILE=smoke
 (300 digits, a handful of steps per stage) must finish, write every expected file, and every result must
-validate; a second call finds everything done."""
+validate; a second call with another OUT and SEED reuses the shared data and denoised tree."""
 
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,7 @@ def _quickstart(tmp_path: Path, out: str = "out", seed: str = "0") -> subprocess
 
 @pytest.mark.slow
 def test_quickstart_smoke_runs_every_stage_and_resumes(tmp_path):
-    started = time.perf_counter()
     first = _quickstart(tmp_path)
-    first_seconds = time.perf_counter() - started
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = tmp_path / "out"
     report = out / "report"
@@ -65,16 +62,13 @@ def test_quickstart_smoke_runs_every_stage_and_resumes(tmp_path):
     assert psnr["images"] == 60 and psnr["denoised_psnr"] > 0
     assert "done in" in first.stdout
 
-    started = time.perf_counter()
-    second = _quickstart(tmp_path)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert time.perf_counter() - started < first_seconds
-    assert "skip" in second.stdout
-
-    # another OUT and SEED in the same checkout: nothing collides, the same denoiser's tree is reused
+    # another OUT and SEED in the same checkout: nothing collides, the shared data and the same denoiser's tree are
+    # found done and reused (each stage's own skip and resume are tested with the stage; a whole second call of the
+    # same OUT costs 74 s of process start-ups and is left out)
     third = _quickstart(tmp_path, out="out_seed1", seed="1")
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     denoised = sorted((tmp_path / "data").glob("noisy_mnist300-gauss100-denoised-*"))
     assert len(denoised) == 1 and "0 written" in third.stdout
+    assert "gauss100            0      300" in third.stdout  # the noisy copy: nothing written, 300 skipped
     seeds = [OmegaConf.load(run / "dinov2_noisy" / "config.yaml").train.seed for run in (out, tmp_path / "out_seed1")]
     assert seeds == [0, 1]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dinov2.loss.soft_cross_entropy import soft_cross_entropy
 
 from utils.distributed import all_reduce_sum, world_size
 from dinov2.loss.sinkhorn import sinkhorn_knopp
@@ -27,7 +30,7 @@ class DINOLoss(nn.Module):
     @torch.no_grad()
     def softmax_center_teacher(self, teacher_output: torch.Tensor, teacher_temp: float) -> torch.Tensor:
         """Teacher probabilities ``softmax((t - center) / teacher_temp)`` over the last dimension."""
-        return F.softmax((teacher_output - self.center) / teacher_temp, dim=-1)
+        return F.softmax(torch.sub(teacher_output, self.center).div_(teacher_temp), dim=-1)
 
     @torch.no_grad()
     def sinkhorn_knopp_teacher(
@@ -37,17 +40,28 @@ class DINOLoss(nn.Module):
         return sinkhorn_knopp(teacher_output, teacher_temp, n_iterations)
 
     def forward(
-        self, student_output_list: Sequence[torch.Tensor], teacher_out_softmaxed_centered_list: Sequence[torch.Tensor]
+        self,
+        student_output_list: Sequence[torch.Tensor] | torch.Tensor,
+        teacher_out_softmaxed_centered_list: Sequence[torch.Tensor] | torch.Tensor,
     ) -> torch.Tensor:
         """Sum over every (student, teacher) pair of the batch-mean cross-entropy ``H(t, softmax(s / T_s))``.
 
-        No pair is excluded here: the caller decides which views face which (crop swapping, locals vs globals).
+        Each side is a sequence of ``[B, K]`` tensors or one ``[n, B, K]`` tensor holding ``n`` views of the same
+        ``B`` images (the local crops: no copy, no split). No pair is excluded here: the caller decides which
+        views face which (crop swapping, locals vs globals). The teachers are summed first: ``sum_t H(t, p) =
+        H(sum_t t, p)``, one cross-entropy per student instead of one per pair.
         """
-        total = torch.zeros((), device=student_output_list[0].device)
-        for student in student_output_list:
-            log_probs = F.log_softmax(student.float() / self.student_temp, dim=-1)
-            for teacher in teacher_out_softmaxed_centered_list:
-                total = total - (teacher * log_probs).sum(dim=-1).mean()
+        teachers = teacher_out_softmaxed_centered_list
+        if torch.is_tensor(teachers) and teachers.dim() == 3:
+            target = teachers.sum(dim=0)
+        else:
+            target = functools.reduce(torch.add, teachers)
+        students = student_output_list
+        if torch.is_tensor(students) and students.dim() == 3:
+            students = [students]
+        total = torch.zeros((), device=target.device)
+        for student in students:
+            total = total + soft_cross_entropy(student, target, self.student_temp).mean(dim=-1).sum()
         return total
 
     @torch.no_grad()

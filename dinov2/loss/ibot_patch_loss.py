@@ -8,6 +8,7 @@ from torch import nn
 
 from utils.distributed import all_reduce_sum
 from dinov2.loss.sinkhorn import sinkhorn_knopp
+from dinov2.loss.soft_cross_entropy import soft_cross_entropy
 
 
 class iBOTPatchLoss(nn.Module):  # noqa: N801 (upstream's public name)
@@ -26,7 +27,7 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 (upstream's public name)
     def softmax_center_teacher(self, teacher_patch_tokens: torch.Tensor, teacher_temp: float) -> torch.Tensor:
         """Teacher probabilities ``softmax((t - center) / teacher_temp)``; accepts ``[..., patch_out_dim]``."""
         center = self.center.reshape(-1) if teacher_patch_tokens.dim() < 3 else self.center
-        return F.softmax((teacher_patch_tokens - center) / teacher_temp, dim=-1)
+        return F.softmax(torch.sub(teacher_patch_tokens, center).div_(teacher_temp), dim=-1)
 
     @torch.no_grad()
     def sinkhorn_knopp_teacher(
@@ -54,19 +55,19 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 (upstream's public name)
         ``student_masks_flat [n_images, N]`` when not given); the weighted sum is divided by the number of
         images, so every image counts once whatever its mask size. ``n_masked_patches`` drops padding rows.
         """
-        log_probs = F.log_softmax(student_patch_tokens_masked.float() / self.student_temp, dim=-1)
-        per_token = (teacher_patch_tokens_masked * log_probs).sum(dim=-1)
+        if n_masked_patches is not None:
+            student_patch_tokens_masked = student_patch_tokens_masked[:n_masked_patches]
+            teacher_patch_tokens_masked = teacher_patch_tokens_masked[:n_masked_patches]
+        per_token = soft_cross_entropy(student_patch_tokens_masked, teacher_patch_tokens_masked, self.student_temp)
         if masks_weight is None:
             masks = student_masks_flat.bool()
             per_image = 1.0 / masks.sum(dim=-1).clamp(min=1.0)
             masks_weight = per_image.unsqueeze(-1).expand_as(masks)[masks]
-        if n_masked_patches is not None:
-            per_token = per_token[:n_masked_patches]
         if per_token.shape[0] != masks_weight.shape[0]:
             raise ValueError(
                 f"iBOTPatchLoss: {per_token.shape[0]} masked tokens but {masks_weight.shape[0]} mask weights"
             )
-        return -(per_token * masks_weight).sum() / student_masks_flat.shape[0]
+        return (per_token * masks_weight).sum() / student_masks_flat.shape[0]
 
     @torch.no_grad()
     def update_center(self, teacher_patch_tokens: torch.Tensor) -> None:

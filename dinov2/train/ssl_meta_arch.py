@@ -94,7 +94,7 @@ class SSLMetaArch(nn.Module):
             param.requires_grad = False
         # forward callables; the training loop may replace them by DDP / compiled wrappers of the same modules
         self.student_forward: dict[str, Callable] = dict(self.student.items())
-        self.dino_target_entropy: Optional[torch.Tensor] = None  # of the last batch's DINO targets (nats)
+        self.last_dino_targets: Optional[torch.Tensor] = None  # of the last batch, for dino_target_entropy()
         self.teacher_forward: dict[str, Callable] = dict(self.teacher.items())
 
     def forward(self, *args, **kwargs):
@@ -126,10 +126,14 @@ class SSLMetaArch(nn.Module):
         targets = self.targets_of(self.teacher_forward["backbone"], self.teacher_forward,
                                   batch["collated_global_crops"], batch, teacher_temp, self.dino_loss,
                                   self.ibot_patch_loss, update_centers)
-        if targets.dino is not None:
-            # ln(prototypes) means uniform targets: DINO's class-token objective then teaches nothing
-            self.dino_target_entropy = mean_entropy(targets.dino)
+        self.last_dino_targets = targets.dino
         return targets
+
+    @torch.no_grad()
+    def dino_target_entropy(self) -> Optional[torch.Tensor]:
+        """Mean entropy (nats) of the last batch's DINO targets; None without them. ln(prototypes) means uniform
+        targets: DINO's class-token objective then teaches nothing. On demand: a pass over ``[2B, K]`` rows."""
+        return None if self.last_dino_targets is None else mean_entropy(self.last_dino_targets)
 
     # ----- student -----
     def student_outputs(self, batch: dict) -> StudentOutputs:
@@ -171,7 +175,8 @@ class SSLMetaArch(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         if self.do_dino:
             if n_local > 0:
-                local_loss = self.dino_loss(student.local_cls.chunk(n_local), targets.dino) / n_terms
+                local_views = student.local_cls.unflatten(0, (n_local, -1))  # [L, B, K]: every local crop of B images
+                local_loss = self.dino_loss(local_views, targets.dino) / n_terms
                 terms["dino_local_crops_loss"] = self.cfg.dino.loss_weight * local_loss
             # both global crops go through the loss at once, hence the factor 2 (upstream's loss_scales)
             global_loss = self.dino_loss([student.global_cls], [targets.dino.flatten(0, 1)]) * 2 / n_terms

@@ -31,6 +31,7 @@ from dinov2.utils.checkpoint import (
 )
 from dinov2.utils.config import config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
+from utils.cpu_memory import keep_freed_memory
 from utils.device import autocast
 from utils.jsonl_log import JsonlLog
 from utils.seeding import seed_everything, stable_seed, torch_seed
@@ -58,6 +59,8 @@ class Trainer:
         self.total_iterations = self.derived["total_iterations"]
         self.schedules = build_curriculum_schedules(cfg, self.derived["lr"], self.phases)
         self.phase_start_samples = 0  # samples_consumed when the current phase began (its sampler's origin)
+        if ctx.device.type == "cpu" and cfg.train.keep_freed_cpu_memory:
+            keep_freed_memory()
         seed_everything(cfg.train.seed)  # identical initial weights on every rank
         self.model = build_meta_arch(cfg).to(ctx.device)
         self.model.train()
@@ -213,15 +216,16 @@ class Trainer:
             )
         return named, measured
 
-    def train_step(self, batch: dict, iteration: int) -> dict[str, float]:
-        """Forward, loss check, backward, clipping, AdamW step and EMA update of one iteration."""
+    def train_step(self, batch: dict, iteration: int, diagnose: bool = True) -> dict[str, float]:
+        """Forward, loss check, backward, clipping, AdamW step and EMA update of one iteration; ``diagnose`` adds
+        the diagnostics (the DINO targets' entropy) to the returned values, for the iterations that are logged."""
         values = self.schedules.at(iteration)
         apply_schedule_values(self.optimizer, values["lr"], values["wd"], values["last_layer_lr"])
         self.optimizer.zero_grad(set_to_none=True)
         nct = {"nct_weight": self.cfg.nct.weight} if phase_at(self.phases, iteration).nct else {}
         with autocast(self.ctx.device, self.precision):
             terms = self.model.compute_losses(batch, teacher_temp=values["teacher_temp"], **nct)
-        entropy = self.model.dino_target_entropy  # ln(prototypes) when the DINO targets are uniform
+        entropy = self.model.dino_target_entropy() if diagnose else None
         logged, measured = self.check_finite(
             terms, iteration, {"dino_target_entropy": entropy} if entropy is not None else None)
         total = sum(terms.values())
@@ -289,10 +293,11 @@ class Trainer:
             batches = iter(loader)
         epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
         for iteration, batch in zip(range(start, stop), batches):
-            record = self.train_step(batch_to_device(batch, self.ctx.device), iteration)
+            logged = iteration % cfg.train.log_period == 0 or iteration + 1 == end
+            record = self.train_step(batch_to_device(batch, self.ctx.device), iteration, diagnose=logged)
             self.samples_consumed += global_batch
             done = iteration + 1
-            if iteration % cfg.train.log_period == 0 or done == end:
+            if logged:
                 now = time.perf_counter()
                 elapsed = max(now - self._last_time, 1e-9)
                 record = {"iteration": iteration, "epoch": iteration // epoch_length, "phase": phase.index, **record,
