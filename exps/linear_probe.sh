@@ -39,6 +39,7 @@ ABLATION_NOISES="${ABLATION_NOISES:-gauss100}"            # settings that get th
 ABLATION_SWITCH_EPOCHS="${ABLATION_SWITCH_EPOCHS:-110 120 130 150}"
 NORESTART_ABLATION="${NORESTART_ABLATION:-1}"             # 1: also run the continued-schedule ablation
 TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (split on spaces)
+METHOD_CONFIGS=()                                         # overlays after each recipe (exps/table2.sh: per method)
 EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear (split on spaces)
 # ---------------------------------------------------------------------------
 
@@ -68,7 +69,8 @@ train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]: EPOCHS of the run (its 
         echo "skip (done): $run_dir"
         return 0
     fi
-    run_cmd "${LAUNCH_WORDS[@]}" dinov2.train --config-file "$config" --output-dir "$run_dir" \
+    run_cmd "${LAUNCH_WORDS[@]}" dinov2.train --config-file "$config" \
+        ${METHOD_CONFIGS[@]+"${METHOD_CONFIGS[@]}"} --output-dir "$run_dir" \
         "optim.epochs=$epochs" "$@" ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"}
 }
 

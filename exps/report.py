@@ -10,6 +10,8 @@ Method, noise setting and epoch come from the files' fields, never from their na
 * ``linear_top1_paper_best.{md,csv}``: the paper-compatible number, the best head on val at the best
   checkpoint (optimistic: chosen on the test set);
 * ``knn_top1.{md,csv}`` (when k-NN was run): top-1 at the last checkpoint for the largest k;
+* ``ssl_methods.{md,csv}`` (when several SSL methods have results, as ``exps/table2.sh`` writes them): the paper's
+  Table 2, per method and noise the linear top-1 on noisy data, with NC and with N2N;
 * ``retrieval.{md,csv}``: revisited Oxford/Paris Easy / Medium / Hard mAP per method, noise and checkpoint label;
 * ``summary.{md,csv}``: per noise setting and method, the probe, k-NN and retrieval (Medium / Hard mAP) numbers
   side by side;
@@ -132,6 +134,42 @@ def write_linear_tables(results: list[dict], out: Path) -> list[str]:
     return written
 
 
+SSL_METHOD_ORDER = ("dinov2", "dino", "ibot", "simclr", "mocov3", "simsiam")
+METHOD_TABLE_ARMS = (("noisy", "on noisy data"), ("nc", "w/ NC"), ("n2n", "N2N + method"))
+
+
+def method_and_arm(label: str) -> Optional[tuple[str, str]]:
+    """(SSL method, arm) of a result's method label: ``<method>`` (noisy), ``nc_<method>``, ``n2n_<method>``;
+    DINOv2's NC arm is labelled ``nc``; NCT runs (``nct``) are not an arm of the methods table (None)."""
+    if label == "nc":
+        return "dinov2", "nc"
+    if label.startswith("nct"):
+        return None
+    for prefix, arm in (("n2n_", "n2n"), ("nc_", "nc")):
+        if label.startswith(prefix):
+            return label[len(prefix):], arm
+    return label, "noisy"
+
+
+def write_method_table(results: list[dict], out: Path) -> bool:
+    """``ssl_methods.{md,csv}``, the paper's Table 2: rows (SSL method, noise), columns on noisy data / w/ NC /
+    N2N + method, linear top-1 at the last checkpoint. Written when more than one SSL method has results."""
+    cells: dict[tuple[str, str, str], float] = {}
+    for (label, noise), top1 in linear_cells(results)["linear_top1"].items():
+        found = method_and_arm(label)
+        if found is not None:
+            cells[(found[0], noise, found[1])] = top1
+    methods = _ordered({method for method, _, _ in cells}, SSL_METHOD_ORDER)
+    if len(methods) < 2:
+        return False
+    noises = _ordered({noise for _, noise, _ in cells}, ("identity",) + PAPER_NOISE_SETTINGS)
+    rows = [[method, noise] + [cells.get((method, noise, arm), MISSING) for arm, _ in METHOD_TABLE_ARMS]
+            for method in methods for noise in noises if any((method, noise, a) in cells for a, _ in METHOD_TABLE_ARMS)]
+    write_table(out, "ssl_methods", "Linear probe top-1 (%) per SSL method (the paper's Table 2), last checkpoint",
+                ["method", "noise"] + [title for _, title in METHOD_TABLE_ARMS], rows)
+    return True
+
+
 def write_retrieval_table(results: list[dict], out: Path) -> bool:
     """Rows (method, noise, arm, checkpoint label), columns <dataset> E/M/H mAP; the newest result wins."""
     cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
@@ -214,6 +252,8 @@ def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, p
         raise FileNotFoundError(f"no result file (schema dinov2-eval-result) under {', '.join(map(str, roots))}")
     out.mkdir(parents=True, exist_ok=True)
     tables = write_linear_tables(results, out)
+    if write_method_table(results, out):
+        tables.append("ssl_methods")
     if write_retrieval_table(results, out):
         tables.append("retrieval")
     if write_summary(results, out):

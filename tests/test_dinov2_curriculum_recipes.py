@@ -80,7 +80,7 @@ def _plan(script: str) -> list[list[str]]:
     return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
 
 
-@pytest.mark.parametrize("script", ["exps/linear_probe.sh", "exps/linear_probe_nct.sh"])
+@pytest.mark.parametrize("script", ["exps/linear_probe.sh", "exps/linear_probe_nct.sh", "exps/table2.sh"])
 def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
     from dinov2.train.train import parse_args
 
@@ -100,3 +100,15 @@ def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
         outputs.append(str(args.output_dir))
     assert "runs/gauss100-200-denoised" in outputs
     assert n_nct == (4 if script.endswith("nct.sh") else 0)  # the paper's four NCT settings
+
+
+def test_table2_plans_three_arms_per_method_with_its_overlay():
+    plan = _plan("exps/table2.sh")
+    labels = [cmd[cmd.index("--method") + 1] for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.eval.linear"]]
+    assert labels == ["dinov2", "n2n_dinov2", "nc", "dino", "n2n_dino", "nc_dino", "ibot", "n2n_ibot", "nc_ibot"]
+    trainings = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.train"]]
+    overlays = [[arg for arg in cmd if "method_" in arg] for cmd in trainings]
+    assert overlays == [[]] * 3 + [["dinov2/configs/train/method_dino.yaml"]] * 3 + [
+        ["dinov2/configs/train/method_ibot.yaml"]] * 3
+    nc_dino = trainings[5]
+    assert "curriculum.branch_from=runs/table2/dino-gauss100-denoised@140" in nc_dino

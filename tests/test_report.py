@@ -70,6 +70,20 @@ def test_report_builds_tables_and_figures(results_root, tmp_path):
     assert (out / "linear_curve_shot1.png").is_file()
 
 
+def test_methods_table_puts_each_ssl_method_arms_side_by_side(results_root, tmp_path):
+    assert not report.write_method_table(report.collect_results([results_root]), tmp_path / "none")  # DINOv2 only
+    for name, (method, top1) in {"d1": ("dino", 57.9), "d2": ("nc_dino", 62.1), "d3": ("n2n_dino", 62.5),
+                                 "i1": ("ibot", 56.9), "n1": ("n2n_dinov2", 69.0), "t1": ("nct", 70.0)}.items():
+        write(results_root / "methods" / f"{name}.json", linear_result(method, "gauss100", 2.0, top1, top1))
+    out = tmp_path / "report"
+    assert "ssl_methods" in report.build_report([results_root], out)["tables"]
+    table = read_csv(out / "ssl_methods.csv")
+    assert table[0] == ["method", "noise", "on noisy data", "w/ NC", "N2N + method"]
+    assert table[1:] == [["dinov2", "gauss100", "55.00", "68.00", "69.00"], ["dinov2", "shot1", "40.00", "-", "-"],
+                         ["dino", "gauss100", "57.90", "62.10", "62.50"], ["ibot", "gauss100", "56.90", "-", "-"]]
+    assert report.method_and_arm("nct") is None and report.method_and_arm("n2n_simclr") == ("simclr", "n2n")
+
+
 def test_summary_puts_probe_knn_and_retrieval_side_by_side(results_root, tmp_path):
     out = tmp_path / "report"
     report.build_report([results_root], out)

@@ -48,6 +48,7 @@ def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
         hidden_dim=cfg_section.head_hidden_dim,
         bottleneck_dim=cfg_section.head_bottleneck_dim,
         nlayers=cfg_section.head_nlayers,
+        norm_last_layer=cfg_section.head_norm_last_layer,
     )
 
 
