@@ -74,7 +74,9 @@ def test_cross_field_checks_name_the_key(override, key):
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_and_validates(recipe):
-    cfg = load_config(recipe)
+    # a method overlay (method_*.yaml) goes after a size recipe, which names the data
+    overlay = recipe.stem.startswith("method_")
+    cfg = load_config([CONFIGS_DIR / "train" / "imagenet100_vits16.yaml", recipe] if overlay else recipe)
     check_config(cfg)
     assert cfg.train.dataset_path
 

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov2.loss.soft_cross_entropy import soft_cross_entropy
-
 from utils.distributed import all_reduce_sum, world_size
 from dinov2.loss.sinkhorn import sinkhorn_knopp
+from dinov2.loss.soft_cross_entropy import soft_cross_entropy
 
 
 class DINOLoss(nn.Module):
