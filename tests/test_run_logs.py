@@ -29,6 +29,18 @@ def test_log_copies_lines_and_warnings_but_not_progress_bars(tmp_path, capsys):
     assert sys.stdout is not None and not hasattr(sys.stdout, "pending")  # streams restored
 
 
+def test_a_bar_redrawn_all_epoch_keeps_only_its_last_state_pending(tmp_path):
+    with run_log(tmp_path):
+        for step in range(10_000):
+            sys.stderr.write(f"\repoch 1/2: {step} batch")
+        pending = sys.stderr.pending
+        sys.stderr.write("\n")
+        print("epoch 1 done")
+    assert pending == "\repoch 1/2: 9999 batch"
+    log = (tmp_path / "log.txt").read_text()
+    assert "epoch 1 done" in log and "batch" not in log
+
+
 def test_dinov2_run_writes_its_log_and_appends_on_resume(tmp_path):
     build_toy_dataset(tmp_path / "digits", limit=2)
     args = ["--config-file", str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"), "--output-dir", str(tmp_path / "run"),

@@ -33,6 +33,10 @@ class _Tee:
                 continue
             if line.strip():
                 _write(self.log, line)
+        if self.drop_redrawn_lines and "\r" in self.pending:
+            # a progress bar redrawn for a whole epoch: keep its last state only (it will be dropped anyway), so
+            # that the pending text, scanned at every write, stays one bar long
+            self.pending = "\r" + self.pending.rpartition("\r")[2]
         return len(text)
 
     def flush(self) -> None:
