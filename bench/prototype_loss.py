@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -24,6 +23,7 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 
+from bench.train_step import timed
 from dinov2.loss import DINOLoss, iBOTPatchLoss
 from utils.cpu_memory import keep_freed_memory
 from utils.device import resolve_device
@@ -81,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     values = {name: step(fn) for name, fn in (("composite", composite_loss), ("fused", fused_loss))}  # warm-up
     for _ in range(args.repeats):
         for name, fn in (("composite", composite_loss), ("fused", fused_loss)):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            step(fn)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(lambda: step(fn), device))
     composite, fused = (statistics.median(times[name]) for name in ("composite", "fused"))
     print(f"{heads.shape[0]} rows x {k} prototypes on {device}: loss {values['fused']:.6f} "
           f"(composite {values['composite']:.6f})")

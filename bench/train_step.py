@@ -118,13 +118,18 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype = torch.float32,
     return 2 * size ** 3 / best
 
 
-def timed(fn, device: torch.device) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    """Seconds ``fn()`` takes on ``device``, its queued GPU work included."""
+    synchronize(device)
     start = time.perf_counter()
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 

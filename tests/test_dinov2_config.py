@@ -155,3 +155,11 @@ def test_branch_recipes_combine_with_a_size_recipe():
     (phase,) = build_phases(cfg)
     assert (phase.epochs, phase.init_from, phase.nct, phase.denoised_dataset_path) == (3, "runs/den@7", True, "data/den")
     assert cfg.student.arch == "vit_tiny_4blocks" and cfg.nct.enabled
+
+
+def test_an_unknown_compile_backend_is_refused_before_training():
+    cfg = load_config(CONFIGS_DIR / "train" / "smoke_cpu.yaml", ["train.compile=true", "train.compile_backend=nope"])
+    with pytest.raises(ConfigError, match=r"train\.compile_backend.*'nope'"):
+        check_config(cfg)
+    cfg = load_config(CONFIGS_DIR / "train" / "smoke_cpu.yaml", ["train.compile=true", "train.compile_backend=aot_eager"])
+    check_config(cfg)

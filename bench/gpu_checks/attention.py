@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.gpu_checks.common import Settings, check_recipe, synchronize
+from bench.gpu_checks.common import Settings, check_recipe
+from bench.train_step import synchronize
 from dinov2.models import build_model_from_cfg
 from utils.device import autocast
 

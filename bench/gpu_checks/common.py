@@ -133,12 +133,6 @@ def global_norm(tensors: list[torch.Tensor]) -> float:
     return float(torch.linalg.vector_norm(torch.stack([t.float().norm() for t in tensors])).item())
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def release(device: torch.device) -> None:
     """Free what the previous check left behind, so that one check's memory never counts against the next."""
     gc.collect()

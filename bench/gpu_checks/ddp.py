@@ -17,8 +17,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.gpu_checks.common import (
-    Settings, check_recipe, device_batch, make_trainer, peak_lr_iteration, synchronize,
+    Settings, check_recipe, device_batch, make_trainer, peak_lr_iteration,
 )
+from bench.train_step import synchronize
 from utils import distributed
 from utils.atomic import atomic_write_json
 from utils.cli import one_line

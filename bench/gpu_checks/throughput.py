@@ -10,10 +10,10 @@ from typing import Optional
 import torch
 
 from bench.gpu_checks.common import (
-    Settings, device_batch, load_recipe, make_trainer, single_process, synchronize,
+    Settings, device_batch, load_recipe, make_trainer, single_process,
 )
 from bench.gpu_checks.training import is_fused
-from bench.train_step import timed, matmul_flops_per_s, step_flops
+from bench.train_step import matmul_flops_per_s, step_flops, synchronize, timed
 from dinov2.eval.features import block_features
 from dinov2.eval.linear_heads import N_LAST_BLOCKS
 from dinov2.models import vit_small, vit_tiny_4blocks

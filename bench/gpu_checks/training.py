@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import statistics
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
@@ -126,27 +124,13 @@ def check_fused_adamw(settings: Settings) -> dict[str, dict]:
     }}
 
 
-@contextlib.contextmanager
-def compile_backend(backend: Optional[str]) -> Iterator[None]:
-    """``torch.compile`` with ``backend`` (None: the default, inductor) while a Trainer wraps its forwards: the config
-    has no backend key, and this keeps the Trainer's own ``train.compile=true`` code path."""
-    if backend is None:
-        yield
-        return
-    original = torch.compile
-    torch.compile = functools.partial(original, backend=backend)
-    try:
-        yield
-    finally:
-        torch.compile = original
-
-
 def check_compile(settings: Settings) -> dict[str, dict]:
     """``train.compile=true`` steps against eager ones from the same weights on the same batch: every loss term of
     every step within the precision's tolerance. Inductor on CUDA; on the smoke run ``aot_eager``, the cheapest
     backend that still goes through dynamo and AOT autograd."""
     # no stochastic depth: compiled graphs draw their random numbers from another generator than eager code
-    cfg = check_recipe(settings, ["student.drop_path_rate=0.0"])
+    backend = "aot_eager" if settings.smoke else "inductor"
+    cfg = check_recipe(settings, ["student.drop_path_rate=0.0", f"train.compile_backend={backend}"])
     ctx = single_process(settings)
     precision = settings.training_precision
     batch = device_batch(cfg, settings.device)
@@ -154,8 +138,7 @@ def check_compile(settings: Settings) -> dict[str, dict]:
     runs = {}
     for mode in ("eager", "compiled"):
         cfg.train.compile = mode == "compiled"
-        with compile_backend("aot_eager" if settings.smoke and mode == "compiled" else None):
-            trainer = make_trainer(cfg, ctx, settings, precision)
+        trainer = make_trainer(cfg, ctx, settings, precision)
         runs[mode] = _timed_steps(trainer, batch, steps)
         del trainer
     torch._dynamo.reset()  # drop the compiled graphs and their guards before the next check
@@ -164,7 +147,7 @@ def check_compile(settings: Settings) -> dict[str, dict]:
                            key=lambda found: found[0])
     tolerance = settings.tolerance(precision)
     return {"compile": {
-        "ok": difference <= tolerance, "backend": "aot_eager" if settings.smoke else "inductor", "precision": precision,
+        "ok": difference <= tolerance, "backend": backend, "precision": precision,
         "steps": steps, "max_relative_difference": difference, "worst_term": term, "tolerance": tolerance,
         # the first step's extra time over eager's first step (which has its own warm-up) is the compilation
         "first_compiled_step_s": compiled_times[0], "compile_s": max(compiled_times[0] - eager_times[0], 0.0),

@@ -97,8 +97,9 @@ class Trainer:
                     module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None, broadcast_buffers=False
                 )
         if self.cfg.train.compile:
-            model.student_forward["backbone"] = torch.compile(model.student_forward["backbone"])
-            model.teacher_forward["backbone"] = torch.compile(model.teacher_forward["backbone"])
+            backend = self.cfg.train.compile_backend
+            model.student_forward["backbone"] = torch.compile(model.student_forward["backbone"], backend=backend)
+            model.teacher_forward["backbone"] = torch.compile(model.teacher_forward["backbone"], backend=backend)
 
     # ----- resume -----
     def resume(self) -> int:

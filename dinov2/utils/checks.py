@@ -99,6 +99,13 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
         _fail("ibot.mask_sample_probability", "no global crop would be masked: iBOT needs at least one")
     if not 0.0 <= cfg.teacher.momentum_teacher <= cfg.teacher.final_momentum_teacher <= 1.0:
         _fail("teacher.momentum_teacher", "expected 0 <= momentum_teacher <= final_momentum_teacher <= 1")
+    if cfg.train.compile:
+        from torch._dynamo import list_backends  # here: importing dynamo takes a second, needed only to compile
+
+        backends = list_backends(exclude_tags=())
+        if cfg.train.compile_backend not in backends:
+            _fail("train.compile_backend", f"expected a torch.compile backend ({', '.join(backends)}), "
+                                           f"got {cfg.train.compile_backend!r}")
     if world_size < 1:
         raise ConfigError(f"world size must be at least 1, got {world_size}")
 
