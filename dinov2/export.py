@@ -29,6 +29,7 @@ from typing import Any, Optional
 from dinov2.eval.backbone import checkpoint_info
 from dinov2.hub import EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, load_backbone, read_export_config
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model
+from dinov2.models import DinoVisionTransformer
 from dinov2.utils.choices import VIT_SIZES
 from utils.atomic import atomic_write_bytes, atomic_write_json
 
@@ -60,6 +61,11 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
     from safetensors.torch import save
 
     model = load_backbone(source, arch=arch, patch_size=patch_size)
+    if not isinstance(model, DinoVisionTransformer):
+        raise BackboneWeightsError(
+            f"{source} holds a {type(model).__name__} ({getattr(model, 'arch', '')}): the safetensors export is "
+            "for ViTs; its teacher export loads with dinov2.hub.load_backbone, and its weights keep torchvision's "
+            "ResNet names (torchvision.models.<arch>().load_state_dict(weights, strict=False) leaves out only fc)")
     spec = spec_of_model(model)
     folder = export_folder(Path(source))
     if folder is not None:

@@ -5,7 +5,7 @@ upstream DINOv2's released weights.
     from dinov2.hub import load_backbone
     model = load_backbone("outputs/run")                                   # newest teacher export of the run
     model = load_backbone("outputs/run/eval/training_249/teacher_checkpoint.pth")
-    model = load_backbone("outputs/run/model_0000249.pth")                  # the teacher of a full checkpoint
+    model = load_backbone("outputs/run/model_0000249.pth")                  # the evaluated encoder of a checkpoint
     model = load_backbone("outputs/export")                                 # python -m dinov2.export ...
     model = load_backbone("dinov2_vits14_pretrain.pth", arch="vit_small", patch_size=14)   # official weights
 
@@ -27,6 +27,7 @@ from dinov2.models import DinoVisionTransformer, build_model_from_cfg
 from dinov2.models.backbone_weights import BackboneSpec, is_bare_backbone, load_bare_backbone
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
+from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import DERIVED_SECTION, default_config
 
 PathLike = Union[str, Path]
@@ -41,13 +42,13 @@ def config_from_yaml(text: str) -> DictConfig:
     return OmegaConf.merge(default_config(), saved)
 
 
-def backbone_state_dict(state: dict[str, Any], source: PathLike) -> dict[str, torch.Tensor]:
+def backbone_state_dict(state: dict[str, Any], source: PathLike, encoder: str = "teacher") -> dict[str, torch.Tensor]:
     """The plain backbone keys of a teacher export (``teacher`` -> ``backbone.*``) or a full checkpoint
-    (``model`` -> ``teacher.backbone.*``)."""
+    (``model`` -> ``<encoder>.backbone.*``: the EMA teacher of DINO-style runs, the student of contrastive ones)."""
     if "teacher" in state:
         weights, prefix = state["teacher"], "backbone."
     elif "model" in state:
-        weights, prefix = state["model"], "teacher.backbone."
+        weights, prefix = state["model"], f"{encoder}.backbone."
     else:
         raise KeyError(f"{source} holds neither 'teacher' (teacher export) nor 'model' (full checkpoint)")
     backbone = {key[len(prefix) :]: value for key, value in weights.items() if key.startswith(prefix)}
@@ -98,7 +99,7 @@ def load_backbone(
     if config is None:
         config = _config_for(path, state)
     backbone, _ = build_model_from_cfg(config, only_teacher=True)
-    backbone.load_state_dict(backbone_state_dict(state, path), strict=True)
+    backbone.load_state_dict(backbone_state_dict(state, path, evaluated_encoder(config.method.name)), strict=True)
     return backbone.eval()
 
 

@@ -8,6 +8,9 @@ Blur probabilities are named modes (global crop 1, global crop 2, local crops):
 * ``"literal"`` = (1.0, 0.1, 0.5): the documented probabilities. Default of :class:`PairedDataAugmentationDINO`,
   as the paper's NCT paired augmentation used them.
 
+The second global crop is solarized with probability ``solarize_probability`` (0.2, BYOL's and DINOv2's value;
+SimCLR and SimSiam use 0 with the ``"symmetric"`` blur mode, 0.5 on both views).
+
 Randomness comes from torch's global RNG only; the datasets seed it per sample.
 """
 
@@ -41,6 +44,7 @@ class DataAugmentationDINO:
         global_crops_size: int = 224,
         local_crops_size: int = 96,
         blur_mode: str = "upstream",
+        solarize_probability: float = SOLARIZE_PROBABILITY_CROP2,
     ) -> None:
         if local_crops_number < 0:
             raise ValueError(f"crops.local_crops_number must be >= 0, got {local_crops_number}")
@@ -52,7 +56,7 @@ class DataAugmentationDINO:
         self.local_crops_size = int(local_crops_size)
         self.blur_mode = blur_mode
         self.global_crop_1 = CropRecipe(global_crops_size, global_crops_scale, blur_1)
-        self.global_crop_2 = CropRecipe(global_crops_size, global_crops_scale, blur_2, SOLARIZE_PROBABILITY_CROP2)
+        self.global_crop_2 = CropRecipe(global_crops_size, global_crops_scale, blur_2, solarize_probability)
         self.local_crop = CropRecipe(local_crops_size, local_crops_scale, blur_local)
 
     def _multi_crop(self, images: Sequence[Image.Image]) -> tuple[list[list], list]:
@@ -88,9 +92,10 @@ class PairedDataAugmentationDINO(DataAugmentationDINO):
         global_crops_size: int = 224,
         local_crops_size: int = 96,
         blur_mode: str = "literal",
+        solarize_probability: float = SOLARIZE_PROBABILITY_CROP2,
     ) -> None:
         super().__init__(global_crops_scale, local_crops_scale, local_crops_number, global_crops_size,
-                         local_crops_size, blur_mode)
+                         local_crops_size, blur_mode, solarize_probability)
 
     def __call__(self, images: tuple[Image.Image, Image.Image]) -> dict[str, Any]:  # type: ignore[override]
         if not isinstance(images, (tuple, list)) or len(images) != 2:

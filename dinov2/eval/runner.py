@@ -201,8 +201,9 @@ def check_backbone_fits(args: argparse.Namespace, module: nn.Module, n_blocks: i
     if args.crop_size % module.patch_size:
         raise ValueError(f"--crop-size {args.crop_size} is not a multiple of the patch size {module.patch_size} of "
                          f"{checkpoint}")
-    if n_blocks > len(module.blocks):
-        raise ValueError(f"--n-last-blocks {n_blocks} exceeds the {len(module.blocks)} blocks of {checkpoint}")
+    if n_blocks > module.n_blocks:
+        hint = " (a ResNet has one feature layer: pass --n-last-blocks 1)" if module.n_blocks == 1 else ""
+        raise ValueError(f"--n-last-blocks {n_blocks} exceeds the {module.n_blocks} blocks of {checkpoint}{hint}")
 
 
 def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: str, train: SplitIndex,

@@ -1,13 +1,14 @@
-"""ViT backbones and the builders that read them from a config."""
+"""ViT and ResNet backbones and the builders that read them from a config."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dinov2.models.resnet import RESNET_FACTORIES, ResNetBackbone
 from dinov2.models.vision_transformer import DinoVisionTransformer
 from dinov2.models.vits import VIT_FACTORIES, vit_base, vit_giant2, vit_large, vit_small, vit_tiny, vit_tiny_4blocks
 
-__all__ = ["DinoVisionTransformer", "VIT_FACTORIES", "vit_tiny_4blocks", "vit_tiny", "vit_small", "vit_base",
+__all__ = ["DinoVisionTransformer", "ResNetBackbone", "VIT_FACTORIES", "vit_tiny_4blocks", "vit_tiny", "vit_small", "vit_base",
            "vit_large", "vit_giant2", "build_model", "build_model_from_cfg"]
 
 
@@ -21,10 +22,18 @@ def build_model(args: Any, only_teacher: bool = False, img_size: int = 224) -> t
     """Build (student, teacher, embed_dim) from a ``student`` config section; (teacher, embed_dim) if only_teacher.
 
     The teacher has no stochastic depth. Unknown architectures raise ``ValueError`` naming ``student.arch``.
+    ``resnet18`` / ``resnet50`` build :class:`ResNetBackbone` with ``resnet_stem`` (ViT keys do not apply).
     """
     arch = str(_get(args, "arch", "vit_small"))
+    if arch in RESNET_FACTORIES:
+        stem = str(_get(args, "resnet_stem", "imagenet"))
+        teacher = ResNetBackbone(arch, stem)
+        if only_teacher:
+            return teacher, teacher.embed_dim
+        return ResNetBackbone(arch, stem), teacher, teacher.embed_dim
     if arch not in VIT_FACTORIES:
-        raise ValueError(f"student.arch: unknown architecture {arch!r}; expected one of {sorted(VIT_FACTORIES)}")
+        known = sorted(VIT_FACTORIES) + sorted(RESNET_FACTORIES)
+        raise ValueError(f"student.arch: unknown architecture {arch!r}; expected one of {known}")
     layerscale = _get(args, "layerscale", 1e-5)
     vit_kwargs = {
         "img_size": img_size,

@@ -69,6 +69,7 @@ def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDI
         global_crops_size=cfg.crops.global_crops_size,
         local_crops_size=cfg.crops.local_crops_size,
         blur_mode=cfg.nct.blur_mode if paired else cfg.crops.blur_mode,
+        solarize_probability=cfg.crops.solarize_probability,
     )
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from dinov2.loss import DINOLoss, iBOTPatchLoss
 from dinov2.train.ssl_meta_arch import SSLMetaArch
 from dinov2.train.teacher_targets import TeacherTargets
-from dinov2.utils.choices import NCT_HEADS
+from dinov2.utils.choices import CONTRASTIVE_METHODS, NCT_HEADS
 
 TEACHER_PREFIX = "teacher."
 NCT_PREFIX = "nct."
@@ -126,8 +126,13 @@ class NCTMetaArch(SSLMetaArch):
                                teacher_temp, frozen.dino_loss, frozen.ibot_patch_loss, frozen.update_centers)
 
 
-def build_meta_arch(cfg: DictConfig) -> SSLMetaArch:
-    """:class:`NCTMetaArch` when ``nct.enabled``, else :class:`SSLMetaArch`."""
+def build_meta_arch(cfg: DictConfig) -> nn.Module:
+    """:class:`~dinov2.train.contrastive_arch.ContrastiveMetaArch` for SimCLR / MoCo v3 / SimSiam, else
+    :class:`NCTMetaArch` when ``nct.enabled``, else :class:`SSLMetaArch`."""
+    if cfg.method.name in CONTRASTIVE_METHODS:
+        from dinov2.train.contrastive_arch import ContrastiveMetaArch  # imports lightly
+
+        return ContrastiveMetaArch(cfg)
     return NCTMetaArch(cfg) if cfg.nct.enabled else SSLMetaArch(cfg)
 
 

@@ -52,7 +52,7 @@ def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
     )
 
 
-def _load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
+def load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
     """``student.pretrained_weights``: any backbone ``dinov2.hub.load_backbone`` reads (bare state dict such as
     upstream's releases, export, teacher export, run); the teacher then starts as the student's copy."""
     from dinov2.hub import load_backbone  # here: the hub reads run files of the training package
@@ -73,7 +73,7 @@ class SSLMetaArch(nn.Module):
         self.cfg = cfg
         student_backbone, teacher_backbone, embed_dim = build_model_from_cfg(cfg)
         if cfg.student.pretrained_weights:
-            _load_pretrained_backbone(student_backbone, cfg.student.pretrained_weights)
+            load_pretrained_backbone(student_backbone, cfg.student.pretrained_weights)
         self.embed_dim = embed_dim
         self.do_dino = cfg.dino.loss_weight > 0
         self.do_koleo = cfg.dino.koleo_loss_weight > 0
@@ -212,3 +212,11 @@ class SSLMetaArch(nn.Module):
             teacher_params += list(self.teacher[name].parameters())
         torch._foreach_mul_(teacher_params, momentum)
         torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)
+
+    def broadcast_tensors(self) -> list[torch.Tensor]:
+        """What rank 0 sends to the others when DDP starts (DDP itself broadcasts the student): teacher, centers."""
+        return list(self.teacher.state_dict().values()) + [self.dino_loss.center, self.ibot_patch_loss.center]
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """The evaluated encoder for ``eval/training_<it>/teacher_checkpoint.pth``: the EMA teacher's modules."""
+        return {key: value.detach().cpu() for key, value in self.teacher.state_dict().items()}

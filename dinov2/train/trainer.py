@@ -30,7 +30,7 @@ from dinov2.utils.checkpoint import (
     teacher_export_path,
 )
 from dinov2.utils.config import config_to_yaml, derived_values
-from dinov2.utils.param_groups import apply_schedule_values, build_param_groups
+from dinov2.utils.param_groups import apply_schedule_values, build_optimizer, build_param_groups
 from utils.cpu_memory import keep_freed_memory
 from utils.device import autocast
 from utils.jsonl_log import JsonlLog
@@ -75,12 +75,7 @@ class Trainer:
             layerwise_decay=cfg.optim.layerwise_decay,
             patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
         )
-        self.optimizer = torch.optim.AdamW(
-            groups,
-            lr=0.0,
-            betas=(cfg.optim.adamw_beta1, cfg.optim.adamw_beta2),
-            fused=True if (use_cuda and cfg.optim.fused) else None,
-        )
+        self.optimizer = build_optimizer(cfg, groups, use_cuda)
         self._wrap_forwards()
         self.skipped_steps_in_a_row = 0
 
@@ -90,7 +85,7 @@ class Trainer:
         checkpoints never depend on them."""
         model, ctx = self.model, self.ctx
         if ctx.enabled:
-            for tensor in list(model.teacher.state_dict().values()) + [model.dino_loss.center, model.ibot_patch_loss.center]:
+            for tensor in model.broadcast_tensors():
                 torch.distributed.broadcast(tensor, src=0)
             for name, module in model.student.items():
                 model.student_forward[name] = DistributedDataParallel(
@@ -99,7 +94,8 @@ class Trainer:
         if self.cfg.train.compile:
             backend = self.cfg.train.compile_backend
             model.student_forward["backbone"] = torch.compile(model.student_forward["backbone"], backend=backend)
-            model.teacher_forward["backbone"] = torch.compile(model.teacher_forward["backbone"], backend=backend)
+            if "backbone" in model.teacher_forward:  # SimCLR and SimSiam have no teacher
+                model.teacher_forward["backbone"] = torch.compile(model.teacher_forward["backbone"], backend=backend)
 
     # ----- resume -----
     def resume(self) -> int:
@@ -151,8 +147,7 @@ class Trainer:
             self._log(f"wrote the missing teacher export of iteration {iteration}")
 
     def _write_teacher_export(self, iteration: int) -> None:
-        teacher = {k: v.detach().cpu() for k, v in self.model.teacher.state_dict().items()}
-        export_teacher(self.output_dir, iteration, teacher, self.config_yaml)
+        export_teacher(self.output_dir, iteration, self.model.export_state(), self.config_yaml)
 
     def missing_exports(self, end: int) -> list[int]:
         """The due teacher exports of iterations ``0..end-1`` that are not in the run folder."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dinov2.utils.choices import CONFIG_CHOICES
+from dinov2.utils.choices import CONFIG_CHOICES, CONTRASTIVE_METHODS, RESNET_ARCHS
 from dinov2.utils.config import ConfigError
 from utils.cli import check_outside
 from utils.image_tree import TreeSpecError, open_tree
@@ -21,15 +22,20 @@ POSITIVE_INTS = (
     "student.patch_size",
     "crops.global_crops_size",
     "evaluation.eval_period_iterations",
+    "method.projection_hidden_dim",
+    "method.projection_dim",
+    "method.projection_layers",
+    "method.prediction_hidden_dim",
 )
 POSITIVE_FLOATS = (  # a zero or negative value would make the run meaningless (or divide by zero)
     "optim.base_lr",
     "teacher.teacher_temp",
     "teacher.warmup_teacher_temp",
-    "optim.patch_embed_lr_mult",
     "optim.layerwise_decay",
+    "method.temperature",
 )
 NON_NEGATIVE = (
+    "optim.patch_embed_lr_mult",  # 0 freezes the patch projection (MoCo v3)
     "optim.weight_decay",
     "optim.weight_decay_end",
     "optim.min_lr",
@@ -91,12 +97,10 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
         _fail("optim.warmup_epochs", f"{cfg.optim.warmup_epochs} exceeds optim.epochs={cfg.optim.epochs}")
     if cfg.optim.freeze_last_layer_epochs > cfg.optim.epochs:
         _fail("optim.freeze_last_layer_epochs", f"exceeds optim.epochs={cfg.optim.epochs}")
-    if cfg.dino.loss_weight <= 0 and cfg.ibot.loss_weight <= 0:
-        _fail("dino.loss_weight", "dino.loss_weight and ibot.loss_weight are both 0: nothing to train")
-    if cfg.dino.koleo_loss_weight > 0 and cfg.train.batch_size_per_gpu < 2:
-        _fail("train.batch_size_per_gpu", "KoLeo (dino.koleo_loss_weight > 0) needs at least 2 images per GPU")
-    if cfg.ibot.loss_weight > 0 and int(2 * cfg.train.batch_size_per_gpu * cfg.ibot.mask_sample_probability) < 1:
-        _fail("ibot.mask_sample_probability", "no global crop would be masked: iBOT needs at least one")
+    if cfg.method.name in CONTRASTIVE_METHODS:
+        _check_contrastive(cfg)
+    else:
+        _check_dino_losses(cfg)
     if not 0.0 <= cfg.teacher.momentum_teacher <= cfg.teacher.final_momentum_teacher <= 1.0:
         _fail("teacher.momentum_teacher", "expected 0 <= momentum_teacher <= final_momentum_teacher <= 1")
     if cfg.train.compile:
@@ -108,6 +112,34 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
                                            f"got {cfg.train.compile_backend!r}")
     if world_size < 1:
         raise ConfigError(f"world size must be at least 1, got {world_size}")
+
+
+def _check_dino_losses(cfg: DictConfig) -> None:
+    if cfg.student.arch in RESNET_ARCHS:
+        _fail("student.arch", f"{cfg.student.arch} serves the contrastive methods (method.name: "
+                              f"{', '.join(CONTRASTIVE_METHODS)}); DINOv2, DINO and iBOT need a ViT")
+    if cfg.dino.loss_weight <= 0 and cfg.ibot.loss_weight <= 0:
+        _fail("dino.loss_weight", "dino.loss_weight and ibot.loss_weight are both 0: nothing to train")
+    if cfg.dino.koleo_loss_weight > 0 and cfg.train.batch_size_per_gpu < 2:
+        _fail("train.batch_size_per_gpu", "KoLeo (dino.koleo_loss_weight > 0) needs at least 2 images per GPU")
+    if cfg.ibot.loss_weight > 0 and int(2 * cfg.train.batch_size_per_gpu * cfg.ibot.mask_sample_probability) < 1:
+        _fail("ibot.mask_sample_probability", "no global crop would be masked: iBOT needs at least one")
+
+
+def _check_contrastive(cfg: DictConfig) -> None:
+    method = cfg.method.name
+    if importlib.util.find_spec("lightly") is None:
+        _fail("method.name", f"{method} takes its heads and losses from lightly, which is not installed: "
+                             "pip install --no-deps -r requirements-ssl.txt")
+    if cfg.nct.enabled:
+        _fail("nct.enabled", f"NCT regularises DINOv2's prototype targets; method.name={method} has none")
+    if cfg.crops.local_crops_number != 0:
+        _fail("crops.local_crops_number", f"{method} trains on the two global crops; set it to 0 "
+                                          "(method overlays do)")
+    if cfg.train.batch_size_per_gpu < 2:
+        _fail("train.batch_size_per_gpu", f"{method} needs at least 2 images per GPU (negatives, BatchNorm)")
+    if method == "mocov3" and cfg.method.projection_layers < 2:
+        _fail("method.projection_layers", "MoCo v3's projection head has at least 2 layers")
 
 
 def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: str | None = None) -> Path:

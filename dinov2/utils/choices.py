@@ -15,9 +15,20 @@ VIT_SIZES: dict[str, dict[str, Any]] = {
     "vit_large": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4},
     "vit_giant2": {"embed_dim": 1536, "depth": 40, "num_heads": 24, "mlp_ratio": 4},
 }
+# ResNets of the contrastive methods (dinov2/models/resnet.py) and their stems: "imagenet" (7x7 stride 2 + max
+# pool) or "cifar" (3x3 stride 1, no pool: small images such as the embedded digits)
+RESNET_ARCHS = ("resnet18", "resnet50")
+RESNET_STEMS = ("imagenet", "cifar")
+# SSL methods: DINOv2 (and DINO / iBOT, its overlays) trains an EMA teacher through prototype heads; the contrastive
+# methods (dinov2/train/contrastive_arch.py) train projection (and prediction) heads on two views
+CONTRASTIVE_METHODS = ("simclr", "mocov3", "simsiam")
+METHODS = ("dinov2", *CONTRASTIVE_METHODS)
+OPTIMIZERS = ("adamw", "sgd", "lars")
 FFN_LAYERS = ("mlp", "swiglu", "swiglufused", "identity")
 # Blur probabilities (global crop 1, global crop 2, local crops) of the named modes; see dinov2/data/augmentations.py.
-BLUR_MODES: dict[str, tuple[float, float, float]] = {"upstream": (0.0, 0.9, 0.5), "literal": (1.0, 0.1, 0.5)}
+# "symmetric": SimCLR's and SimSiam's blur with probability 0.5 on both views.
+BLUR_MODES: dict[str, tuple[float, float, float]] = {
+    "upstream": (0.0, 0.9, 0.5), "literal": (1.0, 0.1, 0.5), "symmetric": (0.5, 0.5, 0.5)}
 CENTERINGS = ("centering", "sinkhorn_knopp")
 SCALING_RULES = ("sqrt_wrt_1024", "linear_wrt_1024", "none")
 AUTOCAST_DTYPES = ("fp16", "bf16", "fp32")
@@ -31,5 +42,14 @@ CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
     "nct.blur_mode": tuple(BLUR_MODES),
     "nct.head": NCT_HEADS,
     "student.ffn_layer": FFN_LAYERS,
-    "student.arch": tuple(VIT_SIZES),
+    "student.arch": (*VIT_SIZES, *RESNET_ARCHS),
+    "student.resnet_stem": RESNET_STEMS,
+    "method.name": METHODS,
+    "optim.optimizer": OPTIMIZERS,
 }
+
+
+def evaluated_encoder(method: str) -> str:
+    """Which encoder of a run is evaluated and exported: DINO-style methods' EMA ``teacher``; the contrastive
+    methods' ``student`` (MoCo v3 probes its base encoder, not the momentum one)."""
+    return "student" if method in CONTRASTIVE_METHODS else "teacher"

@@ -1,11 +1,13 @@
-"""AdamW parameter groups: layer-wise lr decay, patch-embedding lr multiplier, no weight decay on biases, norms
-and LayerScale, and a flag on the head's last layer (its lr follows the frozen-at-start schedule)."""
+"""Parameter groups: layer-wise lr decay, patch-embedding lr multiplier, no weight decay on biases, norms
+and LayerScale, and a flag on the head's last layer (its lr follows the frozen-at-start schedule); the optimizer
+that takes them (``optim.optimizer``)."""
 
 from __future__ import annotations
 
 from typing import Any, Iterable
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 FIRST_LAYER_NAMES = ("pos_embed", "patch_embed", "mask_token", "cls_token", "register_tokens")
@@ -21,13 +23,15 @@ def layer_id(name: str, n_blocks: int) -> int:
 
 
 def param_multipliers(
-    name: str, is_backbone: bool, n_blocks: int, layerwise_decay: float, patch_embed_lr_mult: float
+    name: str, is_backbone: bool, n_blocks: int, layerwise_decay: float, patch_embed_lr_mult: float, ndim: int = 2,
 ) -> dict[str, Any]:
-    """lr/wd multipliers and the last-layer flag of one parameter (``name`` relative to its module)."""
+    """lr/wd multipliers and the last-layer flag of one parameter (``name`` relative to its module, ``ndim`` its
+    number of dimensions: one-dimensional parameters, biases and norms, get no weight decay)."""
     lr_multiplier = layerwise_decay ** (n_blocks + 1 - layer_id(name, n_blocks)) if is_backbone else 1.0
     if is_backbone and name.startswith("patch_embed"):
         lr_multiplier *= patch_embed_lr_mult
-    no_decay = name.endswith(".bias") or "norm" in name or "gamma" in name
+    # ViT names say it; a ResNet's or a projection head's BatchNorm ("bn1.weight", "layers.1.weight") only its shape
+    no_decay = name.endswith(".bias") or "norm" in name or "gamma" in name or ndim == 1
     return {
         "lr_multiplier": lr_multiplier,
         "wd_multiplier": 0.0 if no_decay else 1.0,
@@ -48,7 +52,7 @@ def build_param_groups(
             if not param.requires_grad:
                 continue
             settings = param_multipliers(
-                name, module_name == "backbone", n_blocks, layerwise_decay, patch_embed_lr_mult
+                name, module_name == "backbone", n_blocks, layerwise_decay, patch_embed_lr_mult, param.ndim
             )
             key = (settings["lr_multiplier"], settings["wd_multiplier"], settings["is_last_layer"])
             group = groups.setdefault(key, {**settings, "params": [], "names": []})
@@ -65,3 +69,20 @@ def apply_schedule_values(
         base_lr = last_layer_lr if group["is_last_layer"] else lr
         group["lr"] = base_lr * group["lr_multiplier"]
         group["weight_decay"] = weight_decay * group["wd_multiplier"]
+
+
+def build_optimizer(cfg: DictConfig, groups: list[dict[str, Any]], use_cuda: bool) -> torch.optim.Optimizer:
+    """``optim.optimizer`` over ``groups`` (lr and weight decay are set every iteration by
+    :func:`apply_schedule_values`): AdamW (fused on CUDA when ``optim.fused``), SGD with momentum, or lightly's LARS
+    (which skips its trust ratio for the parameters without weight decay, as SimCLR does)."""
+    name = cfg.optim.optimizer
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=0.0, betas=(cfg.optim.adamw_beta1, cfg.optim.adamw_beta2),
+                                 fused=True if (use_cuda and cfg.optim.fused) else None)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=cfg.optim.sgd_momentum)
+    if name == "lars":
+        from lightly.utils.lars import LARS
+
+        return LARS(groups, lr=0.0, momentum=cfg.optim.sgd_momentum)
+    raise ValueError(f"optim.optimizer: expected adamw, sgd or lars, got {name!r}")

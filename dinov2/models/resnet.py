@@ -1,0 +1,69 @@
+"""ResNet backbones for the contrastive methods (SimCLR, SimSiam): torchvision's ResNet without its classifier.
+
+The module keeps torchvision's parameter names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``), so its weights load
+into ``torchvision.models.resnet50()`` (less ``fc``) and back. It answers the probes' feature interface
+(:meth:`ResNetBackbone.get_intermediate_layers`) with one "block": the last stage, whose global average pool
+plays the class token and whose spatial positions play the patch tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+from torchvision import models
+
+from dinov2.utils.choices import RESNET_STEMS
+
+RESNET_FACTORIES = {"resnet18": models.resnet18, "resnet50": models.resnet50}
+
+
+class ResNetBackbone(nn.Module):
+    """``x [B, 3, H, W] -> pooled features [B, embed_dim]``.
+
+    ``stem="imagenet"`` is torchvision's 7x7 stride-2 convolution and max pool (output stride 32);
+    ``stem="cifar"`` is the 3x3 stride-1 convolution without max pool used for 32-pixel images (output stride 8).
+    """
+
+    n_blocks = 1  # the probes read one feature layer
+
+    def __init__(self, arch: str = "resnet50", stem: str = "imagenet", zero_init_residual: bool = True) -> None:
+        super().__init__()
+        if arch not in RESNET_FACTORIES:
+            raise ValueError(f"student.arch: unknown ResNet {arch!r}; expected one of {sorted(RESNET_FACTORIES)}")
+        if stem not in RESNET_STEMS:
+            raise ValueError(f"student.resnet_stem: expected one of {RESNET_STEMS}, got {stem!r}")
+        # zero-initialised last BN of each residual branch: SimCLR's and SimSiam's ResNet-50 setting
+        net = RESNET_FACTORIES[arch](weights=None, zero_init_residual=zero_init_residual)
+        if stem == "cifar":
+            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.arch, self.stem = arch, stem
+        self.embed_dim = int(net.fc.in_features)
+        # the output stride; the probes check crops against it as they do against a ViT's patch size
+        self.patch_size = 8 if stem == "cifar" else 32
+
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output ``[B, embed_dim, H / stride, W / stride]``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_feature_map(x).mean(dim=(2, 3))
+
+    def get_intermediate_layers(
+        self, x: torch.Tensor, n: Union[int, Sequence[int]] = 1, reshape: bool = False,
+        return_class_token: bool = False, norm: bool = True,
+    ) -> tuple:
+        """The ViT interface with one layer: ``((tokens [B, h*w, C], pooled [B, C]),)`` (``reshape``: the map
+        ``[B, C, h, w]`` instead of tokens); ``norm`` is accepted for symmetry (the stage ends in BatchNorm + ReLU)."""
+        wanted = [n] if isinstance(n, int) else list(n)
+        if wanted not in ([1], [0], [-1]):
+            raise ValueError(f"a ResNet backbone has one feature layer; got n={n!r} (use --n-last-blocks 1)")
+        feature_map = self.forward_feature_map(x)
+        tokens = feature_map if reshape else feature_map.flatten(2).transpose(1, 2)
+        pooled = feature_map.mean(dim=(2, 3))
+        return ((tokens, pooled),) if return_class_token else (tokens,)
