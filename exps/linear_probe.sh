@@ -40,6 +40,7 @@ ABLATION_SWITCH_EPOCHS="${ABLATION_SWITCH_EPOCHS:-110 120 130 150}"
 NORESTART_ABLATION="${NORESTART_ABLATION:-1}"             # 1: also run the continued-schedule ablation
 TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (split on spaces)
 METHOD_CONFIGS=()                                         # overlays after each recipe (exps/table2.sh: per method)
+METHOD_EVAL_ARGS=()                                       # and their probe arguments (a ResNet: one feature layer)
 EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear (split on spaces)
 # ---------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ evaluate() {  # evaluate RUN_DIR TREE METHOD NOISE EPOCH_OFFSET
     run_cmd "${EVAL_LAUNCH_WORDS[@]}" dinov2.eval.linear --run-dir "$run_dir" \
         --train-dataset "$(tree_split "$tree" train)" --val-dataset "$(tree_split "$tree" val)" \
         --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise "$noise" \
-        --epoch-offset "$offset" ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
+        --epoch-offset "$offset" ${METHOD_EVAL_ARGS[@]+"${METHOD_EVAL_ARGS[@]}"} ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
 }
 
 check_tree() {  # check_tree TREE: its train split exists (the clean one, for a tree noised on the fly)

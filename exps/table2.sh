@@ -7,20 +7,22 @@
 #   w/ NC           branch off the denoised run at SWITCH_EPOCH, the remaining epochs on the noisy tree, every
 #                   schedule restarted                                        -> $RUNS/table2/<method>-<noise>-nc-<switch>
 # Methods: dinov2 (the runs of exps/linear_probe.sh, reused when done: same folders and result labels dinov2,
-# n2n_dinov2, nc), dino and ibot (the same ImageNet-100 recipes with the overlay
-# dinov2/configs/train/method_<method>.yaml; result labels <method>, n2n_<method>, nc_<method>).
+# n2n_dinov2, nc); dino, ibot, simclr, mocov3 and simsiam (the same ImageNet-100 recipes with the overlay
+# dinov2/configs/train/method_<method>.yaml; result labels <method>, n2n_<method>, nc_<method>). SimCLR and SimSiam
+# train a ResNet-50, probed on its pooled features (--n-last-blocks 1 --avgpool false); the contrastive methods need
+# lightly (pip install --no-deps -r requirements-ssl.txt).
 # python exps/report.py $EVALS writes the table as ssl_methods.{md,csv}.
 #
 #   bash exps/table2.sh [--dry-run]
 #
-# Settings: METHODS (dinov2 dino ibot), TABLE2_NOISE (gauss100), and those at the top of exps/linear_probe.sh
+# Settings: METHODS (dinov2 dino ibot simclr mocov3 simsiam), TABLE2_NOISE (gauss100), and those at the top of exps/linear_probe.sh
 # (NOISY_PREFIX, CLEAN_ROOT, NOISE_ON_THE_FLY, RUNS, EVALS, LAUNCHER, EPOCHS, EPOCH_LENGTH, SWITCH_EPOCH, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=exps/linear_probe.sh
 source exps/linear_probe.sh
 
-METHODS="${METHODS:-dinov2 dino ibot}"
+METHODS="${METHODS:-dinov2 dino ibot simclr mocov3 simsiam}"
 TABLE2_NOISE="${TABLE2_NOISE:-gauss100}"
 
 method_arms() {  # method_arms METHOD NOISE: the three arms of a method that is an overlay of the DINOv2 recipes
@@ -34,6 +36,11 @@ method_arms() {  # method_arms METHOD NOISE: the three arms of a method that is 
     check_tree "$noisy"
     check_tree "$denoised"
     METHOD_CONFIGS=(--config-file "$overlay")
+    METHOD_EVAL_ARGS=()
+    if python -c "import sys; from dinov2.utils.config import load_config
+sys.exit(not load_config(sys.argv[1:]).student.arch.startswith('resnet'))" "$CONFIGS/imagenet100_vits16.yaml" "$overlay"; then
+        METHOD_EVAL_ARGS=(--n-last-blocks 1 --avgpool false)  # a ResNet has one feature layer, its pooled output
+    fi
     say "$noise: $method on $noisy -> $run_dir"
     train "$run_dir" "$EPOCHS" "$CONFIGS/imagenet100_vits16.yaml" "train.dataset_path=$noisy"
     evaluate "$run_dir" "$noisy" "$method" "$noise" 0
@@ -45,6 +52,7 @@ method_arms() {  # method_arms METHOD NOISE: the three arms of a method that is 
         "train.dataset_path=$noisy" "curriculum.branch_from=$run_dir-denoised@$SWITCH_EPOCH"
     evaluate "$run_dir-nc-$SWITCH_EPOCH" "$noisy" "nc_$method" "$noise" "$SWITCH_EPOCH"
     METHOD_CONFIGS=()
+    METHOD_EVAL_ARGS=()
 }
 
 parse_args "$@"

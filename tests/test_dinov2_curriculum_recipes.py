@@ -105,10 +105,44 @@ def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
 def test_table2_plans_three_arms_per_method_with_its_overlay():
     plan = _plan("exps/table2.sh")
     labels = [cmd[cmd.index("--method") + 1] for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.eval.linear"]]
-    assert labels == ["dinov2", "n2n_dinov2", "nc", "dino", "n2n_dino", "nc_dino", "ibot", "n2n_ibot", "nc_ibot"]
+    methods = ["dinov2", "dino", "ibot", "simclr", "mocov3", "simsiam"]
+    assert labels == [label for m in methods for label in ((m, f"n2n_{m}", f"nc_{m}") if m != "dinov2"
+                                                            else ("dinov2", "n2n_dinov2", "nc"))]
     trainings = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.train"]]
     overlays = [[arg for arg in cmd if "method_" in arg] for cmd in trainings]
-    assert overlays == [[]] * 3 + [["dinov2/configs/train/method_dino.yaml"]] * 3 + [
-        ["dinov2/configs/train/method_ibot.yaml"]] * 3
+    assert overlays == [[]] * 3 + [[f"dinov2/configs/train/method_{m}.yaml"] for m in methods[1:] for _ in range(3)]
     nc_dino = trainings[5]
     assert "curriculum.branch_from=runs/table2/dino-gauss100-denoised@140" in nc_dino
+    # the ResNet-50 methods are probed on their one feature layer, the ViT methods on the default grid
+    evaluations = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.eval.linear"]]
+    resnet_probes = [cmd[cmd.index("--method") + 1] for cmd in evaluations if "--n-last-blocks" in cmd]
+    assert resnet_probes == ["simclr", "n2n_simclr", "nc_simclr", "simsiam", "n2n_simsiam", "nc_simsiam"]
+
+
+def test_table2_miniature_plans_each_methods_three_arms_on_the_cpu_schedule():
+    from dinov2.train.train import parse_args
+
+    plan = _plan("exps/table2_miniature.sh")
+    trainings = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.train"]]
+    probes = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "dinov2.eval.linear"]]
+    methods = ["dinov2", "dino", "ibot", "simclr", "mocov3", "simsiam"]
+    assert len(trainings) == len(probes) == 3 * len(methods)
+    for index, cmd in enumerate(trainings):
+        method, arm = methods[index // 3], ("noisy", "denoised", "nc")[index % 3]
+        args = parse_args(cmd[3:])
+        cfg = load_config(args.config_file, args.opts)
+        check_config(cfg)
+        assert args.output_dir == Path(f"outputs/table2_miniature/{method}/{arm}")
+        assert cfg.method.name == (method if method in ("simclr", "mocov3", "simsiam") else "dinov2")
+        assert cfg.train.batch_size_per_gpu == 32 and cfg.train.OFFICIAL_EPOCH_LENGTH == 40  # the tiny schedule
+        (phase,) = build_phases(cfg)
+        if arm == "nc":
+            assert phase.init_from == f"outputs/table2_miniature/{method}/denoised@7" and phase.epochs == 3
+        else:
+            assert phase.epochs == 10 and not phase.init_from
+            assert ("denoised" in phase.dataset_path) == (arm == "denoised")
+    labels = [cmd[cmd.index("--method") + 1] for cmd in probes]
+    assert labels[:6] == ["dinov2", "n2n_dinov2", "nc", "dino", "n2n_dino", "nc_dino"]
+    resnet_probes = [cmd[cmd.index("--method") + 1] for cmd in probes if "--n-last-blocks" in cmd]
+    assert resnet_probes == ["simclr", "n2n_simclr", "nc_simclr", "simsiam", "n2n_simsiam", "nc_simsiam"]
+    assert plan[-1][:2] == ["python", "exps/report.py"]

@@ -58,3 +58,37 @@ def test_centers_and_sinkhorn_are_reduced_over_ranks(tmp_path):
         assert torch.allclose(result["sinkhorn"], expected_probs[rank * 3:(rank + 1) * 3], atol=1e-6)
         assert torch.allclose(result["sparse_center"], sparse.center, atol=1e-6)
         assert torch.isfinite(result["sparse_center"]).all()
+
+
+def _contrastive_worker(rank: int, port: int, out_dir: str) -> None:
+    from lightly.loss import NTXentLoss
+
+    from dinov2.loss import moco_v3_infonce
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        queries, keys = torch.randn(8, 6, generator=torch.Generator().manual_seed(1)).chunk(2)
+        mine = slice(rank * 2, (rank + 1) * 2)
+        torch.save({"infonce": moco_v3_infonce(queries[mine], keys[mine], 0.2),
+                    "ntxent": NTXentLoss(temperature=0.1, gather_distributed=True)(queries[mine], keys[mine])},
+                   Path(out_dir) / f"contrastive{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_contrastive_losses_gather_every_ranks_keys(tmp_path):
+    """Each rank's queries face the keys of both ranks (labels offset by the rank): the mean over ranks is the
+    loss of one process on the whole batch."""
+    from lightly.loss import NTXentLoss
+
+    from dinov2.loss import moco_v3_infonce
+
+    mp.spawn(_contrastive_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    results = [torch.load(tmp_path / f"contrastive{r}.pt") for r in range(2)]
+    queries, keys = torch.randn(8, 6, generator=torch.Generator().manual_seed(1)).chunk(2)
+    expected = {"infonce": moco_v3_infonce(queries, keys, 0.2),
+                "ntxent": NTXentLoss(temperature=0.1)(queries, keys)}
+    for name, value in expected.items():
+        mean = (results[0][name] + results[1][name]) / 2
+        assert torch.allclose(mean, value, atol=1e-6), name
+        assert not torch.allclose(results[0][name], results[1][name])  # each rank's own queries

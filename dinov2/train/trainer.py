@@ -84,6 +84,14 @@ class Trainer:
         """DDP (gradient all-reduce) and torch.compile act on forward callables only, so parameter names and
         checkpoints never depend on them."""
         model, ctx = self.model, self.ctx
+        if ctx.enabled and ctx.device.type == "cuda" and self.cfg.method.sync_batchnorm:
+            # BatchNorm statistics over every GPU's images (SimCLR's global BN, MoCo v3's SyncBN); the modules
+            # are converted in place, keeping their parameters, buffers and names
+            for modules in (model.student, model.teacher):
+                for name in list(modules):
+                    modules[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(modules[name])
+            model.student_forward.update(model.student.items())
+            model.teacher_forward.update(model.teacher.items())
         if ctx.enabled:
             for tensor in model.broadcast_tensors():
                 torch.distributed.broadcast(tensor, src=0)

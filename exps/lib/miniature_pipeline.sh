@@ -10,6 +10,7 @@
 #   WORKERS          processes for noise generation and verification
 #   N2N_EPOCHS N2N_BATCH                                                   the denoiser
 #   DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH EPOCH_ITERS SEED NCT_WEIGHT   the four arms (DINO_ARGS: array)
+#   METHOD_CONFIG    optional: a method overlay put after DINO_CONFIG (exps/table2_miniature.sh)
 #   PROBE_ARGS                                                             array: extra probe arguments
 # Every step skips what is done and training resumes, so an interrupted caller continues where it stopped.
 
@@ -69,8 +70,11 @@ train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; sets DEN
         --images 8 --out "$REPORT/denoising_examples.png"
 }
 
-train_arm() {  # train_arm RUN_DIR DATASET [--branch nc|nct] [override ...]
+train_arm() {  # train_arm RUN_DIR DATASET [--branch nc|nct] [override ...]; METHOD_CONFIG: an overlay, if set
     local run_dir="$1" dataset="$2" configs=(--config-file "$DINO_CONFIG"); shift 2
+    if [ -n "${METHOD_CONFIG:-}" ]; then
+        configs+=(--config-file "$METHOD_CONFIG")
+    fi
     if [ "${1:-}" = --branch ]; then  # the recipe's size and data settings, then the branch recipe over them
         configs+=(--config-file "dinov2/configs/train/branch_$2.yaml"); shift 2
     fi
