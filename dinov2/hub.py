@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dinov2.models import DinoVisionTransformer, build_model_from_cfg
+from dinov2.models import DinoVisionTransformer, ResNetBackbone, build_model_from_cfg
 from dinov2.models.backbone_weights import BackboneSpec, is_bare_backbone, load_bare_backbone
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
@@ -82,9 +82,10 @@ def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransforme
 def load_backbone(
     source: PathLike, config: Optional[DictConfig] = None, map_location: Any = "cpu", arch: Optional[str] = None,
     patch_size: Optional[int] = None,
-) -> DinoVisionTransformer:
-    """The teacher backbone of a run directory, teacher export or full checkpoint, or the backbone of an export
-    folder or a bare state dict, in eval mode. ``arch`` / ``patch_size`` check a bare state dict's shape."""
+) -> Union[DinoVisionTransformer, ResNetBackbone]:
+    """The evaluated backbone (DINO-style runs: the EMA teacher; contrastive runs: the student) of a run directory,
+    teacher export or full checkpoint, or the backbone of an export folder or a bare state dict, in eval mode.
+    ``arch`` / ``patch_size`` check a bare state dict's shape."""
     path = Path(source)
     folder = export_folder(path)
     if folder is not None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dinov2.eval import knn, linear
+from dinov2.eval import linear
 from dinov2.eval.results import load_result
 from dinov2.hub import load_backbone
 from dinov2.loss import moco_v3_infonce
@@ -19,23 +19,17 @@ from dinov2.train.contrastive_arch import ContrastiveMetaArch
 from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main, prepare, parse_args
 from dinov2.utils.checkpoint import list_checkpoints, list_teacher_exports, load_checkpoint
-from dinov2.utils.config import CONFIGS_DIR, ConfigError, load_config
+from dinov2.utils.config import ConfigError, load_config
 from dinov2.utils.param_groups import build_optimizer, build_param_groups
+from tests.test_dinov2_method_recipes import SMOKE, TRAIN_CONFIGS, _configs, assert_knn_probe_loads
 from tests.test_dinov2_resume import _assert_same_state
 
-TRAIN_CONFIGS = CONFIGS_DIR / "train"
-SMOKE = TRAIN_CONFIGS / "smoke_cpu.yaml"
 METHODS = ("simclr", "mocov3", "simsiam")
 SMALL_HEADS = ("method.projection_hidden_dim=32", "method.projection_dim=16", "method.prediction_hidden_dim=16",
                "optim.warmup_epochs=1", "train.max_to_keep=10", "train.checkpoint_period=3")
 # the ResNet-50 methods run a ResNet-18 with the small-image stem on the 16 px smoke crops
 SMALL_BACKBONE = {"simclr": ("student.arch=resnet18", "student.resnet_stem=cifar"), "mocov3": (),
                   "simsiam": ("student.arch=resnet18", "student.resnet_stem=cifar")}
-
-
-def _configs(method: str, *more: str) -> list[str]:
-    files = [SMOKE, TRAIN_CONFIGS / f"method_{method}.yaml", *(TRAIN_CONFIGS / name for name in more)]
-    return [arg for path in files for arg in ("--config-file", str(path))]
 
 
 def _overrides(method: str) -> list[str]:
@@ -81,13 +75,7 @@ def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, 
         assert torch.equal(value, checkpoint[f"student.backbone.{key}"]), key
     assert all(key.startswith(("backbone.", "projection.", "prediction.")) for key in exported)
 
-    # the export loads in the probes (the digits fixture has no val split: train serves as both)
-    argv = ["--pretrained-weights", str(straight), "--train-dataset", str(digit_tree / "train"),
-            "--val-dataset", str(digit_tree / "train"), "--output-dir", str(tmp_path / "knn"), "--crop-size", "16",
-            "--num-workers", "0", "--batch-size", "8", "--nb-knn", "1", "--device", "cpu", "--quiet"]
-    assert knn.main(argv) == 0
-    (result_file,) = (tmp_path / "knn").glob("knn_*.json")
-    assert 0.0 <= load_result(result_file)["results"]["k"]["1"]["top1"] <= 100.0
+    assert_knn_probe_loads(straight, digit_tree, tmp_path / "knn")
 
 
 def test_a_resnet_export_runs_the_linear_probe_on_its_pooled_features(digit_tree, tmp_path):

@@ -74,12 +74,17 @@ def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, 
     records = read_metrics(branch)
     assert records[0]["iteration"] == 0 and records[0]["lr"] == 0.0  # the warm-up starts again
 
-    # the export loads in the probes (the digits fixture has no val split: train serves as both)
-    argv = ["--pretrained-weights", str(straight), "--train-dataset", str(digit_tree / "train"),
-            "--val-dataset", str(digit_tree / "train"), "--output-dir", str(tmp_path / "knn"), "--crop-size", "16",
+    assert_knn_probe_loads(straight, digit_tree, tmp_path / "knn")
+
+
+def assert_knn_probe_loads(run: Path, digit_tree: Path, out: Path) -> None:
+    """The run's newest export loads in the k-NN probe (the digits fixture has no val split: train serves as
+    both) and gives a score."""
+    argv = ["--pretrained-weights", str(run), "--train-dataset", str(digit_tree / "train"),
+            "--val-dataset", str(digit_tree / "train"), "--output-dir", str(out), "--crop-size", "16",
             "--num-workers", "0", "--batch-size", "8", "--nb-knn", "1", "--device", "cpu", "--quiet"]
     assert knn.main(argv) == 0
-    (result_file,) = (tmp_path / "knn").glob("knn_*.json")
+    (result_file,) = out.glob("knn_*.json")
     assert 0.0 <= load_result(result_file)["results"]["k"]["1"]["top1"] <= 100.0
 
 
