@@ -78,6 +78,23 @@ def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, 
     assert_knn_probe_loads(straight, digit_tree, tmp_path / "knn")
 
 
+@pytest.mark.parametrize("method", ["mocov3", "simsiam"])
+def test_a_two_phase_curriculum_restarts_at_the_boundary_and_resumes_across_it(method, digit_tree, tmp_path):
+    """Denoised then noisy in one run (here the same tree twice): the second phase restarts the schedules with a
+    fresh optimizer; a run stopped exactly at the boundary continues bit-exactly."""
+    phases = (f"curriculum.phases=[{{dataset_path: '{digit_tree}', epochs: 1}}, "
+              f"{{dataset_path: '{digit_tree}', epochs: 1}}]")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _train(digit_tree, straight, method, phases, "train.checkpoint_period=1")
+    _train(digit_tree, resumed, method, phases, "train.checkpoint_period=1", "train.stop_after_iterations=3")
+    _train(digit_tree, resumed, method, phases, "train.checkpoint_period=1")
+    records = read_metrics(straight)
+    assert [r["phase"] for r in records] == [0, 0, 0, 1, 1, 1]
+    assert records[3]["lr"] == 0.0 and records[2]["lr"] > 0.0  # the warm-up starts again at the boundary
+    assert [r["total_loss"] for r in records] == [r["total_loss"] for r in read_metrics(resumed)]
+    _assert_same_state(load_checkpoint(straight / "model_0000005.pth"), load_checkpoint(resumed / "model_0000005.pth"))
+
+
 def test_a_resnet_export_runs_the_linear_probe_on_its_pooled_features(digit_tree, tmp_path):
     _train(digit_tree, tmp_path / "run", "simclr", "optim.epochs=1")
     common = ["--pretrained-weights", str(tmp_path / "run"), "--train-dataset", str(digit_tree / "train"),
