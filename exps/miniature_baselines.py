@@ -1,7 +1,7 @@
 """Baseline rows of the miniature's table: the recipe's backbone at initialisation, and k-NN on raw pixels.
 
-    python exps/miniature_baselines.py --config-file RECIPE --data NOISY_ROOT --out OUT/baselines [--noise N]
-        [--seed 0] [-- extra dinov2.eval.linear arguments]
+    python exps/miniature_baselines.py --config-file RECIPE [--config-file OVERLAY] [--set KEY=VALUE ...]
+        --data NOISY_ROOT --out OUT/baselines [--noise N] [--seed 0] [-- extra dinov2.eval.linear arguments]
 
 Both are scored like the arms: the random backbone by ``dinov2.eval.linear`` (linear probe and k-NN, 32 px), raw
 pixels by the same weighted k-NN (k = 20). Each row goes to ``OUT/<name>.json`` ({name, linear, knn}); a row that
@@ -35,11 +35,12 @@ def _single(value: float) -> dict:
     return {"mean": float(value), "std": None}
 
 
-def random_init_row(config_file: Path, data: Path, out: Path, noise: str, seed: int, probe_args: list[str]) -> dict:
+def random_init_row(config_files: list[Path], overrides: list[str], data: Path, out: Path, noise: str, seed: int,
+                    probe_args: list[str]) -> dict:
     """Linear probe and k-NN of the recipe's backbone at its random initialisation (seed ``seed``)."""
     run_dir = out / f"random_init_seed{seed}"
     if not (run_dir / "eval").is_dir():
-        random_teacher_export(run_dir, load_config(config_file), seed)
+        random_teacher_export(run_dir, load_config(config_files, overrides), seed)
     evals = out / f"random_init_seed{seed}_eval"
     argv = ["--pretrained-weights", str(run_dir), "--train-dataset", str(data / "train"),
             "--val-dataset", str(data / "val"), "--output-dir", str(evals), "--crop-size", "32",
@@ -60,7 +61,10 @@ def raw_pixels_row(data: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", type=Path, required=True, help="the arms' training recipe")
+    parser.add_argument("--config-file", type=Path, action="append", required=True,
+                        help="the arms' training recipe (repeat it for overlays, merged in order)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override of the recipe (e.g. student.arch=resnet18)")
     parser.add_argument("--data", type=Path, required=True, help="the tree the arms are probed on (ROOT/{train,val})")
     add_output_dir(parser, "where the baseline results go", "--out")
     parser.add_argument("--noise", default="identity", help="label of the results")
@@ -69,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     rows = {"raw_pixels": lambda: raw_pixels_row(args.data),
-            "random_init": lambda: random_init_row(args.config_file, args.data, args.output_dir, args.noise, args.seed,
-                                                   args.probe_args)}
+            "random_init": lambda: random_init_row(args.config_file, args.overrides, args.data, args.output_dir,
+                                                   args.noise, args.seed, args.probe_args)}
     for name, make in rows.items():
         path = args.output_dir / f"{name}.json"
         if not path.is_file():

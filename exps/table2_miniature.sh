@@ -5,7 +5,8 @@
 #   OUT/<method>/noisy      the method on the noisy digits
 #   OUT/<method>/denoised   the method on the Neighbor2Neighbor-denoised digits (the N2N + method arm)
 #   OUT/<method>/nc         branch off the denoised run at 70 % of the epochs, the rest on noisy digits (NC)
-# then the linear probe and k-NN of each arm's final export (denoised train / val for the N2N arm) in OUT/eval, and
+# then the linear probe and k-NN of each arm's final export (denoised train / val for the N2N arm) in OUT/eval, the
+# baselines (k-NN on raw pixels; the ViT and the ResNet-18 at initialisation) in OUT/baselines/{vit,resnet18}, and
 # the table OUT/report/ssl_methods.{md,csv} (python exps/report.py). Methods: dinov2, dino, ibot (ViT-Ti/4 blocks,
 # their overlays dinov2/configs/train/method_<m>.yaml), mocov3 (the same ViT), simclr and simsiam (a ResNet-18
 # with torchvision's stem: the ResNet-50 recipes' family at a CPU size). The contrastive methods' heads are
@@ -94,6 +95,13 @@ for method in $METHODS; do
     probe "$runs/denoised" "$DENOISED" "${labels[1]}" 0 "$OUT/eval/$method" final
     probe "$runs/nc" "$NOISY" "${labels[2]}" "$SWITCH_EPOCH" "$OUT/eval/$method" final
 done
+step "baselines on the noisy images: raw pixels, and each backbone at its initialisation"
+run_cmd python exps/miniature_baselines.py --config-file "$DINO_CONFIG" --data "$NOISY" \
+    --output-dir "$OUT/baselines/vit" --noise "$NOISE" -- ${PROBE_BASE[@]+"${PROBE_BASE[@]}"}
+run_cmd python exps/miniature_baselines.py --config-file "$DINO_CONFIG" \
+    --config-file dinov2/configs/train/method_simclr.yaml --set student.arch=resnet18 --data "$NOISY" \
+    --output-dir "$OUT/baselines/resnet18" --noise "$NOISE" -- ${PROBE_BASE[@]+"${PROBE_BASE[@]}"} \
+    --n-last-blocks 1 --avgpool false
 step "the table"
 run_cmd python exps/report.py "$OUT/eval" --out "$REPORT"
 step "done in $(( SECONDS - PIPELINE_START )) s: $REPORT/ssl_methods.md"

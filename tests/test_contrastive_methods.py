@@ -215,3 +215,16 @@ def test_batchnorm_parameters_get_no_weight_decay_and_lars_is_lightlys():
     assert "backbone.conv1.weight" in decayed and "projection.layers.0.weight" in decayed
     assert not any(".bn" in name or name.endswith(".bias") or "layers.1." in name for name in decayed)
     assert type(build_optimizer(cfg, groups, use_cuda=False)).__name__ == "LARS"
+
+
+def test_the_random_resnet_baseline_is_the_seeded_initialisation(tmp_path):
+    from dinov2.eval.baselines import random_teacher_export
+    from dinov2.models import ResNetBackbone
+
+    cfg = load_config([SMOKE, TRAIN_CONFIGS / "method_simclr.yaml"], list(_overrides("simclr")))
+    random_teacher_export(tmp_path / "random", cfg, seed=3)
+    loaded = load_backbone(tmp_path / "random")
+    torch.manual_seed(3)
+    expected = ResNetBackbone("resnet18", "cifar")
+    assert isinstance(loaded, ResNetBackbone) and loaded.stem == "cifar"
+    assert all(torch.equal(value, expected.state_dict()[key]) for key, value in loaded.state_dict().items())

@@ -145,4 +145,8 @@ def test_table2_miniature_plans_each_methods_three_arms_on_the_cpu_schedule():
     assert labels[:6] == ["dinov2", "n2n_dinov2", "nc", "dino", "n2n_dino", "nc_dino"]
     resnet_probes = [cmd[cmd.index("--method") + 1] for cmd in probes if "--n-last-blocks" in cmd]
     assert resnet_probes == ["simclr", "n2n_simclr", "nc_simclr", "simsiam", "n2n_simsiam", "nc_simsiam"]
+    baselines = [cmd for cmd in plan if cmd[:2] == ["python", "exps/miniature_baselines.py"]]
+    assert [cmd[cmd.index("--output-dir") + 1] for cmd in baselines] == [
+        "outputs/table2_miniature/baselines/vit", "outputs/table2_miniature/baselines/resnet18"]
+    assert "student.arch=resnet18" in baselines[1] and "--n-last-blocks" in baselines[1]
     assert plan[-1][:2] == ["python", "exps/report.py"]
