@@ -15,8 +15,9 @@
 #
 #   bash exps/table2.sh [--dry-run]
 #
-# Settings: METHODS (dinov2 dino ibot simclr mocov3 simsiam), TABLE2_NOISE (gauss100), and those at the top of exps/linear_probe.sh
-# (NOISY_PREFIX, CLEAN_ROOT, NOISE_ON_THE_FLY, RUNS, EVALS, LAUNCHER, EPOCHS, EPOCH_LENGTH, SWITCH_EPOCH, ...).
+# Settings: METHODS (dinov2 dino ibot simclr mocov3 simsiam), TABLE2_NOISE (gauss100), and those at the top of
+# exps/linear_probe.sh (NOISY_PREFIX, CLEAN_ROOT, NOISE_ON_THE_FLY, RUNS, EVALS, LAUNCHER, EPOCHS, EPOCH_LENGTH,
+# SWITCH_EPOCH, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=exps/linear_probe.sh
@@ -38,7 +39,8 @@ method_arms() {  # method_arms METHOD NOISE: the three arms of a method that is 
     METHOD_CONFIGS=(--config-file "$overlay")
     METHOD_EVAL_ARGS=()
     if python -c "import sys; from dinov2.utils.config import load_config
-sys.exit(not load_config(sys.argv[1:]).student.arch.startswith('resnet'))" "$CONFIGS/imagenet100_vits16.yaml" "$overlay"; then
+sys.exit(not load_config(sys.argv[1:]).student.arch.startswith('resnet'))" \
+        "$CONFIGS/imagenet100_vits16.yaml" "$overlay"; then
         METHOD_EVAL_ARGS=(--n-last-blocks 1 --avgpool false)  # a ResNet has one feature layer, its pooled output
     fi
     say "$noise: $method on $noisy -> $run_dir"

@@ -8,8 +8,8 @@ from dinov2.models.resnet import RESNET_FACTORIES, ResNetBackbone
 from dinov2.models.vision_transformer import DinoVisionTransformer
 from dinov2.models.vits import VIT_FACTORIES, vit_base, vit_giant2, vit_large, vit_small, vit_tiny, vit_tiny_4blocks
 
-__all__ = ["DinoVisionTransformer", "ResNetBackbone", "VIT_FACTORIES", "vit_tiny_4blocks", "vit_tiny", "vit_small", "vit_base",
-           "vit_large", "vit_giant2", "build_model", "build_model_from_cfg"]
+__all__ = ["DinoVisionTransformer", "ResNetBackbone", "VIT_FACTORIES", "RESNET_FACTORIES", "vit_tiny_4blocks",
+           "vit_tiny", "vit_small", "vit_base", "vit_large", "vit_giant2", "build_model", "build_model_from_cfg"]
 
 
 def _get(args: Any, key: str, default: Any) -> Any:

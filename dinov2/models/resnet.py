@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from torchvision import models
 
-from dinov2.utils.choices import RESNET_STEMS
+from dinov2.utils.choices import RESNET_ARCHS, RESNET_STEMS
 
-RESNET_FACTORIES = {"resnet18": models.resnet18, "resnet50": models.resnet50}
+RESNET_FACTORIES = {name: getattr(models, name) for name in RESNET_ARCHS}  # torchvision's builders
 
 
 class ResNetBackbone(nn.Module):
