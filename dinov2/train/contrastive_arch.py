@@ -1,7 +1,7 @@
 """SimCLR, MoCo v3 and SimSiam on the two global crops, with lightly's heads, losses and momentum update.
 
 :class:`ContrastiveMetaArch` answers the training loop as :class:`~dinov2.train.ssl_meta_arch.SSLMetaArch` does
-(``student`` / ``teacher`` ModuleDicts, ``compute_losses``, ``update_teacher``, ``export_state``), so the same
+(``student`` / ``teacher`` ModuleDicts, ``compute_losses``, ``update_teacher``, ``broadcast_tensors``), so the same
 trainer gives these methods curriculum phases, exact resume, checkpoints, exports and DDP. Each view goes through
 the encoder on its own (as the three methods' reference code does: BatchNorm statistics are per view).
 
@@ -13,8 +13,8 @@ the encoder on its own (as the three methods' reference code does: BatchNorm sta
 * SimSiam: ``backbone -> SimSiamProjectionHead -> SimSiamPredictionHead``; lightly's ``NegativeCosineSimilarity``
   between each prediction and the other view's detached projection, averaged over the two pairs.
 
-The evaluated and exported encoder is the student's backbone (for MoCo v3 too: its linear probe reads the base
-encoder).
+The evaluated and exported encoder is the student (for MoCo v3 too: its linear probe reads the base encoder), as
+:func:`dinov2.utils.choices.evaluated_encoder` says for the trainer's exports and ``dinov2.hub``.
 """
 
 from __future__ import annotations
@@ -125,7 +125,3 @@ class ContrastiveMetaArch(nn.Module):
     def broadcast_tensors(self) -> list[torch.Tensor]:
         """What rank 0 sends to the others when DDP starts (DDP itself broadcasts the student)."""
         return list(self.teacher.state_dict().values())
-
-    def export_state(self) -> dict[str, torch.Tensor]:
-        """The evaluated encoder for ``eval/training_<it>/teacher_checkpoint.pth``: the student's modules."""
-        return {key: value.detach().cpu() for key, value in self.student.state_dict().items()}

@@ -216,7 +216,3 @@ class SSLMetaArch(nn.Module):
     def broadcast_tensors(self) -> list[torch.Tensor]:
         """What rank 0 sends to the others when DDP starts (DDP itself broadcasts the student): teacher, centers."""
         return list(self.teacher.state_dict().values()) + [self.dino_loss.center, self.ibot_patch_loss.center]
-
-    def export_state(self) -> dict[str, torch.Tensor]:
-        """The evaluated encoder for ``eval/training_<it>/teacher_checkpoint.pth``: the EMA teacher's modules."""
-        return {key: value.detach().cpu() for key, value in self.teacher.state_dict().items()}

@@ -29,6 +29,7 @@ from dinov2.utils.checkpoint import (
     save_checkpoint,
     teacher_export_path,
 )
+from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_optimizer, build_param_groups
 from utils.cpu_memory import keep_freed_memory
@@ -155,7 +156,10 @@ class Trainer:
             self._log(f"wrote the missing teacher export of iteration {iteration}")
 
     def _write_teacher_export(self, iteration: int) -> None:
-        export_teacher(self.output_dir, iteration, self.model.export_state(), self.config_yaml)
+        # the evaluated encoder's modules: the EMA teacher of DINO-style methods, the student of contrastive ones
+        modules = getattr(self.model, evaluated_encoder(self.cfg.method.name))
+        state = {key: value.detach().cpu() for key, value in modules.state_dict().items()}
+        export_teacher(self.output_dir, iteration, state, self.config_yaml)
 
     def missing_exports(self, end: int) -> list[int]:
         """The due teacher exports of iterations ``0..end-1`` that are not in the run folder."""
