@@ -5,6 +5,7 @@ what the methods are (no LayerScale, no masking or KoLeo for DINO, the shared-he
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -56,14 +57,8 @@ def test_the_overlays_set_what_the_method_is(method):
 @pytest.mark.parametrize("method", ["dino", "ibot"])
 def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, tmp_path):
     straight, resumed, branch = tmp_path / "straight", tmp_path / "resumed", tmp_path / "nc"
-    _train(digit_tree, straight, method)
-    _train(digit_tree, resumed, method, "train.stop_after_iterations=4")
-    _train(digit_tree, resumed, method)
-    straight_losses = [{k: v for k, v in r.items() if k.endswith("_loss")} for r in read_metrics(straight)]
-    resumed_losses = [{k: v for k, v in r.items() if k.endswith("_loss")} for r in read_metrics(resumed)]
-    assert straight_losses == resumed_losses
-    final = list_checkpoints(straight)[0].name
-    _assert_same_state(load_checkpoint(straight / final), load_checkpoint(resumed / final))
+    straight_losses = assert_resumes_exactly(lambda out, *more: _train(digit_tree, out, method, *more),
+                                             straight, resumed)
     terms = set(straight_losses[-1])
     expected = {"total_loss", "dino_local_crops_loss", "dino_global_crops_loss"}
     assert terms == (expected if method == "dino" else expected | {"ibot_loss"})
@@ -75,6 +70,19 @@ def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, 
     assert records[0]["iteration"] == 0 and records[0]["lr"] == 0.0  # the warm-up starts again
 
     assert_knn_probe_loads(straight, digit_tree, tmp_path / "knn")
+
+
+def assert_resumes_exactly(train: Callable[..., None], straight: Path, resumed: Path) -> list[dict]:
+    """``train(out, *overrides)`` straight through, and stopped after 4 iterations then resumed: the same loss terms
+    and a bit-identical final checkpoint. Returns the loss terms of every logged iteration."""
+    train(straight)
+    train(resumed, "train.stop_after_iterations=4")
+    train(resumed)
+    straight_losses = [{k: v for k, v in r.items() if k.endswith("_loss")} for r in read_metrics(straight)]
+    assert straight_losses == [{k: v for k, v in r.items() if k.endswith("_loss")} for r in read_metrics(resumed)]
+    final = list_checkpoints(straight)[0].name
+    _assert_same_state(load_checkpoint(straight / final), load_checkpoint(resumed / final))
+    return straight_losses
 
 
 def assert_knn_probe_loads(run: Path, digit_tree: Path, out: Path) -> None:
