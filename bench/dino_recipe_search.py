@@ -6,10 +6,11 @@
 Every variant is pure DINO (``dino.koleo_loss_weight=0 ibot.loss_weight=0``) on the clean digits, trained with
 ``python -m dinov2.train`` from ``dinov2/configs/train/tiny_cpu.yaml`` plus the variant's overrides, then scored
 with ``python -m dinov2.eval.knn`` (k = 20, T = 0.07, last block's class token, 32 px centre crops) on the
-1,000 clean val digits. Two baselines use the same k-NN: raw pixels, and the recipe's backbone at its random
-initialisation. The table gives, per variant, the DINO global cross-entropy per (student crop, teacher crop) pair
-averaged over the last 10 % of iterations (the logged ``dino_global_crops_loss`` times n_terms / 2), next to
-ln(prototypes), the uniform-target value, and the k-NN top-1. Runs are resumable: a variant whose k-NN result
+1,000 clean val digits (one variant, marked, adds KoLeo for reference). Baselines use the same k-NN: raw pixels,
+and the recipe's backbone at its random initialisation with and without LayerScale. The table gives, per variant,
+the DINO global cross-entropy per (student crop, teacher crop) pair averaged over the last 10 % of iterations (the
+logged ``dino_global_crops_loss`` times n_terms / 2), next to ln(prototypes), the uniform-target value, and the
+k-NN top-1. Runs are resumable: a variant whose k-NN result
 exists is read back, not retrained. Results: ``OUT/table.md`` and ``OUT/results.json``.
 """
 
@@ -60,6 +61,20 @@ def _head(bottleneck: int, prototypes: int) -> list[str]:
     return [f"dino.head_bottleneck_dim={bottleneck}", f"dino.head_n_prototypes={prototypes}"]
 
 
+BN_HEAD = LS_OFF + ["dino.head_use_bn=true", "ibot.mask_sample_probability=0"]
+FIXED_SCALE = ["dino.head_norm_last_layer=true"]
+RESNET18 = ["student.arch=resnet18", "optim.layerwise_decay=1.0", "optim.patch_embed_lr_mult=1.0"]
+STILL = ["crops.blur_mode=none", "crops.color_jitter_probability=0", "crops.hflip_probability=0",
+         "crops.solarize_probability=0"]
+SHORT = ["optim.epochs=5"]
+FROZEN_PROTOTYPES = ["optim.freeze_last_layer_epochs=5", "optim.weight_decay_end=0.04"]
+MILD_VIEWS = BN_HEAD + FIXED_SCALE + TEMP04 + STILL + [
+    "optim.weight_decay_end=0.04", "teacher.momentum_teacher=0.99", "crops.global_crops_scale=[0.5,1.0]",
+    "crops.local_crops_number=2", "crops.local_crops_scale=[0.3,0.6]"]
+LONG = ["optim.epochs=30", "optim.warmup_epochs=3", "train.checkpoint_period=400",
+        "evaluation.eval_period_iterations=400"]
+MEDIUM = ["optim.epochs=15", "optim.warmup_epochs=2", "train.checkpoint_period=200",
+          "evaluation.eval_period_iterations=200"]
 EASY_VIEWS = ["crops.global_crops_scale=[0.9,1.0]", "crops.local_crops_number=0"]
 MILD_CROPS = ["crops.global_crops_scale=[0.5,1.0]", "crops.local_crops_scale=[0.3,0.6]"]
 VARIANTS: dict[str, tuple[list[str], str]] = {
@@ -106,6 +121,47 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                                   "... bottleneck 16 x 4,096, teacher temperature 0.02"),
     "ls_off_mild_t01_lr10": (LS_OFF + MILD_CROPS + _temp(0.01) + ["optim.base_lr=0.04"],
                              "no LayerScale, milder crops, teacher temperature 0.01, 10x learning rate"),
+    # BatchNorm in the head (DINO's use_bn_in_head): targets differ between images from the first step; iBOT's
+    # masking off (the variants above still masked half of the student's global crops); 200 or 400 iterations
+    "bn_head": (BN_HEAD, "no LayerScale, BatchNorm in the head, no masking"),
+    "bn_head_fixed_scale": (BN_HEAD + FIXED_SCALE, "... prototypes' scale fixed (norm_last_layer)"),
+    "bn_head_t04": (BN_HEAD + FIXED_SCALE + TEMP04, "... teacher temperature 0.04 throughout"),
+    "bn_head_resnet18": (BN_HEAD + RESNET18, "no LayerScale, BatchNorm in the head, a ResNet-18 instead of the ViT"),
+    "bn_head_t04_still": (BN_HEAD + FIXED_SCALE + TEMP04 + STILL + SHORT, "... no flip, colour jitter, blur or "
+                          "solarization (200 iterations)"),
+    "bn_head_t04_still_m90": (BN_HEAD + FIXED_SCALE + TEMP04 + STILL + SHORT + ["teacher.momentum_teacher=0.9"],
+                              "... teacher momentum 0.9"),
+    "bn_head_t04_still_m90_sk256": (BN_HEAD + FIXED_SCALE + TEMP04 + STILL + SHORT + FROZEN_PROTOTYPES + SK
+                                    + ["teacher.momentum_teacher=0.9", "dino.head_n_prototypes=256"],
+                                    "... prototypes frozen, Sinkhorn-Knopp, 256 prototypes"),
+    "bn_head_t04_noloc": (BN_HEAD + FIXED_SCALE + TEMP04 + SHORT + ["crops.local_crops_number=0"],
+                          "... with the photometric augmentations, no local crops"),
+    "identical_views": (BN_HEAD + FIXED_SCALE + TEMP04 + STILL
+                        + ["optim.epochs=3", "optim.freeze_last_layer_epochs=3", "optim.weight_decay_end=0.04",
+                           "teacher.momentum_teacher=0.99", "crops.local_crops_number=0",
+                           "crops.global_crops_scale=[1.0,1.0]"],
+                        "sanity check: the two views are the same image (120 iterations)"),
+    "mild_views_1200": (MILD_VIEWS + LONG, "BatchNorm head, 0.04, no photometric augmentation, global crops 0.5-1, "
+                                           "2 local crops 0.3-0.6, momentum 0.99, 1,200 iterations"),
+    "mild_views_1200_resnet18": (MILD_VIEWS + LONG + RESNET18, "... a ResNet-18 instead of the ViT"),
+    "mild_views_600_lr_div10": (MILD_VIEWS + MEDIUM + ["optim.base_lr=0.0004"],
+                                "... 600 iterations, learning rate / 10"),
+    "mild_views_600_lr4": (MILD_VIEWS + MEDIUM + ["optim.base_lr=0.016"], "... 600 iterations, learning rate x 4"),
+    "mild_views_600_patch4": (MILD_VIEWS + MEDIUM + ["student.patch_size=4"], "... 600 iterations, patch 4"),
+    "mild_views_600_koleo": (MILD_VIEWS + MEDIUM + ["dino.koleo_loss_weight=0.1"],
+                             "... 600 iterations, with KoLeo (0.1): not pure DINO, for reference"),
+    "mild_views_600_crops03": (MILD_VIEWS + MEDIUM + ["crops.global_crops_scale=[0.3,1.0]",
+                                                       "crops.local_crops_scale=[0.1,0.3]"],
+                               "... 600 iterations, global crops 0.3-1, local crops 0.1-0.3"),
+    "mild_views_320_batch128": (MILD_VIEWS + ["train.batch_size_per_gpu=128", "optim.epochs=8",
+                                              "optim.warmup_epochs=1"],
+                                "... batch 128 (learning rate x 2 by the square-root rule), 320 iterations"),
+    "resnet18_jitter_600": (RESNET18 + BN_HEAD + FIXED_SCALE + TEMP04 + MEDIUM + [
+        "optim.weight_decay_end=0.04", "teacher.momentum_teacher=0.99", "crops.global_crops_scale=[0.3,1.0]",
+        "crops.local_crops_number=2", "crops.local_crops_scale=[0.3,0.6]", "crops.blur_mode=none",
+        "crops.hflip_probability=0", "crops.solarize_probability=0"],
+        "ResNet-18, BatchNorm head, colour jitter on, global crops 0.3-1, 600 iterations"),
+    "mild_views_600_resnet18_sk": (MILD_VIEWS + MEDIUM + RESNET18 + SK, "ResNet-18, mild views, Sinkhorn-Knopp"),
 }
 
 
@@ -153,16 +209,21 @@ def evaluate_variant(name: str, overrides: list[str], data: Path, out: Path, see
             "dino_global_ce": round(cross_entropy, 3), "ln_prototypes": round(uniform, 3), "knn_top1": top1}
 
 
+# name -> backbone overrides of the randomly initialised baselines
+RANDOM_BACKBONES = {"random_init": [], "random_init_ls_off": LS_OFF}
+
+
 def baselines(data: Path, out: Path, seed: int, threads: int) -> list[dict]:
-    """Raw pixels, and the recipe's backbone at initialisation (written as a teacher export)."""
-    cfg = load_config(BASE_RECIPE, [f"train.dataset_path={data}"])
-    export = out / "random_init"
-    if not (export / "eval").is_dir():
-        random_teacher_export(export, cfg, seed)
-    top1, _ = knn_of(export, data, export, threads)
-    pixels = raw_pixel_knn(load_split(data, "train"), load_split(data, "val"), K)["top1"]
-    return [{"variant": "baseline: raw pixels", "knn_top1": pixels},
-            {"variant": "baseline: random init (tiny_cpu backbone)", "knn_top1": top1}]
+    """Raw pixels, and the recipe's backbone at initialisation, with and without LayerScale (teacher exports)."""
+    rows = [{"variant": "baseline: raw pixels",
+             "knn_top1": raw_pixel_knn(load_split(data, "train"), load_split(data, "val"), K)["top1"]}]
+    for name, overrides in RANDOM_BACKBONES.items():
+        export = out / name
+        if not (export / "eval").is_dir():
+            random_teacher_export(export, load_config(BASE_RECIPE, [f"train.dataset_path={data}", *overrides]), seed)
+        top1, _ = knn_of(export, data, export, threads)
+        rows.append({"variant": f"baseline: {name.replace('_', ' ')} (tiny_cpu backbone)", "knn_top1": top1})
+    return rows
 
 
 def table(rows: list[dict]) -> str:

@@ -64,6 +64,9 @@ def test_types_are_converted_or_rejected():
         ("train.batch_size_per_gpu=1", "train.batch_size_per_gpu"),
         ("student.arch=vit_huge", "student.arch"),
         ("crops.global_crops_scale=[0.9,0.1]", "crops.global_crops_scale"),
+        ("crops.hflip_probability=1.5", "crops.hflip_probability"),
+        ("crops.color_jitter_probability=-0.1", "crops.color_jitter_probability"),
+        ("student.arch=resnet18", "student.arch"),  # iBOT on, and a ResNet has no patch tokens to mask
     ],
 )
 def test_cross_field_checks_name_the_key(override, key):

@@ -212,3 +212,19 @@ def test_collate_masks_follow_the_generator_seed():
     assert torch.equal(from_global["collated_masks"],
                        collate_data_and_cast(_samples(8), (0.1, 0.5), 0.5, torch.float32, 16,
                                              generator)["collated_masks"])
+
+
+def test_photometric_knobs_set_the_flip_jitter_and_blur_rates_without_shifting_the_other_draws():
+    plain, still = _aug(), _aug(color_jitter_probability=0.0, hflip_probability=0.0, blur_mode="none")
+    torch.manual_seed(0)
+    plain_draws = [plain.global_crop_2.draw(_image()) for _ in range(200)]
+    torch.manual_seed(0)
+    still_draws = [still.global_crop_2.draw(_image()) for _ in range(200)]
+    assert 0.4 < sum(d.flip for d in plain_draws) / 200 < 0.6 and 0.7 < sum(d.jitter is not None for d in plain_draws) / 200
+    assert not any(d.flip or d.jitter or d.blur_sigma for d in still_draws)
+    # every coin is still thrown: boxes and solarization are the same draws as with upstream's probabilities
+    # (jitter factors are drawn only when jitter applies, so compare the draws up to the first jittered one)
+    first_jitter = next(i for i, d in enumerate(plain_draws) if d.jitter is not None)
+    assert [d.box for d in plain_draws[:first_jitter + 1]] == [d.box for d in still_draws[:first_jitter + 1]]
+    with pytest.raises(ValueError, match="flip probability"):
+        _aug(hflip_probability=1.5)

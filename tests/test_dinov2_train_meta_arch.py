@@ -108,3 +108,27 @@ def test_sinkhorn_centering_keeps_centers_and_separate_ibot_head():
     terms = model.loss_terms(model.student_outputs(batch), targets, batch)
     sum(terms.values()).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.student["ibot_head"].parameters())
+
+
+@pytest.mark.parametrize("overrides", [("dino.head_use_bn=true",),
+                                       ("student.arch=resnet18", "student.resnet_stem=cifar", "ibot.loss_weight=0")])
+def test_a_teacher_with_batchnorm_normalises_by_the_batch_and_the_dino_loss_reaches_the_student(overrides):
+    torch.manual_seed(0)
+    model = SSLMetaArch(_cfg(*overrides)).train()
+    assert model.teacher.training  # BatchNorm by the batch's statistics, as DINO's teacher (a ViT one: eval)
+    batch = _batch(model.cfg)
+    if "ibot.loss_weight=0" in overrides:
+        batch["collated_masks"] = torch.zeros_like(batch["collated_masks"])  # what the collate gives without iBOT
+    targets = model.teacher_targets(batch, teacher_temp=0.04)
+    assert targets.dino.shape == (2, B, model.cfg.dino.head_n_prototypes)
+    assert targets.dino.flatten(0, 1).std(dim=0).max() > 0  # the targets differ between images at initialisation
+    terms = model.loss_terms(model.student_outputs(batch), targets, batch)
+    sum(terms.values()).backward()
+    backbone_grads = [p.grad for p in model.student["backbone"].parameters() if p.grad is not None]
+    assert backbone_grads and any(g.abs().sum() > 0 for g in backbone_grads)
+    first_batchnorm = next(m for m in model.teacher.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    assert first_batchnorm.num_batches_tracked.item() == 1  # the teacher keeps its own running statistics
+    if "ibot.loss_weight=0" in overrides:
+        batch["collated_masks"][0, 0] = True
+        with pytest.raises(ValueError, match="no iBOT masks"):
+            model.student_outputs(batch)

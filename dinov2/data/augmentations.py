@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from dinov2.data.crops import CropRecipe
+from dinov2.data.crops import FLIP_PROBABILITY, JITTER_PROBABILITY, CropRecipe
 from dinov2.utils.choices import BLUR_MODES
 
 SOLARIZE_PROBABILITY_CROP2 = 0.2
@@ -45,6 +45,8 @@ class DataAugmentationDINO:
         local_crops_size: int = 96,
         blur_mode: str = "upstream",
         solarize_probability: float = SOLARIZE_PROBABILITY_CROP2,
+        color_jitter_probability: float = JITTER_PROBABILITY,
+        hflip_probability: float = FLIP_PROBABILITY,
     ) -> None:
         if local_crops_number < 0:
             raise ValueError(f"crops.local_crops_number must be >= 0, got {local_crops_number}")
@@ -55,9 +57,11 @@ class DataAugmentationDINO:
         self.global_crops_size = int(global_crops_size)
         self.local_crops_size = int(local_crops_size)
         self.blur_mode = blur_mode
-        self.global_crop_1 = CropRecipe(global_crops_size, global_crops_scale, blur_1)
-        self.global_crop_2 = CropRecipe(global_crops_size, global_crops_scale, blur_2, solarize_probability)
-        self.local_crop = CropRecipe(local_crops_size, local_crops_scale, blur_local)
+        photometric = {"jitter_probability": color_jitter_probability, "flip_probability": hflip_probability}
+        self.global_crop_1 = CropRecipe(global_crops_size, global_crops_scale, blur_1, **photometric)
+        self.global_crop_2 = CropRecipe(global_crops_size, global_crops_scale, blur_2, solarize_probability,
+                                        **photometric)
+        self.local_crop = CropRecipe(local_crops_size, local_crops_scale, blur_local, **photometric)
 
     def _multi_crop(self, images: Sequence[Image.Image]) -> tuple[list[list], list]:
         """Global crops of every aligned image (one shared draw per crop) and local crops of the first image."""
@@ -93,9 +97,12 @@ class PairedDataAugmentationDINO(DataAugmentationDINO):
         local_crops_size: int = 96,
         blur_mode: str = "literal",
         solarize_probability: float = SOLARIZE_PROBABILITY_CROP2,
+        color_jitter_probability: float = JITTER_PROBABILITY,
+        hflip_probability: float = FLIP_PROBABILITY,
     ) -> None:
         super().__init__(global_crops_scale, local_crops_scale, local_crops_number, global_crops_size,
-                         local_crops_size, blur_mode, solarize_probability)
+                         local_crops_size, blur_mode, solarize_probability, color_jitter_probability,
+                         hflip_probability)
 
     def __call__(self, images: tuple[Image.Image, Image.Image]) -> dict[str, Any]:  # type: ignore[override]
         if not isinstance(images, (tuple, list)) or len(images) != 2:

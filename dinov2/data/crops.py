@@ -4,7 +4,9 @@ Every random choice (box, flip, jitter order and factors, grayscale, blur sigma,
 torch's global RNG into a :class:`CropDraw`, then applied; applying the same draw to a noisy image and its
 denoised copy gives pixel-aligned crops. The distribution matches upstream's torchvision pipeline:
 ``RandomResizedCrop(bicubic) -> flip(0.5) -> ColorJitter(0.4, 0.4, 0.2, 0.1) w.p. 0.8 -> grayscale(0.2) ->
-GaussianBlur(kernel 9, sigma U(0.1, 2)) w.p. blur_p -> solarize(128) w.p. solarize_p -> ToTensor -> Normalize``.
+GaussianBlur(kernel 9, sigma U(0.1, 2)) w.p. blur_p -> solarize(128) w.p. solarize_p -> ToTensor -> Normalize``
+with upstream's flip and jitter probabilities by default (``crops.hflip_probability`` and
+``crops.color_jitter_probability`` change them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 JITTER_RANGES = ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))  # ColorJitter(0.4, 0.4, 0.2, 0.1)
 JITTER_PROBABILITY = 0.8
+FLIP_PROBABILITY = 0.5
 GRAYSCALE_PROBABILITY = 0.2
 BLUR_KERNEL_SIZE = 9
 BLUR_SIGMA_RANGE = (0.1, 2.0)
@@ -77,26 +80,32 @@ def _coin(probability: float) -> bool:
 class CropRecipe:
     """How to draw and apply one kind of crop (global crop 1, global crop 2 or a local crop)."""
 
-    def __init__(self, size: int, scale: Sequence[float], blur_probability: float, solarize_probability: float = 0.0):
+    def __init__(
+        self, size: int, scale: Sequence[float], blur_probability: float, solarize_probability: float = 0.0,
+        jitter_probability: float = JITTER_PROBABILITY, flip_probability: float = FLIP_PROBABILITY,
+    ):
         if size < 1:
             raise ValueError(f"crop size must be positive, got {size}")
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"crop scale must be (min, max) with 0 < min <= max <= 1, got {tuple(scale)}")
-        for name, p in (("blur", blur_probability), ("solarize", solarize_probability)):
+        for name, p in (("blur", blur_probability), ("solarize", solarize_probability),
+                        ("colour jitter", jitter_probability), ("flip", flip_probability)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} probability must lie in [0, 1], got {p}")
         self.size = int(size)
         self.scale = (float(scale[0]), float(scale[1]))
         self.blur_probability = float(blur_probability)
         self.solarize_probability = float(solarize_probability)
+        self.jitter_probability = float(jitter_probability)
+        self.flip_probability = float(flip_probability)
         self.normalize = make_normalize_transform()
 
     def draw(self, image: Image.Image) -> CropDraw:
         """Draw every random choice of one crop of ``image`` from torch's global RNG."""
         box = transforms.RandomResizedCrop.get_params(image, list(self.scale), list(CROP_RATIO_RANGE))
-        flip = _coin(0.5)
+        flip = _coin(self.flip_probability)
         jitter = None
-        if _coin(JITTER_PROBABILITY):
+        if _coin(self.jitter_probability):
             order, b, c, s, h = transforms.ColorJitter.get_params(*JITTER_RANGES)
             jitter = (tuple(int(i) for i in order), float(b), float(c), float(s), float(h))
         grayscale = _coin(GRAYSCALE_PROBABILITY)

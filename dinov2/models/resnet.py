@@ -1,4 +1,5 @@
-"""ResNet backbones for the contrastive methods (SimCLR, SimSiam): torchvision's ResNet without its classifier.
+"""ResNet backbones (SimCLR, SimSiam, and DINO as in its paper's ResNet-50 runs): torchvision's ResNet without its
+classifier.
 
 The module keeps torchvision's parameter names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``), so its weights load
 into ``torchvision.models.resnet50()`` (less ``fc``) and back. It answers the probes' feature interface
@@ -51,8 +52,25 @@ class ResNetBackbone(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_feature_map(x).mean(dim=(2, 3))
+    def forward(
+        self,
+        x: Union[torch.Tensor, list[torch.Tensor]],
+        masks: Union[None, torch.Tensor, list] = None,
+        is_training: bool = False,
+    ) -> Union[torch.Tensor, dict, list[dict]]:
+        """Pooled features ``[B, embed_dim]``; with ``is_training`` the ViT's training outputs, for the DINO loss:
+        ``{"x_norm_clstoken": pooled, "x_norm_patchtokens": [B, h*w, C]}``, one dict per tensor of a list (crops of
+        different sizes). ``masks`` may only mask nothing: a ResNet has no tokens to mask (iBOT needs a ViT)."""
+        if isinstance(x, list):
+            crop_masks = masks if isinstance(masks, list) else [masks] * len(x)
+            return [self.forward(crops, mask, is_training) for crops, mask in zip(x, crop_masks)]
+        if isinstance(masks, torch.Tensor) and bool(masks.any()):
+            raise ValueError("a ResNet backbone takes no iBOT masks (ibot.loss_weight must be 0)")
+        feature_map = self.forward_feature_map(x)
+        pooled = feature_map.mean(dim=(2, 3))
+        if not is_training:
+            return pooled
+        return {"x_norm_clstoken": pooled, "x_norm_patchtokens": feature_map.flatten(2).transpose(1, 2)}
 
     def get_intermediate_layers(
         self, x: torch.Tensor, n: Union[int, Sequence[int]] = 1, reshape: bool = False,

@@ -70,6 +70,8 @@ def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDI
         local_crops_size=cfg.crops.local_crops_size,
         blur_mode=cfg.nct.blur_mode if paired else cfg.crops.blur_mode,
         solarize_probability=cfg.crops.solarize_probability,
+        color_jitter_probability=cfg.crops.color_jitter_probability,
+        hflip_probability=cfg.crops.hflip_probability,
     )
 
 

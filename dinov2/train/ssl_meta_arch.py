@@ -49,6 +49,7 @@ def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
         bottleneck_dim=cfg_section.head_bottleneck_dim,
         nlayers=cfg_section.head_nlayers,
         norm_last_layer=cfg_section.head_norm_last_layer,
+        use_bn=cfg_section.head_use_bn,
     )
 
 
@@ -102,9 +103,12 @@ class SSLMetaArch(nn.Module):
         raise NotImplementedError("SSLMetaArch is trained through compute_losses(); use student/teacher directly")
 
     def train(self, mode: bool = True) -> "SSLMetaArch":
-        """The teacher always stays in eval mode."""
+        """A teacher without BatchNorm always stays in eval mode; one with BatchNorm (a ResNet, ``head_use_bn``)
+        follows ``mode``, so that it normalises by the batch's statistics and keeps its own running ones, as DINO's
+        teacher does (the EMA moves parameters only)."""
         super().train(mode)
-        self.teacher.eval()
+        if not any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in self.teacher.modules()):
+            self.teacher.eval()
         return self
 
     # ----- teacher -----

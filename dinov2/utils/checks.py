@@ -54,6 +54,9 @@ NON_NEGATIVE = (
     "nct.weight",
 )
 
+PROBABILITIES = ("ibot.mask_sample_probability", "crops.solarize_probability", "crops.color_jitter_probability",
+                 "crops.hflip_probability")
+
 
 def _get(cfg: DictConfig, key: str):
     section, name = key.split(".", 1)
@@ -91,8 +94,9 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     _check_range(cfg, "crops.global_crops_scale", 0.0, 1.0)
     _check_range(cfg, "crops.local_crops_scale", 0.0, 1.0)
     _check_range(cfg, "ibot.mask_ratio_min_max", 0.0, 1.0)
-    if not 0.0 <= cfg.ibot.mask_sample_probability <= 1.0:
-        _fail("ibot.mask_sample_probability", f"must lie in [0, 1], got {cfg.ibot.mask_sample_probability}")
+    for key in PROBABILITIES:
+        if not 0.0 <= _get(cfg, key) <= 1.0:
+            _fail(key, f"must lie in [0, 1], got {_get(cfg, key)}")
     if cfg.optim.warmup_epochs > cfg.optim.epochs:
         _fail("optim.warmup_epochs", f"{cfg.optim.warmup_epochs} exceeds optim.epochs={cfg.optim.epochs}")
     if cfg.optim.freeze_last_layer_epochs > cfg.optim.epochs:
@@ -115,9 +119,9 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
 
 
 def _check_dino_losses(cfg: DictConfig) -> None:
-    if cfg.student.arch in RESNET_ARCHS:
-        _fail("student.arch", f"{cfg.student.arch} serves the contrastive methods (method.name: "
-                              f"{', '.join(CONTRASTIVE_METHODS)}); DINOv2, DINO and iBOT need a ViT")
+    if cfg.student.arch in RESNET_ARCHS and cfg.ibot.loss_weight > 0:
+        _fail("student.arch", f"{cfg.student.arch} has no patch tokens to mask: iBOT (ibot.loss_weight > 0) needs "
+                              "a ViT; a ResNet serves DINO (ibot.loss_weight=0) and the contrastive methods")
     if cfg.dino.loss_weight <= 0 and cfg.ibot.loss_weight <= 0:
         _fail("dino.loss_weight", "dino.loss_weight and ibot.loss_weight are both 0: nothing to train")
     if cfg.dino.koleo_loss_weight > 0 and cfg.train.batch_size_per_gpu < 2:

@@ -28,7 +28,7 @@ FFN_LAYERS = ("mlp", "swiglu", "swiglufused", "identity")
 # Blur probabilities (global crop 1, global crop 2, local crops) of the named modes; see dinov2/data/augmentations.py.
 # "symmetric": SimCLR's and SimSiam's blur with probability 0.5 on both views.
 BLUR_MODES: dict[str, tuple[float, float, float]] = {
-    "upstream": (0.0, 0.9, 0.5), "literal": (1.0, 0.1, 0.5), "symmetric": (0.5, 0.5, 0.5)}
+    "upstream": (0.0, 0.9, 0.5), "literal": (1.0, 0.1, 0.5), "symmetric": (0.5, 0.5, 0.5), "none": (0.0, 0.0, 0.0)}
 CENTERINGS = ("centering", "sinkhorn_knopp")
 SCALING_RULES = ("sqrt_wrt_1024", "linear_wrt_1024", "none")
 AUTOCAST_DTYPES = ("fp16", "bf16", "fp32")
