@@ -71,6 +71,20 @@ def test_frozen_teacher_is_the_denoised_phase_teacher_and_never_changes(nct_run)
     assert not torch.equal(model["nct.dino_loss.center"], end_of_denoised["dino_loss.center"])  # its own EMA
 
 
+def test_with_a_batchnorm_head_the_frozen_teacher_keeps_its_statistics_and_the_live_one_moves(pair, tmp_path):
+    out = tmp_path / "run"
+    assert main(_argv(out, _curriculum(pair, nct=True), "nct.enabled=true", "dino.head_use_bn=true")) == 0
+    end_of_denoised = load_checkpoint(out / "model_0000001.pth")["model"]
+    model = load_checkpoint(out / "model_0000003.pth")["model"]
+    running = [k for k in model if k.startswith("nct.teacher.dino_head.") and k.endswith("running_mean")]
+    assert running
+    for key in running:  # the frozen teacher runs in eval mode: its BatchNorm statistics stay the denoised ones
+        live_key = key.replace("nct.teacher.", "teacher.")
+        assert torch.equal(model[key], end_of_denoised[live_key]), key
+        assert not torch.equal(model[live_key], end_of_denoised[live_key]), live_key  # the EMA teacher's follow
+    assert all(np.isfinite(r["total_loss"]) for r in read_metrics(out))
+
+
 def test_nct_terms_are_logged_in_the_nct_phase_only(nct_run):
     records = read_metrics(nct_run)
     assert [r["phase"] for r in records] == [0, 0, 1, 1]
