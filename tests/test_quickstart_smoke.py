@@ -1,6 +1,7 @@
 """The README's main command, end to end, at smoke scale: exps/quickstart.sh with QUICKSTART_PROFILE=smoke
 (300 digits, a handful of steps per stage) must finish, write every expected file, and every result must
-validate; a second call with another OUT and SEED reuses the shared data and denoised tree."""
+validate; then exps/miniature.sh (two seeds, smoke profile) in another OUT reuses the shared data and denoised tree
+and writes its statistics."""
 
 import json
 import os
@@ -12,6 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from dinov2.eval.results import iter_result_files, load_result
+from exps import miniature_stats
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dinov2", "n2n_dinov2", "nc", "nct")
@@ -20,17 +22,18 @@ REPORT_FILES = ("index.html", "index.md", "summary.md", "summary.csv", "linear_t
                 "denoising_examples.png", "linear_curve_gauss100.png", "probe_accuracy.png")
 
 
-def _quickstart(tmp_path: Path, out: str = "out", seed: str = "0") -> subprocess.CompletedProcess:
-    env = {**os.environ, "QUICKSTART_PROFILE": "smoke", "DATA_ROOT": str(tmp_path / "data"),
-           "OUT": str(tmp_path / out), "SEED": seed, "WORKERS": "1", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(["bash", "exps/quickstart.sh", "gauss100"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+def _run_recipe(tmp_path: Path, script: str, variables: dict[str, str]) -> subprocess.CompletedProcess:
+    """``bash SCRIPT gauss100`` with DATA_ROOT under ``tmp_path``, one worker and one thread, plus ``variables``."""
+    env = {**os.environ, "DATA_ROOT": str(tmp_path / "data"), "WORKERS": "1", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **variables}
+    return subprocess.run(["bash", script, "gauss100"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.mark.slow
-def test_quickstart_smoke_runs_every_stage_and_resumes(tmp_path):
-    first = _quickstart(tmp_path)
+def test_quickstart_and_miniature_smoke_run_every_stage_and_share_the_data(tmp_path):
+    first = _run_recipe(tmp_path, "exps/quickstart.sh",
+                        {"QUICKSTART_PROFILE": "smoke", "OUT": str(tmp_path / "out"), "SEED": "0"})
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = tmp_path / "out"
     report = out / "report"
@@ -62,13 +65,25 @@ def test_quickstart_smoke_runs_every_stage_and_resumes(tmp_path):
     assert psnr["images"] == 60 and psnr["denoised_psnr"] > 0
     assert "done in" in first.stdout
 
-    # another OUT and SEED in the same checkout: nothing collides, the shared data and the same denoiser's tree are
-    # found done and reused (each stage's own skip and resume are tested with the stage; a whole second call of the
-    # same OUT costs 74 s of process start-ups and is left out)
-    third = _quickstart(tmp_path, out="out_seed1", seed="1")
-    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    # the miniature (exps/miniature.sh, two seeds) in another OUT of the same checkout: nothing collides, the shared
+    # noisy copy and the same denoiser's tree are found done and reused (each stage's own skip and resume are tested
+    # with the stage; a second quick start in its own OUT, 110 s, is not run: this run covers the same sharing)
+    mini = tmp_path / "out_miniature"
+    miniature = _run_recipe(tmp_path, "exps/miniature.sh", {"MINIATURE_PROFILE": "smoke", "SEEDS": "0 1",
+                                                             "OUT": str(mini)})
+    assert miniature.returncode == 0, miniature.stdout[-3000:] + miniature.stderr[-3000:]
     denoised = sorted((tmp_path / "data").glob("noisy_mnist300-gauss100-denoised-*"))
-    assert len(denoised) == 1 and "0 written" in third.stdout
-    assert "gauss100            0      300" in third.stdout  # the noisy copy: nothing written, 300 skipped
-    seeds = [OmegaConf.load(run / "dinov2_noisy" / "config.yaml").train.seed for run in (out, tmp_path / "out_seed1")]
+    assert len(denoised) == 1 and "0 written" in miniature.stdout
+    assert "gauss100            0      300" in miniature.stdout  # the noisy copy: nothing written, 300 skipped
+    assert (denoised[0] / "denoise_manifest.json").is_file()
+    summary = json.loads((mini / "report" / "miniature.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    for seed in ("0", "1"):
+        assert set(summary["per_seed"][seed]) == set(miniature_stats.ARMS)
+    assert {row["name"].split(" (")[0] for row in summary["baselines"]} == {
+        "baseline: raw pixels", "baseline: backbone at initialisation"}
+    # NC / NCT branch off the same seed's denoised run
+    nc_config = (mini / "seed_1" / "nc" / "config.yaml").read_text()
+    assert f"init_from: {mini / 'seed_1' / 'dinov2_denoised'}@1" in nc_config
+    seeds = [OmegaConf.load(run / "dinov2_noisy" / "config.yaml").train.seed for run in (out, mini / "seed_1")]
     assert seeds == [0, 1]
