@@ -75,6 +75,14 @@ def test_cross_field_checks_name_the_key(override, key):
         check_config(cfg)
 
 
+def test_a_resnet_trains_dino_only_without_masks():
+    resnet = ["student.arch=resnet18", "ibot.loss_weight=0"]
+    cfg = load_config(CONFIGS_DIR / "train" / "smoke_cpu.yaml", resnet)
+    with pytest.raises(ConfigError, match=r"ibot\.mask_sample_probability"):
+        check_config(cfg)
+    check_config(load_config(CONFIGS_DIR / "train" / "smoke_cpu.yaml", [*resnet, "ibot.mask_sample_probability=0"]))
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads_and_validates(recipe):
     # a method overlay (method_*.yaml) goes after a size recipe, which names the data

@@ -122,6 +122,8 @@ def _check_dino_losses(cfg: DictConfig) -> None:
     if cfg.student.arch in RESNET_ARCHS and cfg.ibot.loss_weight > 0:
         _fail("student.arch", f"{cfg.student.arch} has no patch tokens to mask: iBOT (ibot.loss_weight > 0) needs "
                               "a ViT; a ResNet serves DINO (ibot.loss_weight=0) and the contrastive methods")
+    if cfg.student.arch in RESNET_ARCHS and cfg.ibot.mask_sample_probability > 0:
+        _fail("ibot.mask_sample_probability", f"{cfg.student.arch} has no patch tokens to mask; set it to 0")
     if cfg.dino.loss_weight <= 0 and cfg.ibot.loss_weight <= 0:
         _fail("dino.loss_weight", "dino.loss_weight and ibot.loss_weight are both 0: nothing to train")
     if cfg.dino.koleo_loss_weight > 0 and cfg.train.batch_size_per_gpu < 2:
