@@ -2,11 +2,11 @@
 with its header and --dry-run with its plan, running and writing nothing."""
 
 import importlib
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from tests.environment import command_env
 
 REPO = Path(__file__).resolve().parents[1]
 CLIS = [
@@ -43,9 +43,9 @@ def test_every_recipe_is_listed():
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_answers_help_and_dry_run_without_work(recipe, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DATA_ROOT": str(tmp_path / "data"), "OUT": str(tmp_path / "out"),
-           "RUNS": str(tmp_path / "runs"), "EVALS": str(tmp_path / "evals"), "TOY_OUT": str(tmp_path / "toy"),
-           "NOISES": "gauss100", "SEEDS": "0", "TOY_REPS": "1"}
+    env = command_env(PYTHONPATH=str(REPO), DATA_ROOT=str(tmp_path / "data"), OUT=str(tmp_path / "out"),
+                      RUNS=str(tmp_path / "runs"), EVALS=str(tmp_path / "evals"), TOY_OUT=str(tmp_path / "toy"),
+                      NOISES="gauss100", SEEDS="0", TOY_REPS="1")
     shown = subprocess.run(["bash", recipe, "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stdout.startswith("#") and "--dry-run" in shown.stdout, shown.stderr
     plan = subprocess.run(["bash", recipe, "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True,

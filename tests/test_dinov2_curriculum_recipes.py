@@ -8,6 +8,7 @@ from dinov2.train.curriculum import build_curriculum_schedules, build_phases
 from dinov2.utils.checks import check_config
 from dinov2.utils.config import CONFIGS_DIR, ConfigError, derived_values, load_config
 from dinov2.utils.schedules import build_schedules
+from tests.environment import command_env
 
 RECIPES = sorted((CONFIGS_DIR / "train").glob("*.yaml"))
 BRANCHING = {"branch_nc", "branch_nct", "imagenet100_nc", "imagenet100_nc_norestart", "imagenet100_nct", "imagenet1k_nc",
@@ -71,11 +72,10 @@ def test_imagenet1k_branches_warm_up_5_and_teacher_temperature_15():
 
 
 def _plan(script: str) -> list[list[str]]:
-    import os
     import shlex
     import subprocess
 
-    env = {**os.environ, "NOISES": "gauss100", "RUNS": "runs", "EVALS": "evals"}
+    env = command_env(NOISES="gauss100", RUNS="runs", EVALS="evals")
     result = subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, env=env, check=True)
     return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
 

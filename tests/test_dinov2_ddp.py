@@ -1,6 +1,5 @@
 """A 2-process gloo DDP run on the CPU (torchrun) ends with identical weights on both ranks."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ import torch
 
 from dinov2.utils.config import CONFIGS_DIR
 from utils.make_toy_dataset import build_toy_dataset
+from tests.environment import command_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_two_rank_gloo_run_keeps_ranks_identical(tmp_path):
         "--config-file", str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"), "--output-dir", str(out),
         f"train.dataset_path={tree}", "optim.epochs=1", "student.drop_path_rate=0.1",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(out / "weights_rank0.pt", weights_only=True)

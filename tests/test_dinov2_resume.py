@@ -1,6 +1,9 @@
 """Exact resume: N iterations straight == K iterations, stop, resume (mid-epoch, other worker count), and the
 newest *loadable* checkpoint is chosen when the newest file is damaged."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main
 from dinov2.utils.checkpoint import list_checkpoints, load_checkpoint
 from dinov2.utils.config import CONFIGS_DIR
+from tests.environment import REPO, command_env
 from utils.make_toy_dataset import build_toy_dataset
 
 SMOKE = str(CONFIGS_DIR / "train" / "smoke_cpu.yaml")
@@ -68,3 +72,23 @@ def test_resume_skips_a_damaged_newest_checkpoint(tree, tmp_path):
     with pytest.warns(UserWarning, match="model_0000002.pth"):
         _train(tree, run, "optim.epochs=1")
     assert _losses(run) == _losses(straight)
+
+
+def test_a_run_interrupted_and_rerun_writes_the_bytes_of_a_straight_one(tree, tmp_path):
+    """Ctrl-C at an optimizer step (tests/stop_at.py), then the same command: every checkpoint and export is the
+    file an uninterrupted run writes, byte for byte (runs compare with sha256sum)."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "tests.stop_at", "--event", "step", "--how", "sigint", "--at", "0", "--",
+               "-m", "dinov2.train", "--config-file", SMOKE, "--output-dir", str(out), f"train.dataset_path={tree}",
+               "student.drop_path_rate=0.2", "train.checkpoint_period=1"]
+    env = command_env(OMP_NUM_THREADS="1")
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+    straight = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.pth"))}
+    shutil.rmtree(out)
+    command[command.index("--at") + 1] = "4"  # in the second epoch, after three checkpoints
+    interrupted = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert interrupted.returncode != 0 and "KeyboardInterrupt" in interrupted.stderr
+    assert list_checkpoints(out)[0].name == "model_0000002.pth"
+    command[command.index("--at") + 1] = "0"
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.pth"))} == straight

@@ -1,62 +1,58 @@
-"""SIGKILL at seeded random moments of each long job, then reruns: the outputs equal an uninterrupted run's
+"""SIGKILL at seeded random events of each long job, then reruns: the outputs equal an uninterrupted run's
 (bit-identical for noise generation, Neighbor2Neighbor and DINOv2; identical results for probes and the toy).
 
-Each job runs once uninterrupted (its wall time T sets the window), then in a fresh folder it is killed at a
-random moment in [0.25 T, 0.95 T], rerun and killed again at another, then rerun to the end. When no kill landed
-(this machine ran the job faster than T), the folder is cleared and the window halved, up to 4 times.
+Each job runs once uninterrupted, counting its events (optimizer steps and atomic writes about to land, see
+tests/stop_at.py); then in a fresh folder it is killed at a random one of them, rerun and killed again at a random
+event of what is left, then rerun to the end. Kills land at events, not after a delay, so both land on every
+machine however fast it runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from dinov2.utils.config import CONFIGS_DIR
+from tests.environment import REPO, command_env
 from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from tests.imagetrees import make_tree
 from utils.image_io import iter_image_files
 from utils.make_toy_dataset import build_toy_dataset
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+ENV = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
 KILLS_PER_JOB = 2
 
 
-def _run(command: list[str]) -> float:
-    start = time.monotonic()
-    subprocess.run(command, cwd=REPO, env=ENV, check=True, capture_output=True, timeout=300)
-    return time.monotonic() - start
+def _run(command: list[str], *stop: str) -> int:
+    """Run ``command`` (a script or ``-m module`` and its arguments) under tests/stop_at.py with ``stop``; returns
+    its exit status."""
+    helper = [sys.executable, "-m", "tests.stop_at", *stop, "--", *command]
+    result = subprocess.run(helper, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, -signal.SIGKILL), result.stderr[-3000:]
+    return result.returncode
 
 
-def _killed_then_finished(command: list[str], folder: Path, wall: float, rng: random.Random) -> int:
-    """Kill ``command`` (which writes into ``folder``) at KILLS_PER_JOB random moments, each rerun resuming from where
-    the last stopped, then finish it; returns how many kills landed before the command finished on its own."""
-    for attempt in range(4):
-        shutil.rmtree(folder, ignore_errors=True)
-        landed = 0
-        for _ in range(KILLS_PER_JOB):
-            process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-            try:
-                process.wait(timeout=rng.uniform(0.25, 0.95) * wall / 2 ** attempt)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                landed += 1
-            process.wait()
-        if landed:
-            break
-    _run(command)
-    return landed
+def _killed_then_finished(command: list[str], folder: Path, events: int, rng: random.Random) -> list[int]:
+    """Kill ``command`` (which writes into ``folder``) at KILLS_PER_JOB random events, each rerun resuming from where
+    the last stopped, then finish it; returns the events killed at. A kill before event n leaves at least
+    ``events - n + 1`` events to the rerun (what was not done is still to do), so each kill drawn here must land."""
+    shutil.rmtree(folder, ignore_errors=True)
+    kills, left = [], events
+    while len(kills) < KILLS_PER_JOB and left >= 1:
+        kills.append(rng.randint(1, left))
+        status = _run(command, "--event", "any", "--at", str(kills[-1]), "--how", "sigkill")
+        assert status == -signal.SIGKILL, f"the job ended before event {kills[-1]} (kills so far: {kills})"
+        left -= kills[-1]
+    assert _run(command) == 0
+    return kills
 
 
 def _files(root: Path, pattern: str = "*") -> dict[str, bytes]:
@@ -64,15 +60,17 @@ def _files(root: Path, pattern: str = "*") -> dict[str, bytes]:
 
 
 def _check(job: Callable[[Path], list[str]], compare: Callable[[Path, Path], None], tmp_path: Path, seed: int) -> None:
-    wall = _run(job(tmp_path / "reference"))
-    landed = _killed_then_finished(job(tmp_path / "killed"), tmp_path / "killed", wall, random.Random(seed))
+    counts = tmp_path / "events.json"
+    assert _run(job(tmp_path / "reference"), "--count", str(counts)) == 0
+    events = sum(json.loads(counts.read_text()).values())
+    kills = _killed_then_finished(job(tmp_path / "killed"), tmp_path / "killed", events, random.Random(seed))
     compare(tmp_path / "reference", tmp_path / "killed")
-    assert landed >= 1  # at least one kill interrupted the job (the window lies inside its wall time)
+    assert kills  # the job was interrupted at least once
 
 
 def test_noise_generation(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=4, per_class=15)
-    job = lambda out: [sys.executable, "utils/generate_noise.py", "--src", str(clean), "--noise", "gauss100",  # noqa
+    job = lambda out: ["utils/generate_noise.py", "--src", str(clean), "--noise", "gauss100",  # noqa
                        "shot3", "--out-prefix", str(out / "noisy"), "--num-workers", "0", "--quiet"]
 
     def compare(a: Path, b: Path) -> None:
@@ -86,7 +84,7 @@ def test_noise_generation(tmp_path):
 
 def test_neighbor2neighbor_training(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=8)
-    job = lambda out: [sys.executable, "Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train",  # noqa
+    job = lambda out: ["Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train",  # noqa
                        "--output-dir", str(out), "--epochs", "4", "--batch-size", "4", "--patch-size", "16",
                        "--n-feature", "8", "--num-workers", "0", "--device", "cpu", "--quiet"]
 
@@ -116,7 +114,7 @@ def _assert_equal(a: object, b: object, where: str = "") -> None:
 
 def test_dinov2_training(tmp_path):
     build_toy_dataset(tmp_path / "digits", limit=2)
-    job = lambda out: [sys.executable, "-m", "dinov2.train", "--config-file",  # noqa: E731
+    job = lambda out: ["-m", "dinov2.train", "--config-file",  # noqa: E731
                        str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"), "--output-dir", str(out),
                        f"train.dataset_path={tmp_path / 'digits'}", "optim.epochs=2", "train.checkpoint_period=1"]
 
@@ -146,7 +144,7 @@ def test_linear_probe(tmp_path):
     for iteration in (4, 9):
         make_teacher_export(tmp_path / "run", iteration, seed=iteration)
     data = make_separable_tree(tmp_path / "data", num_classes=3, train_per_class=10, val_per_class=3)
-    job = lambda out: [sys.executable, "-m", "dinov2.eval.linear", "--run-dir", str(tmp_path / "run"),  # noqa
+    job = lambda out: ["-m", "dinov2.eval.linear", "--run-dir", str(tmp_path / "run"),  # noqa
                        "--train-dataset", str(data / "train"), "--val-dataset", str(data / "val"), "--output-dir",
                        str(out), "--crop-size", "32", "--num-workers", "0", "--device", "cpu", "--quiet",
                        "--epochs", "3", "--holdout-fraction", "0.3"]
@@ -158,7 +156,7 @@ def test_linear_probe(tmp_path):
 
 
 def test_toy_experiment(tmp_path):
-    job = lambda out: [sys.executable, "-m", "toy_mnist.run", "--output-dir", str(out), "--seeds", "0",  # noqa
+    job = lambda out: ["-m", "toy_mnist.run", "--output-dir", str(out), "--seeds", "0",  # noqa
                        "--epochs", "2", "--probe-epochs", "1", "--budget", "epochs", "--device", "cpu",
                        "--batch-size", "64", "--threads", "1", "--quiet"]
 

@@ -2,7 +2,6 @@
 no numerical tolerance fails its check, keeps going and still writes the JSON; without CUDA the script refuses."""
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -10,11 +9,12 @@ import pytest
 
 from bench import gpu_check
 from bench.gpu_checks import report
+from tests.environment import command_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "gpu_check.sh"
 # one thread per process: the run is tiny, and CI cores are often shared with other jobs
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+ENV = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
 
 
 def run_script(*args: str, env: dict = ENV, timeout: int = 180) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,21 @@ def test_atomic_torch_save_survives_a_failing_save(tmp_path: Path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert not any(is_temporary_file(name) for name in os.listdir(tmp_path))
+
+
+def test_equal_contents_give_equal_checkpoint_bytes_whatever_objects_they_share(tmp_path: Path):
+    import torch
+
+    model = torch.nn.BatchNorm1d(3)  # its state dict carries _metadata (the module version)
+    state = model.state_dict()
+    name = "".join(["l", "r"])  # a string made at run time: equal to the literal, not the same object
+    shared = {"args": {"lr": 0.1}, "group": {"lr": 0.1}, "mode": ("train", "train"), "model": state}
+    fresh = {"args": {name: 0.1}, "group": {"lr": 0.1}, "mode": ("train", "".join(["tr", "ain"])),
+             "model": state}
+    assert pickle.dumps(shared) != pickle.dumps(fresh)  # plain pickling depends on the sharing
+    atomic_torch_save(shared, tmp_path / "a.pt")
+    atomic_torch_save(fresh, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    loaded = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert loaded["model"]._metadata == state._metadata and torch.equal(loaded["model"]["weight"], state["weight"])
+    assert type(loaded["mode"]) is tuple and loaded["args"] == {"lr": 0.1}

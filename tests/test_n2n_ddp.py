@@ -2,7 +2,6 @@
 writes the run folder, and an interrupted run resumes bit-identically."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from Neighbor2Neighbor import train as train_module
 from Neighbor2Neighbor.training_data import rank_order
 from Neighbor2Neighbor.weights import load_checkpoint
+from tests.environment import command_env
 from tests.imagetrees import make_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def _args(data: str, out: Path, *extra: str) -> list[str]:
 def _torchrun(args: list[str]) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO / "Neighbor2Neighbor" / "train.py"), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

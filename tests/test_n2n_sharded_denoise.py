@@ -1,7 +1,6 @@
 """Sharded denoising (--shard, torchrun ranks) writes the same bytes as one process, from stored or on-the-fly
 noisy trees, and resumes."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import torch
 
 from Neighbor2Neighbor import denoise as denoise_module
 from Neighbor2Neighbor.arch_unet import UNet
+from tests.environment import command_env
 from tests.imagetrees import make_tree
 from utils.generate_noise import generate_noise
 from utils.image_io import iter_image_files
@@ -69,7 +69,7 @@ def test_union_of_shards_equals_one_process_and_resumes(setup, reference, tmp_pa
 
 def test_torchrun_ranks_split_the_work(setup, reference, tmp_path):
     dst = tmp_path / "dst"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     for shard in ("0/2", "1/2"):  # 2 array tasks x 2 ranks = 4 shares
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                    str(REPO / "Neighbor2Neighbor" / "denoise.py"), "--weights", str(setup / "unet.pt"),

@@ -4,9 +4,7 @@ validate; then exps/miniature.sh (two seeds, smoke profile) in another OUT reuse
 and writes its statistics."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from omegaconf import OmegaConf
 
 from dinov2.eval.results import iter_result_files, load_result
 from exps import miniature_stats
+from tests.environment import command_env
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dinov2", "n2n_dinov2", "nc", "nct")
@@ -24,8 +23,7 @@ REPORT_FILES = ("index.html", "index.md", "summary.md", "summary.csv", "linear_t
 
 def _run_recipe(tmp_path: Path, script: str, variables: dict[str, str]) -> subprocess.CompletedProcess:
     """``bash SCRIPT gauss100`` with DATA_ROOT under ``tmp_path``, one worker and one thread, plus ``variables``."""
-    env = {**os.environ, "DATA_ROOT": str(tmp_path / "data"), "WORKERS": "1", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **variables}
+    env = command_env(DATA_ROOT=str(tmp_path / "data"), WORKERS="1", OMP_NUM_THREADS="1", **variables)
     return subprocess.run(["bash", script, "gauss100"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
 

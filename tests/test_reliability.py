@@ -24,6 +24,7 @@ from dinov2.train.train import main as train_main
 from dinov2.utils.checkpoint import list_checkpoints, teacher_export_path
 from dinov2.utils.config import CONFIGS_DIR
 from exps import report
+from tests.environment import command_env
 from tests.test_report import linear_result, write
 from utils.atomic import remove_stale_temporaries, temporary_path_for
 from utils.generate_noise import MANIFEST_FILENAME, GenerationError, generate_noise
@@ -173,9 +174,9 @@ def test_shell_recipes_pass_hostile_paths_as_arguments(tmp_path):
     for tree in (f"{prefix}-gauss100", f"{prefix}-gauss100-denoised"):
         (Path(tree) / "train").mkdir(parents=True)
     marker = tmp_path / "injected"
-    env = {**os.environ, "NOISES": "gauss100", "ABLATION_NOISES": "", "NOISY_PREFIX": str(prefix),
-           "RUNS": f"{tmp_path}/runs$(touch {marker})", "EVALS": str(tmp_path / "evals"),
-           "LAUNCHER": "echo", "EVAL_LAUNCHER": "echo"}
+    env = command_env(NOISES="gauss100", ABLATION_NOISES="", NOISY_PREFIX=str(prefix),
+                      RUNS=f"{tmp_path}/runs$(touch {marker})", EVALS=str(tmp_path / "evals"),
+                      LAUNCHER="echo", EVAL_LAUNCHER="echo")
     result = subprocess.run(["bash", "exps/linear_probe.sh"], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert not marker.exists()

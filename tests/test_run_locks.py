@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from dinov2.eval import knn
 from dinov2.train.train import main as dinov2_main
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor import train as n2n
+from tests.environment import command_env
 from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from tests.imagetrees import make_tree
 from utils.generate_noise import main as generate_main
@@ -21,8 +21,8 @@ from utils.make_toy_dataset import build_toy_dataset
 from utils.run_lock import FolderLocked, folder_lock, lock_path
 
 REPO = Path(__file__).resolve().parents[1]
-HOLD = "import sys, time\nfrom pathlib import Path\nfrom utils.run_lock import folder_lock\n" \
-       "with folder_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(60)\n"
+HOLD = "import sys\nfrom pathlib import Path\nfrom utils.run_lock import folder_lock\n" \
+       "with folder_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    sys.stdin.read()\n"
 
 
 def test_a_second_holder_is_refused_naming_the_folder_and_pid(tmp_path):
@@ -37,8 +37,8 @@ def test_a_second_holder_is_refused_naming_the_folder_and_pid(tmp_path):
 
 
 def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], cwd=REPO, stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=command_env(PYTHONPATH=str(REPO)), text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(FolderLocked, match=f"pid {holder.pid}"):
@@ -119,17 +119,18 @@ def test_output_folders_inside_an_input_tree_are_refused(digits, tmp_path, capsy
 
 def test_two_real_processes_on_one_n2n_folder(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=4)
-    command = [sys.executable, str(REPO / "Neighbor2Neighbor" / "train.py"), "--data-dir",
-               f"noisy:gauss50:{clean}:train", "--output-dir", str(tmp_path / "run"), "--epochs", "200",
-               "--batch-size", "4", "--patch-size", "16", "--n-feature", "8", "--num-workers", "0", "--device", "cpu",
-               "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ["Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train", "--output-dir",
+               str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4", "--patch-size", "16", "--n-feature", "8",
+               "--num-workers", "0", "--device", "cpu", "--quiet"]
+    env = command_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # the first run waits at its first optimizer step, holding the folder, until the test lets it go
+    first = subprocess.Popen([sys.executable, "-m", "tests.stop_at", "--event", "step", "--at", "1", "--how", "pause",
+                              "--", *command], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "run" / "metrics.jsonl").is_file() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert first.stdout.readline().strip() == "paused at step 1"
+        second = subprocess.run([sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=120)
         assert second.returncode == 2 and f"is in use by pid {first.pid}" in second.stderr
     finally:
         first.send_signal(signal.SIGKILL)

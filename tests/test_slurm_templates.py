@@ -4,6 +4,7 @@ replaced by stubs that run the command on this machine)."""
 import os
 import socket
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor.arch_unet import UNet
+from tests.environment import command_env
 from tests.imagetrees import make_tree
 from utils.image_io import iter_image_files
 from utils.make_toy_dataset import build_toy_dataset
@@ -41,9 +43,11 @@ def slurm_env(tmp_path):
     for name, text in (("srun", SRUN_STUB), ("scontrol", SCONTROL_STUB)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-            "SLURM_SUBMIT_DIR": str(REPO), "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "node001",
-            "SLURM_JOB_ID": "4242", "GPUS_PER_NODE": "2", "RDZV_PORT": str(_free_port())}
+    env = command_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", SLURM_SUBMIT_DIR=str(REPO), SLURM_NNODES="1",
+                      SLURM_JOB_NODELIST="node001", SLURM_JOB_ID="4242", GPUS_PER_NODE="2",
+                      RDZV_PORT=str(_free_port()))
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"  # the stubs before any real srun
+    return env
 
 
 def _sbatch(template: str, env: dict, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
@@ -95,7 +99,7 @@ def test_denoise_array_tasks_and_ranks_write_the_one_process_tree(slurm_env, tmp
     options = ["--num-workers", "0", "--batch-size", "2", "--block-images", "2", "--device", "cpu"]
     src, weights = f"noisy:shot3:{clean}", str(tmp_path / "unet.pt")
     reference = tmp_path / "one_process"
-    subprocess.run(["python", "Neighbor2Neighbor/denoise.py", "--weights", weights, "--src", src, "--output-dir",
+    subprocess.run([sys.executable, "Neighbor2Neighbor/denoise.py", "--weights", weights, "--src", src, "--output-dir",
                     str(reference), "--quiet", *options], cwd=REPO, env=slurm_env, check=True,
                    capture_output=True)
     dst = tmp_path / "sharded"

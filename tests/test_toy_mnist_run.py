@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from toy_mnist.budget import make_budget
 from toy_mnist.data import ToyData
 from toy_mnist.experiment import ARMS, new_encoder, run_repetition
 from toy_mnist.train import NonFiniteLossError, checkpoint_path, pretrain
+from tests.environment import command_env
 from tests.test_toy_mnist_units import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,14 +124,14 @@ def test_mlp_exp_script_runs_resumes_and_keeps_foreign_files(tmp_path):
     command = ["bash", str(REPO / "toy_mnist" / "mlp_exp.sh"), "--out", str(out), "--reps", "1", "--epochs", "2",
                "--budget", "epochs", "--device", "cpu", "--data-root", str(data_root), "--threads", "1",
                "--", "--probe-epochs", "1", "--batch-size", "32", "--no-progress"]
-    env = {**os.environ, "PYTHON": sys.executable}
+    env = command_env(PYTHON=sys.executable)
     subprocess.run(command, check=True, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert set(json.loads((out / "results.json").read_text())["arms"]) == set(ARMS)
     second = subprocess.run(command, check=True, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert "seed 0: finished earlier, skipped" in second.stdout
     assert (out / "notes.txt").read_text() == "mine"
     bad = subprocess.run(["bash", str(REPO / "toy_mnist" / "mlp_exp.sh"), "--reps", "zero"], cwd=tmp_path,
-                         capture_output=True, text=True)
+                         env=command_env(), capture_output=True, text=True)
     assert bad.returncode == 2 and "--reps" in bad.stderr
 
 

@@ -6,10 +6,12 @@ new one. Temporary files are hidden (``.name.tmp-<pid>-<n>``) and removed if the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
 import os
+import sys
 from pathlib import Path
 from typing import IO, Any, Iterator, Union
 
@@ -101,9 +103,34 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
+def canonical_for_pickle(obj: Any) -> Any:
+    """A copy of ``obj`` whose pickle depends on its values only, not on which objects it happens to share.
+
+    Pickle writes an object once and refers back to it when the same object comes again, so two equal
+    checkpoints give different bytes when one shares a string (say a dict key) that the other holds twice, as a run
+    resumed from a file does where a run from scratch shares Python's interned names. Here every string is
+    interned and every dict, list and tuple built afresh (tensors are kept: torch writes each storage once,
+    by identity, and storage sharing follows the model's structure). ``OrderedDict`` keeps its attributes
+    (``state_dict``'s ``_metadata``).
+    """
+    kind = type(obj)
+    if kind is str:
+        return sys.intern(obj)
+    if kind is dict or kind is collections.OrderedDict:
+        copy = kind((canonical_for_pickle(k), canonical_for_pickle(v)) for k, v in obj.items())
+        for name, value in vars(obj).items() if kind is collections.OrderedDict else ():
+            setattr(copy, name, canonical_for_pickle(value))
+        return copy
+    if kind is list or kind is tuple:
+        return kind(canonical_for_pickle(item) for item in obj)
+    return obj
+
+
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (the previous file survives a crash mid-save)."""
+    """``torch.save`` to ``path`` atomically (the previous file survives a crash mid-save), canonically: equal
+    contents give equal bytes (see :func:`canonical_for_pickle`), so that an interrupted and resumed run writes
+    the file of an uninterrupted one and runs can be compared with ``sha256sum``."""
     import torch  # local import: the data-preparation tools do not need torch
 
     with atomic_write(path, "wb") as handle:
-        torch.save(obj, handle)
+        torch.save(canonical_for_pickle(obj), handle)
