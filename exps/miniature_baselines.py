@@ -23,7 +23,7 @@ from dinov2.eval.baselines import random_teacher_export, raw_pixel_knn
 from dinov2.eval.results import load_result
 from dinov2.eval.runner import run_cli
 from dinov2.utils.config import load_config
-from exps.miniature_stats import final_scores
+from exps.report import final_scores
 from utils.atomic import atomic_write_json
 from utils.cli import add_output_dir
 from utils.dataset_index import load_split

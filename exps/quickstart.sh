@@ -14,8 +14,11 @@
 # images for n2n_dinov2) -> the toy MLP experiment (reduced budget) -> tables, figures and OUT/report/index.html.
 #
 # Every step skips what is already done (and training resumes from its last checkpoint), so an interrupted run
-# continues where it stopped. Variables (environment): DATA_ROOT, OUT, WORKERS, QUICKSTART_PROFILE, NCT_WEIGHT and
-# SEED (the DINOv2 runs' train.seed, shared by the four arms; use another OUT for another seed).
+# continues where it stopped. Variables (environment): DATA_ROOT, OUT, WORKERS, QUICKSTART_PROFILE, NCT_WEIGHT,
+# SEED (the DINOv2 runs' train.seed, shared by the four arms; use another OUT for another seed) and THREADS (every
+# stage's torch threads; default OMP_NUM_THREADS when set, else 2: the figures move with it, use another OUT per
+# value). At the end the table is printed beside the values expected for this setting (exps/expected/, measured by
+# exps/miniature.sh over seeds and thread counts), marking any value outside their range.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
@@ -24,6 +27,7 @@ source exps/lib/miniature_pipeline.sh
 parse_recipe_args "$0" "$@"
 NOISE="${RECIPE_ARGS[0]:-gauss100}"
 check_noise quickstart.sh "$NOISE"
+set_threads quickstart.sh
 PROFILE="${QUICKSTART_PROFILE:-full}"
 DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/quickstart}"
@@ -32,11 +36,11 @@ SEED="${SEED:-0}"
 
 case "$PROFILE" in
   full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (the paper's 140/200)
-    DATASET="mnist5k"; LIMIT=(); N2N_EPOCHS=1; N2N_BATCH=16; EPOCH_ITERS=40
+    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); EPOCH_ITERS=40
     DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
     PROBE_ARGS=(--epochs 10); TOY_ARGS=(--reps 1 --epochs 10 --threads 1 -- --probe-epochs 10) ;;
   smoke)  # 300 digits; 4 epochs of 2 iterations per arm; the test suite runs this end to end
-    DATASET="mnist300"; LIMIT=(--limit 30); N2N_EPOCHS=1; N2N_BATCH=8; EPOCH_ITERS=2
+    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}"); EPOCH_ITERS=2
     DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
     DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
                evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
@@ -47,6 +51,7 @@ esac
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
 set_paths
+record_setting "$OUT"
 RETRIEVAL_DENOISED="$OUT/retrieval_denoised"
 NC_EPOCHS=$(( EPOCHS - SWITCH_EPOCH ))
 
@@ -80,12 +85,19 @@ retrieve "$OUT/nct" nct --noise "$NOISE"
 step "7. the toy MLP experiment (clean / noisy / clean-then-noisy, Gaussian std 0.4; reduced budget)"
 run_cmd bash toy_mnist/mlp_exp.sh --output-dir "$OUT/toy_mnist" "${TOY_ARGS[@]}" --quiet
 
-step "8. tables, figures and the page: $REPORT/index.html"
+step "8. this run beside the expected values (mean and 95 % prediction range over seeds and thread counts)"
+EXPECTED="exps/expected/quickstart_${PROFILE}_$NOISE.json"
+run_cmd python exps/expected_values.py check "$EXPECTED" "$OUT/eval" --psnr "$N2N_DIR/psnr.json" \
+    --setting "$OUT/environment.json" --out "$REPORT/expected.md"
+
+step "9. tables, figures and the page: $REPORT/index.html"
 run_cmd python exps/report.py "$OUT/eval" --output-dir "$REPORT" \
-    --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" \
-    --n2n-psnr "$N2N_DIR/psnr.json" --include "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
+    --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" --n2n-psnr "$N2N_DIR/psnr.json" \
+    --include "$REPORT/expected.md" "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
 if [ "$DRY_RUN" = 0 ]; then
     cat "$REPORT/summary.md"
+    printf '\nThis run beside the expected values of %s:\n\n' "$EXPECTED"
+    cat "$REPORT/expected.md"
 fi
 
 step "done in $(( SECONDS - PIPELINE_START )) s: outputs in $OUT, page $REPORT/index.html"

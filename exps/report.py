@@ -98,6 +98,16 @@ def linear_cells(results: list[dict]) -> dict[str, dict[tuple[str, str], float]]
     return tables
 
 
+def final_scores(results: list[dict]) -> dict[str, dict[str, float]]:
+    """{method: {"linear": top-1, "knn": top-1}} at each method's last evaluated checkpoint (the tables' cells)."""
+    cells = linear_cells(results)
+    scores: dict[str, dict[str, float]] = {}
+    for metric, table in (("linear", "linear_top1"), ("knn", "knn_top1")):
+        for (method, _noise), value in cells.get(table, {}).items():
+            scores.setdefault(method, {})[metric] = float(value)
+    return scores
+
+
 def _format(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 

@@ -30,14 +30,13 @@ SEED="${SEED:-0}"
 WORKERS="${WORKERS:-2}"
 DATASET="mnist5k"
 LIMIT=()
-N2N_BATCH=16
+N2N_OPTIONS=("${N2N_FULL[@]}")
 DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"
 EPOCHS=10
 EPOCH_ITERS=40
 PROBE_ARGS=(--epochs 10)
 check_noise table2_miniature.sh "$NOISE"
 SWITCH_EPOCH=$(( EPOCHS * 7 / 10 ))
-N2N_EPOCHS=1
 
 method_setup() {  # method_setup METHOD: METHOD_CONFIG, DINO_ARGS and the probe's feature layers for METHOD
     local method="$1"

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tests.environment import command_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,9 +15,10 @@ CLIS = [
     "Neighbor2Neighbor.train", "Neighbor2Neighbor.denoise", "Neighbor2Neighbor.evaluate_psnr",
     "Neighbor2Neighbor.plot_examples", "Neighbor2Neighbor.weights", "process_metadata", "utils.generate_noise",
     "utils.make_toy_dataset", "utils.make_toy_retrieval", "utils.plot_noise_grid", "toy_mnist.run",
-    "toy_mnist.aggregate", "exps.report", "exps.miniature_stats", "exps.miniature_baselines",
-    "exps.generate_instance_recog_script", "bench.data_pipeline", "bench.denoise_shards", "bench.dino_recipe_search",
-    "bench.linear_probe", "bench.n2n", "bench.noise_generation", "bench.train_step", "bench.gpu_check", "bench.prototype_loss",
+    "toy_mnist.aggregate", "exps.report", "exps.miniature_stats", "exps.miniature_baselines", "exps.expected_values",
+    "exps.generate_instance_recog_script", "utils.environment", "bench.data_pipeline", "bench.denoise_shards",
+    "bench.dino_recipe_search", "bench.linear_probe", "bench.n2n", "bench.n2n_stability", "bench.noise_generation",
+    "bench.train_step", "bench.gpu_check", "bench.prototype_loss",
 ]
 RECIPES = sorted(str(p.relative_to(REPO)) for pattern in ("exps/*.sh", "Neighbor2Neighbor/*.sh", "toy_mnist/*.sh")
                  for p in REPO.glob(pattern))

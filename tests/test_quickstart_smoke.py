@@ -5,13 +5,15 @@ and writes its statistics."""
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from dinov2.eval.results import iter_result_files, load_result
 from exps import miniature_stats
+from exps.report import collect_results, final_scores
+from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from tests.environment import command_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,25 +65,35 @@ def test_quickstart_and_miniature_smoke_run_every_stage_and_share_the_data(tmp_p
     assert psnr["images"] == 60 and psnr["denoised_psnr"] > 0
     assert "done in" in first.stdout
 
-    # the miniature (exps/miniature.sh, two seeds) in another OUT of the same checkout: nothing collides, the shared
-    # noisy copy and the same denoiser's tree are found done and reused (each stage's own skip and resume are tested
+    assert "No expected values for this setting" in (report / "expected.md").read_text()  # none for the smoke profile
+    assert [setting["threads"] for setting in json.loads((out / "environment.json").read_text())] == [1]
+
+    # the miniature (exps/miniature.sh, one seed at 1 and 2 threads) in another OUT of the same checkout: nothing
+    # collides, the shared noisy copy and, at the quick start's thread count, the same denoiser and its tree are found
+    # done and reused, and the same seed gives the quick start's numbers (each stage's own skip and resume are tested
     # with the stage; a second quick start in its own OUT, 110 s, is not run: this run covers the same sharing)
     mini = tmp_path / "out_miniature"
-    miniature = _run_recipe(tmp_path, "exps/miniature.sh", {"MINIATURE_PROFILE": "smoke", "SEEDS": "0 1",
-                                                             "OUT": str(mini)})
+    miniature = _run_recipe(tmp_path, "exps/miniature.sh", {"MINIATURE_PROFILE": "smoke", "SEEDS": "0",
+                                                             "THREAD_COUNTS": "1 2", "OUT": str(mini)})
     assert miniature.returncode == 0, miniature.stdout[-3000:] + miniature.stderr[-3000:]
-    denoised = sorted((tmp_path / "data").glob("noisy_mnist300-gauss100-denoised-*"))
-    assert len(denoised) == 1 and "0 written" in miniature.stdout
+    assert "0 written" in miniature.stdout
     assert "gauss100            0      300" in miniature.stdout  # the noisy copy: nothing written, 300 skipped
-    assert (denoised[0] / "denoise_manifest.json").is_file()
+    assert model_digest(load_denoiser(out / "n2n" / "last.pt")) == \
+        model_digest(load_denoiser(mini / "threads_1" / "n2n" / "last.pt"))
     summary = json.loads((mini / "report" / "miniature.json").read_text())
-    assert summary["seeds"] == [0, 1]
-    for seed in ("0", "1"):
-        assert set(summary["per_seed"][seed]) == set(miniature_stats.ARMS)
+    assert summary["threads"] == [1, 2]
+    for threads in ("1", "2"):
+        assert set(summary["by_threads"][threads]["per_seed"]["0"]) == set(miniature_stats.ARMS)
+        setting = json.loads((mini / f"threads_{threads}" / "environment.json").read_text())
+        assert [entry["threads"] for entry in setting] == [int(threads)]
+    assert final_scores(collect_results([out / "eval"])) == summary["by_threads"]["1"]["per_seed"]["0"]
     assert {row["name"].split(" (")[0] for row in summary["baselines"]} == {
         "baseline: raw pixels", "baseline: backbone at initialisation"}
+    # the quick start beside the miniature's expected values: its run is one of theirs, so it lies inside
+    check = subprocess.run([sys.executable, "exps/expected_values.py", "check", str(mini / "report" / "expected.json"),
+                            str(out / "eval"), "--psnr", str(out / "n2n" / "psnr.json")], cwd=REPO,
+                           capture_output=True, text=True, check=True)
+    assert "all 9 values inside the expected ranges" in check.stdout, check.stdout
     # NC / NCT branch off the same seed's denoised run
-    nc_config = (mini / "seed_1" / "nc" / "config.yaml").read_text()
-    assert f"init_from: {mini / 'seed_1' / 'dinov2_denoised'}@1" in nc_config
-    seeds = [OmegaConf.load(run / "dinov2_noisy" / "config.yaml").train.seed for run in (out, mini / "seed_1")]
-    assert seeds == [0, 1]
+    nc_config = (mini / "threads_2" / "seed_0" / "nc" / "config.yaml").read_text()
+    assert f"init_from: {mini / 'threads_2' / 'seed_0' / 'dinov2_denoised'}@2" in nc_config
