@@ -111,6 +111,7 @@ def settings_text(settings: list[dict[str, Any]]) -> str:
 def check(expected_path: Path, eval_dir: Path, psnr_path: Optional[Path], setting_path: Optional[Path],
           out: Optional[Path]) -> int:
     """The ``check`` command (see the module docstring)."""
+    setting = f"This run's setting:\n{settings_text(read(setting_path)) if setting_path else '- not recorded'}\n"
     if not expected_path.is_file():
         text = f"No expected values for this setting ({expected_path} does not exist): nothing to compare with.\n"
     else:
@@ -121,10 +122,9 @@ def check(expected_path: Path, eval_dir: Path, psnr_path: Optional[Path], settin
         verdict = (f"all {compared} values inside the expected ranges" if not outside else
                    f"{outside} of {compared} values outside the expected ranges (marked !): this run is not like "
                    "the ones the ranges were measured on; compare its setting with theirs")
-        text = (f"{table}\n{verdict}.\n\nThis run's setting:\n"
-                f"{settings_text(read(setting_path)) if setting_path else '- not recorded'}\n\n"
-                f"Expected values measured over {len(expected['runs'])} runs ({', '.join(expected['runs'])}) with:\n"
-                f"{settings_text(expected['settings'])}\n")
+        text = (f"{table}\n{verdict}.\n\nExpected values measured over {len(expected['runs'])} runs "
+                f"({', '.join(expected['runs'])}) with:\n{settings_text(expected['settings'])}\n")
+    text += f"\n{setting}"
     if out is not None:
         atomic_write_text(out, text)
     else:

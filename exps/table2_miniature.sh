@@ -14,7 +14,8 @@
 #
 #   bash exps/table2_miniature.sh [NOISE] [--dry-run]
 #
-# Variables (environment): DATA_ROOT, OUT (outputs/table2_miniature), METHODS, SEED (0), WORKERS.
+# Variables (environment): DATA_ROOT, OUT (outputs/table2_miniature), METHODS, SEED (0), WORKERS, THREADS (every
+# stage's torch threads; default OMP_NUM_THREADS when set, else 2; recorded in OUT/environment.json).
 # Every step skips what is done and training resumes, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,8 +71,10 @@ method_setup() {  # method_setup METHOD: METHOD_CONFIG, DINO_ARGS and the probe'
     esac
 }
 
+set_threads table2_miniature.sh
 set_paths
 step "data: $CLEAN and its noisy copy $NOISY"
+record_setting "$OUT"
 prepare_data
 step "Neighbor2Neighbor on the noisy train images, the denoised tree"
 train_denoiser
