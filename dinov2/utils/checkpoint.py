@@ -118,7 +118,10 @@ def export_teacher(output_dir: Path, last_iteration: int, teacher_state: dict[st
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), NumPy and Python global RNG states, as tensors and plain numbers."""
+    """torch (CPU and the current CUDA device), NumPy and Python global RNG states, as tensors and plain numbers.
+
+    Only the current device's CUDA state is kept: a rank draws on its own device only, and a resume on a machine
+    with another number of visible devices must find every state it restores (each rank's is gathered apart)."""
     kind, keys, position, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
@@ -133,7 +136,7 @@ def capture_rng_state() -> dict[str, Any]:
         "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -153,4 +156,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     python_state = state["python"]
     random.setstate((python_state["version"], tuple(python_state["internal"].tolist()), python_state["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda_state = state["cuda"]
+        if isinstance(cuda_state, (list, tuple)):  # older checkpoints: one state per device the process saw
+            device = torch.cuda.current_device()
+            if device >= len(cuda_state):
+                warnings.warn(f"the checkpoint holds CUDA RNG states of {len(cuda_state)} devices, none for device "
+                              f"{device}: its CUDA RNG starts afresh")
+                return
+            cuda_state = cuda_state[device]
+        torch.cuda.set_rng_state(cuda_state)
