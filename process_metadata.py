@@ -13,13 +13,13 @@ an undecodable image or a mismatched pair.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
+from utils.cpus import usable_cpus
 from utils.dataset_index import DEFAULT_SPLITS, DatasetError, build_index, compare_trees, describe_mismatch
 from utils.dataset_index import write_index
 from utils.image_io import ImageReadError
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="trees to index: stored, or noisy:SETTING:ROOT (indexed by ROOT, verified noised)")
     parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), help="default: %(default)s")
     parser.add_argument("--verify", action="store_true", help="decode every image")
-    add_num_workers(parser, os.cpu_count() or 1, "processes for --verify (default %(default)s)")
+    add_num_workers(parser, usable_cpus(), "processes for --verify (default %(default)s)")
     add_quiet(parser)
     parser.add_argument("--pair", nargs=2, type=tree_argument, metavar=("NOISY", "DENOISED"), action="append",
                         default=[],

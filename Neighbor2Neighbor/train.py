@@ -305,7 +305,7 @@ def launch(args: argparse.Namespace) -> distributed.DistributedContext:
     """This process's place in a torchrun launch (one process without one) and its device: --device, or the
     rank's local GPU under torchrun."""
     device = resolve_device(args.device)
-    ctx = distributed.setup(prefer_cuda=device.type == "cuda")
+    ctx = distributed.setup("cuda" if device.type == "cuda" else "cpu")
     return ctx if ctx.enabled else distributed.DistributedContext(0, 1, 0, device)
 
 

@@ -90,7 +90,7 @@ def test_no_restart_branch_continues_the_source_schedule_from_its_epoch(trees, p
 def _trainer(out: Path, *overrides: str) -> Trainer:
     cfg = prepare(parse_args(_argv(out, *overrides)), world_size=1)
     datasets = [build_phase_dataset(cfg, phase) for phase in build_phases(cfg)]
-    trainer = Trainer(cfg, distributed.setup(prefer_cuda=False), out, datasets)
+    trainer = Trainer(cfg, distributed.setup("cpu"), out, datasets)
     trainer.samples_consumed = 0
     return trainer
 

@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from dinov2.utils.config import CONFIGS_DIR
 from exps import report
 from tests.environment import command_env
 from tests.test_report import linear_result, write
-from utils.atomic import remove_stale_temporaries, temporary_path_for
+from utils.atomic import FOREIGN_TEMPORARY_STALE_S, host_name, remove_stale_temporaries, temporary_path_for
 from utils.generate_noise import MANIFEST_FILENAME, GenerationError, generate_noise
 from utils.image_io import load_rgb
 from utils.make_toy_retrieval import build_toy_retrieval
@@ -129,6 +130,21 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     live.write_bytes(b"y")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and live.exists()
+
+
+def test_temporaries_of_other_machines_are_kept_unless_long_untouched(tmp_path):
+    """On a shared filesystem another node's writer is not a process of this machine: its pid proves nothing."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert f".tmp-{host_name()}-{os.getpid()}-" in temporary_path_for(tmp_path / "x.png").name
+    here = tmp_path / f".a.png.tmp-{host_name()}-{int(dead.stdout)}-3"
+    busy = tmp_path / f".b.png.tmp-gpu-node-07-{int(dead.stdout)}-0"  # a host name with dashes
+    old = tmp_path / f".c.png.tmp-gpu-node-07-{int(dead.stdout)}-1"
+    for path in (here, busy, old):
+        path.write_bytes(b"x")
+    long_ago = time.time() - FOREIGN_TEMPORARY_STALE_S - 60
+    os.utime(old, (long_ago, long_ago))
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([here, old])
+    assert busy.exists()
 
 
 def test_a_denoise_manifest_left_by_a_run_that_wrote_nothing_does_not_block_the_next(tmp_path):

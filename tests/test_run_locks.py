@@ -1,6 +1,7 @@
 """One run per output folder, no silent config drift, no output folder inside an input tree (exit status 2, the
 message names the folder, key or option, nothing written)."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -18,6 +19,8 @@ from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from tests.imagetrees import make_tree
 from utils.generate_noise import main as generate_main
 from utils.make_toy_dataset import build_toy_dataset
+from utils import run_lock
+from utils.atomic import host_name
 from utils.run_lock import FolderLocked, folder_lock, lock_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +53,59 @@ def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
     assert lock_path(tmp_path / "run").is_file()
     with folder_lock(tmp_path / "run"):
         pass
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+@pytest.fixture
+def flock_unsupported(monkeypatch):
+    """A filesystem that refuses flock, as NFS without a lock daemon does (ENOLCK)."""
+    def refuse(descriptor, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(run_lock.fcntl, "flock", refuse)
+
+
+def test_without_flock_an_exclusive_file_locks_and_names_its_holder(tmp_path, flock_unsupported):
+    held = run_lock.held_path(lock_path(tmp_path / "run"))
+    with pytest.warns(UserWarning, match="does not support flock"):
+        with folder_lock(tmp_path / "run"):
+            assert held.read_text().startswith(f"pid {os.getpid()} on {host_name()} since ")
+            with pytest.raises(FolderLocked, match=rf"in use by pid {os.getpid()} .*delete {held}"):
+                with folder_lock(tmp_path / "run"):
+                    pass
+    assert not held.exists()  # released at the end of the block
+    with pytest.warns(UserWarning, match="does not support flock"), pytest.raises(RuntimeError):
+        with folder_lock(tmp_path / "run"):
+            raise RuntimeError("the job failed")
+    assert not held.exists()  # and when the block fails
+
+
+def test_without_flock_a_dead_holder_of_this_machine_is_replaced_and_another_machines_kept(tmp_path,
+                                                                                            flock_unsupported):
+    held = run_lock.held_path(lock_path(tmp_path / "run"))
+    held.parent.mkdir()
+    held.write_text(f"pid {_dead_pid()} on {host_name()} since 2026-01-01 00:00:00\n")
+    with pytest.warns(UserWarning) as caught:
+        with folder_lock(tmp_path / "run"):
+            assert held.read_text().startswith(f"pid {os.getpid()} ")
+    assert any("has ended; taking the lock" in str(warning.message) for warning in caught)
+    held.write_text(f"pid {_dead_pid()} on node-0042 since 2026-01-01 00:00:00\n")  # its pid means nothing here
+    with pytest.warns(UserWarning), pytest.raises(FolderLocked, match="in use by pid .* on node-0042"):
+        with folder_lock(tmp_path / "run"):
+            pass
+    assert held.is_file()
+
+
+def test_other_errors_of_flock_are_not_taken_for_an_unsupported_filesystem(tmp_path, monkeypatch):
+    def fail(descriptor, operation):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    monkeypatch.setattr(run_lock.fcntl, "flock", fail)
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)):
+        with folder_lock(tmp_path / "run"):
+            pass
 
 
 @pytest.fixture(scope="module")

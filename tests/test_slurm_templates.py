@@ -23,7 +23,8 @@ TEMPLATES = sorted((REPO / "exps" / "slurm").glob("*.sbatch"))
 
 SRUN_STUB = textwrap.dedent("""\
     #!/usr/bin/env bash
-    # srun --opt=value ... COMMAND: run COMMAND here (one node)
+    # srun --opt=value ... COMMAND: run COMMAND here (one node), noting the CPUs the step would get
+    echo "cpus=${SRUN_CPUS_PER_TASK:-unset}" >> "$SRUN_LOG"
     while [ "$#" -gt 0 ] && [ "${1#--}" != "$1" ]; do shift; done
     exec "$@"
 """)
@@ -45,7 +46,7 @@ def slurm_env(tmp_path):
         (bin_dir / name).chmod(0o755)
     env = command_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", SLURM_SUBMIT_DIR=str(REPO), SLURM_NNODES="1",
                       SLURM_JOB_NODELIST="node001", SLURM_JOB_ID="4242", GPUS_PER_NODE="2",
-                      RDZV_PORT=str(_free_port()))
+                      RDZV_PORT=str(_free_port()), SLURM_CPUS_PER_TASK="6", SRUN_LOG=str(tmp_path / "srun.log"))
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"  # the stubs before any real srun
     return env
 
@@ -54,6 +55,8 @@ def _sbatch(template: str, env: dict, *args: str, **extra_env: str) -> subproces
     result = subprocess.run(["bash", str(REPO / "exps" / "slurm" / template), *args], cwd=REPO,
                             env={**env, **extra_env}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    steps = Path(env["SRUN_LOG"]).read_text().split() if Path(env["SRUN_LOG"]).is_file() else []
+    assert set(steps) <= {"cpus=6"}, f"{template}: a step did not get the job's --cpus-per-task: {steps}"
     return result
 
 
@@ -80,6 +83,7 @@ def test_imagenet1k_template_trains_with_two_ranks(slurm_env, tmp_path):
             CONFIG=str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"),
             DATA=f"noisy:gauss100:{tmp_path / 'digits'}", RUN=str(run))
     saved = torch.load(run / "model_0000002.pth", weights_only=True)
+    assert (tmp_path / "srun.log").read_text() == "cpus=6\n"
     assert "world_size: 2" in saved["config"] and "noisy:gauss100:" in saved["config"]
 
 

@@ -1,7 +1,7 @@
 """Atomic file writes: write to a temporary file in the target directory, fsync, then rename.
 
 A reader (or a resumed job) never sees a half-written file: either the old file, no file, or the complete
-new one. Temporary files are hidden (``.name.tmp-<pid>-<n>``) and removed if the write fails.
+new one. Temporary files are hidden (``.name.tmp-<host>-<pid>-<n>``) and removed if the write fails.
 """
 
 from __future__ import annotations
@@ -11,20 +11,39 @@ import contextlib
 import itertools
 import json
 import os
+import re
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
 TMP_MARKER = ".tmp-"
+# a temporary of another machine is judged by its age alone (its writer's pid means nothing here): one untouched
+# this long is left by a writer that died (a write in progress touches its file continuously)
+FOREIGN_TEMPORARY_STALE_S = 3600.0
 _counter = itertools.count()
 
 
+def host_name() -> str:
+    """This machine's name as it appears in file names (characters other than letters, digits, '.', '_' as '_')."""
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "localhost"
+
+
 def temporary_path_for(path: PathLike) -> Path:
-    """Return a hidden, unique temporary path in the same directory as ``path``."""
+    """Return a hidden, unique temporary path in the same directory as ``path``, naming this host and process."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{next(_counter)}")
+    return path.with_name(f".{path.name}{TMP_MARKER}{host_name()}-{os.getpid()}-{next(_counter)}")
+
+
+def _temporary_writer(name: str) -> tuple[str | None, int | None]:
+    """(host, pid) of a temporary name; host None for names without one (written before hosts were named)."""
+    fields = name.rsplit(TMP_MARKER, 1)[1].rsplit("-", 2)
+    if len(fields) == 3 and fields[1].isdigit():
+        return fields[0], int(fields[1])
+    return None, int(fields[0]) if len(fields) == 2 and fields[0].isdigit() else None
 
 
 def is_temporary_file(name: str) -> bool:
@@ -32,7 +51,8 @@ def is_temporary_file(name: str) -> bool:
     return name.startswith(".") and TMP_MARKER in name
 
 
-def _writer_is_alive(pid: int) -> bool:
+def process_is_alive(pid: int) -> bool:
+    """True while the process ``pid`` of this machine runs (whoever owns it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,21 +65,30 @@ def _writer_is_alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     """Delete the temporary files below ``folder`` whose writer process is gone (killed mid-write); returns them.
 
-    A temporary file names its writer (``.name.tmp-<pid>-<n>``); files of live processes are left alone, so a
-    job may clean its output folder on start while another job writes there. Process ids are those of this
-    machine: do not share one output folder between machines that write at the same time.
+    A temporary file names its writer (``.name.tmp-<host>-<pid>-<n>``); files of live processes of this machine are
+    left alone, so a job may clean its output folder on start while another job writes there. Files of other
+    machines (the nodes of a job sharing a network filesystem) are left alone unless untouched for
+    ``FOREIGN_TEMPORARY_STALE_S``: a process id says nothing about another machine's processes.
     """
     removed = []
+    here, now = host_name(), time.time()
     for directory, _, files in os.walk(folder):
         for name in files:
             if not is_temporary_file(name):
                 continue
-            pid_text = name.rsplit(TMP_MARKER, 1)[1].split("-", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _writer_is_alive(int(pid_text)):
-                path = Path(directory) / name
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                    removed.append(path)
+            host, pid = _temporary_writer(name)
+            path = Path(directory) / name
+            if host is not None and host != here:
+                try:
+                    if now - path.stat().st_mtime <= FOREIGN_TEMPORARY_STALE_S:
+                        continue
+                except FileNotFoundError:  # renamed by its writer meanwhile
+                    continue
+            elif pid is None or pid == os.getpid() or process_is_alive(pid):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
     return removed
 
 

@@ -54,21 +54,24 @@ def rank_device(name: str) -> torch.device:
     return device
 
 
-def setup(prefer_cuda: bool = True) -> DistributedContext:
-    """Initialise the default process group when launched by torchrun with more than one process."""
+def setup(device: str = "auto", key: str = "--device") -> DistributedContext:
+    """This process's place in the job and its device (``device``: auto, cpu or cuda, as
+    :func:`utils.device.resolve_device`, errors naming ``key``; a GPU means this rank's, ``cuda:LOCAL_RANK``);
+    initialises the default process group when launched by torchrun with more than one process."""
     n_ranks = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = launched_local_rank()
-    use_cuda = prefer_cuda and torch.cuda.is_available()
+    use_cuda = resolve_device(device, key).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
+        compute = torch.device("cuda", local_rank)
     else:
-        device = torch.device("cpu")
+        compute = torch.device("cpu")
     if n_ranks > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=n_ranks, device_id=device if use_cuda else None)
-    return DistributedContext(rank=rank, world_size=n_ranks, local_rank=local_rank, device=device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=n_ranks,
+                                device_id=compute if use_cuda else None)
+    return DistributedContext(rank=rank, world_size=n_ranks, local_rank=local_rank, device=compute)
 
 
 def is_enabled() -> bool:

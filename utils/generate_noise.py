@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from utils.atomic import atomic_write_json, remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
+from utils.cpus import usable_cpus
 from utils.dataset_index import LABELS_FILENAME
 from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
 from utils.image_io import save_png_atomic
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", nargs="+", required=True, help="settings such as gauss100 shot3, or 'all'")
     parser.add_argument("--out-prefix", type=Path, default=None, help="default: noisy_<basename of ROOT> beside ROOT")
     parser.add_argument("--seed", type=int, default=42)
-    add_num_workers(parser, os.cpu_count() or 1, "noising processes (0: in this process; default %(default)s)")
+    add_num_workers(parser, usable_cpus(), "noising processes (0: in this process; default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo finished files")
     parser.add_argument("--quantization", choices=QUANTIZATION_MODES, default="truncate")
     parser.add_argument("--shard", type=parse_shard, default=Shard(), help="I/N: write only the I-th of N shares")

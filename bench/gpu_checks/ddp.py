@@ -28,7 +28,7 @@ from utils.distributed import DistributedContext
 
 def run_worker(smoke: bool, quick: bool, tolerance_scale: float, result_path: Path) -> int:
     """One rank of the check; returns its exit status (0 when the check passed)."""
-    ctx = distributed.setup(prefer_cuda=not smoke)
+    ctx = distributed.setup("cpu" if smoke else "cuda")
     try:
         if not dist.is_initialized():
             # one process (a single GPU): no DDP wrapper, but the backend's collectives still run

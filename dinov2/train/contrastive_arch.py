@@ -62,11 +62,12 @@ class ContrastiveMetaArch(nn.Module):
 
         self.cfg = cfg
         self.method = str(cfg.method.name)
+        from dinov2.train.ssl_meta_arch import freeze_unused_mask_token, load_pretrained_backbone
+
         backbone, _, embed_dim = build_model_from_cfg(cfg)
         if cfg.student.pretrained_weights:
-            from dinov2.train.ssl_meta_arch import load_pretrained_backbone
-
             load_pretrained_backbone(backbone, cfg.student.pretrained_weights)
+        freeze_unused_mask_token(backbone)  # two views, no masking
         self.embed_dim = embed_dim
         self.student = nn.ModuleDict({"backbone": backbone, **_heads(cfg, embed_dim)})
         teacher = {}

@@ -53,6 +53,13 @@ def _head(cfg_section: DictConfig, embed_dim: int) -> DINOHead:
     )
 
 
+def freeze_unused_mask_token(backbone: nn.Module) -> None:
+    """For methods that never mask patches: the ViT's mask token gets no gradient, and DDP, which expects one for
+    every trainable parameter, stops at the second step; frozen, it stays in the state dict with its value."""
+    if isinstance(getattr(backbone, "mask_token", None), nn.Parameter):
+        backbone.mask_token.requires_grad_(False)
+
+
 def load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
     """``student.pretrained_weights``: any backbone ``dinov2.hub.load_backbone`` reads (bare state dict such as
     upstream's releases, export, teacher export, run); the teacher then starts as the student's copy."""
@@ -80,6 +87,8 @@ class SSLMetaArch(nn.Module):
         self.do_koleo = cfg.dino.koleo_loss_weight > 0
         self.do_ibot = cfg.ibot.loss_weight > 0
         self.ibot_separate_head = cfg.ibot.separate_head
+        if not self.do_ibot:  # only iBOT masks patches
+            freeze_unused_mask_token(student_backbone)
         student, teacher = {"backbone": student_backbone}, {"backbone": teacher_backbone}
         if self.do_dino or (self.do_ibot and not self.ibot_separate_head):
             student["dino_head"], teacher["dino_head"] = _head(cfg.dino, embed_dim), _head(cfg.dino, embed_dim)

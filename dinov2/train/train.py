@@ -106,7 +106,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils import distributed
     from dinov2.utils.checkpoint import CheckpointError
 
-    ctx = distributed.setup()
+    try:
+        ctx = distributed.setup(cfg.train.device, key="train.device")
+    except ValueError as error:  # CUDA asked for and not usable
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     try:
         run_training(cfg, ctx)
     except (ConfigError, DatasetError, FolderLocked, ImageReadError, OSError) as error:  # bad input; full disk

@@ -33,6 +33,7 @@ CENTERINGS = ("centering", "sinkhorn_knopp")
 SCALING_RULES = ("sqrt_wrt_1024", "linear_wrt_1024", "none")
 AUTOCAST_DTYPES = ("fp16", "bf16", "fp32")
 NCT_HEADS = ("live", "frozen")
+DEVICES = ("auto", "cpu", "cuda")  # train.device (cuda: this rank's GPU; an error where CUDA is not usable)
 
 CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
     "compute_precision.autocast_dtype": AUTOCAST_DTYPES,
@@ -46,6 +47,7 @@ CONFIG_CHOICES: dict[str, tuple[str, ...]] = {
     "student.resnet_stem": RESNET_STEMS,
     "method.name": METHODS,
     "optim.optimizer": OPTIMIZERS,
+    "train.device": DEVICES,
 }
 
 

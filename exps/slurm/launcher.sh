@@ -5,6 +5,12 @@
 #   GPUS_PER_NODE  ranks per node (default: SLURM_GPUS_ON_NODE, else 1)
 #   RDZV_PORT      rendezvous port on the first node (default 29500)
 # TORCHRUN_WORDS is TORCHRUN as one string, for the shell recipes' LAUNCHER variables (split on spaces).
+# Every srun of a template gets the job's --cpus-per-task: since Slurm 22.05 srun no longer inherits it, and a
+# step without it runs its ranks and their data loaders on one CPU.
+
+if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
+    export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
+fi
 
 NODES="${SLURM_NNODES:-1}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-1}}"

@@ -1,0 +1,82 @@
+"""Two gloo ranks (torchrun, one launch) train two steps of every method and backbone family the recipes use, and end
+with identical weights: DDP needs a gradient for every trainable parameter, so a parameter a method never uses
+(the ViT's mask token without iBOT) would stop it at the second step."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.environment import command_env
+from tests.test_contrastive_methods import SMALL_HEADS
+from tests.test_dinov2_method_recipes import SMOKE, SMOKE_SIZES, TRAIN_CONFIGS
+from utils.make_toy_dataset import build_toy_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+# each rank's BatchNorm statistics are its own images' on the CPU (SyncBatchNorm needs CUDA; the checkpoint keeps rank
+# 0's), while every parameter stays identical
+BATCHNORM_STATISTICS = {"running_mean", "running_var", "num_batches_tracked"}
+RESNET18 = ("student.arch=resnet18", "student.resnet_stem=cifar")
+# name -> (method config, overrides): the recipes' methods, each on the backbone family its recipes train
+RUNS = {
+    "dino_vit": ("method_dino.yaml", SMOKE_SIZES),
+    "dino_resnet": ("method_dino.yaml", (*SMOKE_SIZES, *RESNET18)),
+    "ibot_vit": ("method_ibot.yaml", SMOKE_SIZES),
+    "mocov3_vit": ("method_mocov3.yaml", SMALL_HEADS),
+    "simclr_resnet50": ("method_simclr.yaml", (*SMALL_HEADS, "student.resnet_stem=cifar")),
+    "simsiam_resnet": ("method_simsiam.yaml", (*SMALL_HEADS, *RESNET18)),
+}
+
+RANK_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import sys
+    from pathlib import Path
+    import torch
+    from utils import distributed
+    from dinov2.train.train import parse_args, prepare, run_training
+
+    ctx = distributed.setup("cpu")
+    for name, argv in json.loads(Path(sys.argv[1]).read_text()).items():
+        cfg = prepare(parse_args(argv), ctx.world_size)
+        trainer = run_training(cfg, ctx)
+        state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        torch.save(state, Path(cfg.train.output_dir) / f"weights_rank{ctx.rank}.pt")
+    distributed.cleanup()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp_methods")
+    build_toy_dataset(root / "digits", limit=2)
+    plan = {name: ["--config-file", str(SMOKE), "--config-file", str(TRAIN_CONFIGS / config), "--output-dir",
+                   str(root / name), f"train.dataset_path={root / 'digits'}", "optim.epochs=1",
+                   "optim.warmup_epochs=0", "train.OFFICIAL_EPOCH_LENGTH=2", "train.checkpoint_period=2",
+                   *overrides]
+            for name, (config, overrides) in RUNS.items()}
+    (root / "plan.json").write_text(json.dumps(plan))
+    (root / "rank_main.py").write_text(RANK_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(root / "rank_main.py"), str(root / "plan.json")]
+    result = subprocess.run(command, cwd=REPO, env=command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return root
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_two_ranks_train_two_steps_and_stay_identical(trained, name):
+    rank0 = torch.load(trained / name / "weights_rank0.pt", weights_only=True)
+    rank1 = torch.load(trained / name / "weights_rank1.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        if key.rsplit(".", 1)[-1] not in BATCHNORM_STATISTICS:
+            assert torch.equal(rank0[key], rank1[key]), key
+    saved = torch.load(trained / name / "model_0000001.pth", weights_only=True)
+    assert "world_size: 2" in saved["config"] and len(saved["rng"]) == 2
