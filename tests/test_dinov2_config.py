@@ -9,6 +9,7 @@ import pytest
 from dinov2.hub import config_from_yaml
 from dinov2.utils.checks import check_config
 from dinov2.utils.config import CONFIGS_DIR, ConfigError, config_to_yaml, derived_values, load_config
+from tests.test_dinov2_curriculum_recipes import REQUIRED
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((CONFIGS_DIR / "train").glob("*.yaml"))
@@ -87,7 +88,8 @@ def test_a_resnet_trains_dino_only_without_masks():
 def test_every_recipe_loads_and_validates(recipe):
     # a method overlay (method_*.yaml) goes after a size recipe, which names the data
     overlay = recipe.stem.startswith("method_")
-    cfg = load_config([CONFIGS_DIR / "train" / "imagenet100_vits16.yaml", recipe] if overlay else recipe)
+    cfg = load_config([CONFIGS_DIR / "train" / "imagenet100_vits16.yaml", recipe] if overlay else recipe,
+                      REQUIRED.get(recipe.stem, []))
     check_config(cfg)
     assert cfg.train.dataset_path
 

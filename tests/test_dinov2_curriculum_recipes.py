@@ -8,17 +8,18 @@ from dinov2.train.curriculum import build_curriculum_schedules, build_phases
 from dinov2.utils.checks import check_config
 from dinov2.utils.config import CONFIGS_DIR, ConfigError, derived_values, load_config
 from dinov2.utils.schedules import build_schedules
-from tests.environment import command_env
+from tests.environment import REPO, command_env
 
 RECIPES = sorted((CONFIGS_DIR / "train").glob("*.yaml"))
 BRANCHING = {"branch_nc", "branch_nct", "imagenet100_nc", "imagenet100_nc_norestart", "imagenet100_nct", "imagenet1k_nc",
              "imagenet1k_nct"}
 FILL = ["curriculum.branch_from=runs/denoised@140", "nct.denoised_dataset_path=data/denoised"]
+REQUIRED = {"imagenet1k_nct": ["nct.teacher=runs/denoised@100"]}  # the recipes' ``???`` keys
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_loads_and_validates(recipe: Path):
-    cfg = load_config(recipe, FILL)
+    cfg = load_config(recipe, [*FILL, *REQUIRED.get(recipe.stem, [])])
     world_size = 4 if recipe.stem.startswith("imagenet1k") else 1
     check_config(cfg, world_size)
     phases = build_phases(cfg)
@@ -34,7 +35,7 @@ def test_branching_recipes_need_the_branch_point(stem):
 
 
 def _recipe(stem: str, *overrides: str):
-    return load_config(CONFIGS_DIR / "train" / f"{stem}.yaml", [*FILL, *overrides])
+    return load_config(CONFIGS_DIR / "train" / f"{stem}.yaml", [*FILL, *REQUIRED.get(stem, []), *overrides])
 
 
 def test_imagenet100_nc_and_nct_restart_60_epochs_from_epoch_140():
@@ -69,6 +70,18 @@ def test_imagenet1k_branches_warm_up_5_and_teacher_temperature_15():
         assert (phase.epochs, phase.init_from, phase.end) == (70, "runs/denoised@30", 175000)
         assert cfg.optim.warmup_epochs == 5 and cfg.teacher.warmup_teacher_temp_epochs == 15
         assert cfg.student.arch == "vit_base" and cfg.train.batch_size_per_gpu == 128
+
+
+def test_imagenet1k_nct_needs_the_final_denoised_teacher_and_freezes_it():
+    """The paper froze the denoised run's final (epoch 100) teacher on ImageNet-1k, not the branch point's."""
+    without = load_config(CONFIGS_DIR / "train" / "imagenet1k_nct.yaml", FILL)
+    with pytest.raises(ConfigError, match=r"'nct.teacher': this recipe needs a value for it"):
+        check_config(without, 4)
+    cfg = _recipe("imagenet1k_nct", "curriculum.branch_from=runs/denoised@30")
+    check_config(cfg, 4)
+    assert cfg.nct.teacher == "runs/denoised@100" and build_phases(cfg)[0].init_from == "runs/denoised@30"
+    sbatch = (REPO / "exps" / "slurm" / "train_imagenet1k.sbatch").read_text()
+    assert "@70" not in sbatch and "denoised@30" in sbatch and "nct.teacher=" in sbatch
 
 
 def _plan(script: str) -> list[list[str]]:

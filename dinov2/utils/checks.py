@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dinov2.utils.choices import CONFIG_CHOICES, CONTRASTIVE_METHODS, RESNET_ARCHS
 from dinov2.utils.config import ConfigError
@@ -75,6 +75,10 @@ def _check_range(cfg: DictConfig, key: str, low: float, high: float) -> None:
 
 def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     """Raise :class:`ConfigError` naming the key when the config is inconsistent (no file system access)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # a recipe's ``???``: a value only the user can give (a path, say)
+        _fail(missing[0], "this recipe needs a value for it: give it on the command line "
+                          f"({missing[0]}=...)" + (f"; also missing: {', '.join(missing[1:])}" if missing[1:] else ""))
     for key, allowed in CONFIG_CHOICES.items():
         if _get(cfg, key) not in allowed:
             _fail(key, f"expected one of {', '.join(allowed)}, got {_get(cfg, key)!r}")

@@ -100,6 +100,14 @@ def _read_recipe(path: Path, chain: tuple[Path, ...] = ()) -> DictConfig:
     return OmegaConf.merge(merged, recipe)
 
 
+def _required_keys(node: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose value is ``???`` in a recipe: values only the user can give (checks.check_config
+    refuses a config that still holds one, naming it)."""
+    if isinstance(node, dict):
+        return [key for name, value in node.items() for key in _required_keys(value, f"{prefix}{name}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
 def default_config() -> DictConfig:
     """The defaults as a typed, struct-mode config."""
     defaults = OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG_PATH), resolve=True)
@@ -122,7 +130,10 @@ def load_config(
         config_files = list(config_file)
     for path in config_files:
         try:
-            cfg = OmegaConf.merge(cfg, _read_recipe(Path(path)))
+            recipe = _read_recipe(Path(path))
+            cfg = OmegaConf.merge(cfg, recipe)
+            for key in _required_keys(OmegaConf.to_container(recipe, resolve=False)):
+                OmegaConf.update(cfg, key, "???")  # a merge keeps the default under a ``???``: set it here
         except OmegaConfBaseException as error:
             raise ConfigError(_describe(error, f"in {path}")) from error
     for item in overrides:
