@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from process_metadata import main as process_metadata
-from utils.dataset_index import INDEX_FILENAME, DatasetError, build_index, load_split, paired_relpaths
+from utils.dataset_index import (INDEX_DIR_ENV, INDEX_FILENAME, DatasetError, UnindexedTreeWarning, build_index,
+                                 index_cache_path, load_split, paired_relpaths)
 from utils.generate_noise import generate_noise
 
 from tests.imagetrees import make_tree, write_image
@@ -99,3 +102,56 @@ def test_cli_runs_from_anywhere(tiny_tree: Path, tmp_path: Path):
                             cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr
     assert "2 classes" in result.stdout
+
+
+@pytest.fixture
+def read_only(monkeypatch, tmp_path):
+    """Folders that refuse writes (EROFS), as a read-only dataset mount (chmod does not stop root); the index
+    cache in a temporary folder."""
+    from utils import dataset_index
+
+    refused: list[Path] = []
+    real_write = dataset_index.atomic_write_json
+
+    def write(path, obj, indent=2):
+        if any(Path(path).parent == folder for folder in refused):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        real_write(path, obj, indent)
+
+    monkeypatch.setattr(dataset_index, "atomic_write_json", write)
+    monkeypatch.setenv(INDEX_DIR_ENV, str(tmp_path / "index_cache"))
+    return refused
+
+
+def test_a_read_only_tree_keeps_its_index_in_the_cache_where_loaders_find_it(tiny_tree: Path, read_only):
+    read_only.append(tiny_tree)
+    with pytest.warns(UserWarning, match="cannot be written: its index is kept in"):
+        assert process_metadata([str(tiny_tree)]) == 0
+    cached = index_cache_path(tiny_tree)
+    assert cached.is_file() and not (tiny_tree / INDEX_FILENAME).exists()
+    data = json.loads(cached.read_text())
+    data["splits"]["train"]["classes"]["n000"]["files"] = ["train_0_0.png"]  # the loader must trust the cache
+    cached.write_text(json.dumps(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(load_split(tiny_tree, "train")) == 4
+        assert len(load_split(f"noisy:gauss50:{tiny_tree}", "train")) == 4  # noisy on the fly: the clean index
+    assert not [w for w in caught if issubclass(w.category, UnindexedTreeWarning)]
+
+
+def test_a_tree_without_index_is_scanned_with_a_warning_naming_it(tiny_tree: Path, read_only):
+    with pytest.warns(UnindexedTreeWarning, match=rf"{tiny_tree} has no index; scanning its files"):
+        assert len(load_split(tiny_tree, "train")) == 6
+
+
+def test_pairing_reads_the_indexes_of_both_trees(tmp_path: Path, read_only):
+    first, second = make_tree(tmp_path / "a", per_class=2), make_tree(tmp_path / "b", per_class=2)
+    assert process_metadata([str(first)]) == 0 and process_metadata([str(second)]) == 0
+    walked = paired_relpaths(first, second, "train")
+    (second / "train" / "n000" / "train_0_0.png").unlink()  # the index is trusted while the folder's time holds
+    os.utime(second / "train" / "n000", ns=(json.loads((second / INDEX_FILENAME).read_text())
+                                            ["splits"]["train"]["classes"]["n000"]["mtime_ns"],) * 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert paired_relpaths(first, second, "train") == walked
+    assert not [w for w in caught if issubclass(w.category, UnindexedTreeWarning)]

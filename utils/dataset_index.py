@@ -4,18 +4,23 @@ A tree is ``ROOT/<split>/<class>/<image>`` with an optional ``ROOT/labels.txt`` 
 Class indices follow the sorted class-folder names of the first split (``train``), as torchvision's
 ImageFolder does. ``process_metadata.py`` writes ``ROOT/dataset_index.json`` so that loaders do not walk
 1.28M files at start-up; a loader checks the index against the class folders' modification times and
-rescans (with a warning) when the tree changed since it was written. Every function takes a tree spelling
-(see :mod:`utils.image_tree`): a noisy tree read on the fly is indexed by its clean folder.
+rescans (with a warning) when the tree changed since it was written, or when it has none. A folder that cannot be
+written (a read-only dataset mount) keeps its index in ``$NOISY_SSL_INDEX_DIR`` (default
+``~/.cache/noisy-ssl/indexes``), under a digest of the folder's absolute path, where loaders find it too. Every
+function takes a tree spelling (see :mod:`utils.image_tree`): a noisy tree read on the fly is indexed by its clean
+folder. Pairing two trees (NCT's noisy and denoised images) reads their indexes when current.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from utils.atomic import PathLike, atomic_write_json
 from utils.image_io import iter_image_files
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
 TreeLike = Union[PathLike, ImageTree]
 
 INDEX_FILENAME = "dataset_index.json"
+INDEX_DIR_ENV = "NOISY_SSL_INDEX_DIR"
 LABELS_FILENAME = "labels.txt"
 INDEX_FORMAT_VERSION = 1
 DEFAULT_SPLITS = ("train", "val")
@@ -34,6 +40,10 @@ DEFAULT_SPLITS = ("train", "val")
 
 class DatasetError(ValueError):
     """A tree that does not have the expected layout; the message names the path and what was expected."""
+
+
+class UnindexedTreeWarning(UserWarning):
+    """A loader scans a tree's files because it finds no current index (slow on large trees)."""
 
 
 @dataclass
@@ -131,12 +141,28 @@ def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
     }
 
 
+def index_cache_path(folder: PathLike) -> Path:
+    """Where the index of ``folder`` is kept when the folder cannot be written (see the module docstring)."""
+    base = Path(os.environ.get(INDEX_DIR_ENV) or Path.home() / ".cache" / "noisy-ssl" / "indexes")
+    return base / hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16] / INDEX_FILENAME
+
+
 def write_index(root: TreeLike, index: dict) -> Path:
     """Write ``index`` atomically to ``ROOT/dataset_index.json`` (the clean folder of a noisy tree read on the
-    fly, whose index is the same) and return its path."""
-    path = open_tree(root).folder / INDEX_FILENAME
-    atomic_write_json(path, index, indent=None)
-    return path
+    fly, whose index is the same), or to :func:`index_cache_path` with a warning where ROOT is read-only; returns
+    the path written."""
+    folder = open_tree(root).folder
+    try:
+        atomic_write_json(folder / INDEX_FILENAME, index, indent=None)
+        return folder / INDEX_FILENAME
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    cache = index_cache_path(folder)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cache, index, indent=None)
+    warnings.warn(f"{folder} cannot be written: its index is kept in {cache} (set {INDEX_DIR_ENV} to choose where)")
+    return cache
 
 
 def _index_is_current(root: Path, index: dict, split: str) -> bool:
@@ -149,15 +175,28 @@ def _index_is_current(root: Path, index: dict, split: str) -> bool:
     return all(os.stat(split_dir / name).st_mtime_ns == info["mtime_ns"] for name, info in entry["classes"].items())
 
 
+def current_index(folder: Path, split: str) -> Optional[dict]:
+    """The index of ``folder`` (in the folder, else in :func:`index_cache_path`) when current for ``split``;
+    None (with an :class:`UnindexedTreeWarning` saying why) when a scan is needed."""
+    stale = []
+    for path in (folder / INDEX_FILENAME, index_cache_path(folder)):
+        if path.is_file():
+            index = json.loads(path.read_text())
+            if _index_is_current(folder, index, split):
+                return index
+            stale.append(path)
+    why = f"{stale[0]} is out of date for split {split!r}" if stale else f"{folder} has no index"
+    warnings.warn(f"{why}; scanning its files (python process_metadata.py {folder} indexes it once, so that later "
+                  "starts do not rescan)", UnindexedTreeWarning)
+    return None
+
+
 def load_split(tree: TreeLike, split: str) -> SplitIndex:
     """Load one split of a tree, from its index when current, else by scanning (with a warning)."""
     tree = open_tree(tree)
     root = tree.folder
-    index_path = root / INDEX_FILENAME
-    index = json.loads(index_path.read_text()) if index_path.is_file() else None
-    if index is None or not _index_is_current(root, index, split):
-        if index is not None:
-            warnings.warn(f"{index_path} is out of date for split {split!r}; rescanning (rerun process_metadata.py)")
+    index = current_index(root, split)
+    if index is None:
         # Class indices come from train whichever split is loaded, so scan train alongside.
         splits = ["train", split] if split != "train" and (root / "train").is_dir() else [split]
         index = build_index(root, splits)
@@ -183,13 +222,22 @@ class PairReport:
         return not self.only_in_first and not self.only_in_second
 
 
-def _stems(tree: TreeLike, splits: Sequence[str]) -> dict[str, str]:
+def _split_files(root: Path, split: str, use_index: bool) -> list[str]:
+    """The images of ``root/split`` relative to it: from the tree's current index (``use_index``), else walked."""
+    index = current_index(root, split) if use_index else None
+    if index is None:
+        return list(iter_image_files(root / split))
+    classes = index["splits"][split]["classes"]
+    return [f"{name}/{file}" for name in sorted(classes) for file in classes[name]["files"]]
+
+
+def _stems(tree: TreeLike, splits: Sequence[str], use_index: bool = False) -> dict[str, str]:
     root = open_tree(tree).folder
     stems: dict[str, str] = {}
     for split in splits:
         if not (root / split).is_dir():
             raise DatasetError(f"missing split folder {root / split}")
-        for rel in iter_image_files(root / split):
+        for rel in _split_files(root, split, use_index):
             stem = f"{split}/{os.path.splitext(rel)[0]}"
             if stem in stems:
                 raise DatasetError(f"{root}: {stems[stem]} and {split}/{rel} differ only by extension")
@@ -211,7 +259,7 @@ def paired_relpaths(first: TreeLike, second: TreeLike, split: str) -> dict[str, 
 
     Raises :class:`DatasetError` naming the unmatched files when the trees do not pair exactly.
     """
-    a, b = _stems(first, [split]), _stems(second, [split])
+    a, b = _stems(first, [split], use_index=True), _stems(second, [split], use_index=True)
     report = _pair_report(a, b)
     if not report.ok:
         raise DatasetError(describe_mismatch(open_tree(first), open_tree(second), report))
