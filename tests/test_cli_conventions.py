@@ -18,7 +18,7 @@ CLIS = [
     "toy_mnist.aggregate", "exps.report", "exps.miniature_stats", "exps.miniature_baselines", "exps.expected_values",
     "exps.generate_instance_recog_script", "utils.environment", "bench.data_pipeline", "bench.denoise_shards",
     "bench.dino_recipe_search", "bench.linear_probe", "bench.n2n", "bench.n2n_stability", "bench.noise_generation",
-    "bench.train_step", "bench.gpu_check", "bench.prototype_loss",
+    "bench.train_step", "bench.gpu_check", "bench.prototype_loss", "bench.activation_checkpointing",
 ]
 RECIPES = sorted(str(p.relative_to(REPO)) for pattern in ("exps/*.sh", "Neighbor2Neighbor/*.sh", "toy_mnist/*.sh")
                  for p in REPO.glob(pattern))

@@ -60,5 +60,10 @@ def build_model(args: Any, only_teacher: bool = False, img_size: int = 224) -> t
 
 
 def build_model_from_cfg(cfg: Any, only_teacher: bool = False) -> tuple:
-    """:func:`build_model` from a full config (``cfg.student`` and ``cfg.crops.global_crops_size``)."""
-    return build_model(cfg.student, only_teacher=only_teacher, img_size=int(cfg.crops.global_crops_size))
+    """:func:`build_model` from a full config (``cfg.student``, ``cfg.crops.global_crops_size`` and, for a ViT
+    student, ``cfg.train.activation_checkpointing``)."""
+    built = build_model(cfg.student, only_teacher=only_teacher, img_size=int(cfg.crops.global_crops_size))
+    train = _get(cfg, "train", {}) or {}
+    if not only_teacher and isinstance(built[0], DinoVisionTransformer):
+        built[0].activation_checkpointing = bool(_get(train, "activation_checkpointing", False))
+    return built

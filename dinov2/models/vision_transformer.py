@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import trunc_normal_
+from torch.utils.checkpoint import checkpoint
 
 from dinov2.layers import Mlp, NestedTensorBlock, PatchEmbed, SwiGLUFFN
 
@@ -84,6 +85,9 @@ class DinoVisionTransformer(nn.Module):
         self.norm = NORM_LAYER(embed_dim)
         self.head = nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
+        # recompute each block's activations in the backward pass instead of keeping them (train.
+        # activation_checkpointing): less memory for one more forward; the same numbers (RNG states are replayed)
+        self.activation_checkpointing = False
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -166,8 +170,13 @@ class DinoVisionTransformer(nn.Module):
             raise ValueError(f"{len(x_list)} crop batches but {len(masks_list)} mask entries")
         tokens = [self.prepare_tokens_with_masks(x, m) for x, m in zip(x_list, masks_list)]
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = self._run_block(block, tokens)
         return [self._split_tokens(x, m) for x, m in zip(tokens, masks_list)]
+
+    def _run_block(self, block: nn.Module, tokens: Any) -> Any:
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, tokens, use_reentrant=False)
+        return block(tokens)
 
     def forward_features(
         self, x: torch.Tensor | Sequence[torch.Tensor], masks: Any = None
@@ -177,7 +186,7 @@ class DinoVisionTransformer(nn.Module):
             return self.forward_features_list(x, masks if masks is not None else [None] * len(x))
         x_tokens = self.prepare_tokens_with_masks(x, masks)
         for block in self.blocks:
-            x_tokens = block(x_tokens)
+            x_tokens = self._run_block(block, x_tokens)
         return self._split_tokens(x_tokens, masks)
 
     def _intermediate_outputs(self, x: torch.Tensor, n: int | Sequence[int]) -> list[torch.Tensor]:

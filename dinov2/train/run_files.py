@@ -13,7 +13,7 @@ from utils.jsonl_log import JsonlLog, read_jsonl
 # keys that may differ when a run resumes: where and how fast it runs, not what it computes
 RESUME_MUTABLE_KEYS = {"train.output_dir", "train.device", "train.num_workers", "train.stop_after_iterations",
                        "train.log_period", "train.tensorboard", "train.allow_config_change",
-                       "train.keep_freed_cpu_memory"}
+                       "train.keep_freed_cpu_memory", "train.activation_checkpointing"}
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tensorboard"
 CONFIG_FILENAME = "config.yaml"
