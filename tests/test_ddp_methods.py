@@ -1,6 +1,6 @@
 """Two gloo ranks (torchrun, one launch) train two steps of every method and backbone family the recipes use, and end
 with identical weights: DDP needs a gradient for every trainable parameter, so a parameter a method never uses
-(the ViT's mask token without iBOT) would stop it at the second step."""
+(the ViT's mask token without iBOT) would stop it at the second step. DINOv2 itself runs with stochastic depth."""
 
 import json
 import subprocess
@@ -23,6 +23,7 @@ BATCHNORM_STATISTICS = {"running_mean", "running_var", "num_batches_tracked"}
 RESNET18 = ("student.arch=resnet18", "student.resnet_stem=cifar")
 # name -> (method config, overrides): the recipes' methods, each on the backbone family its recipes train
 RUNS = {
+    "dinov2_vit": (None, ("student.drop_path_rate=0.1",)),
     "dino_vit": ("method_dino.yaml", SMOKE_SIZES),
     "dino_resnet": ("method_dino.yaml", (*SMOKE_SIZES, *RESNET18)),
     "ibot_vit": ("method_ibot.yaml", SMOKE_SIZES),
@@ -55,8 +56,8 @@ RANK_SCRIPT = textwrap.dedent(
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp_methods")
     build_toy_dataset(root / "digits", limit=2)
-    plan = {name: ["--config-file", str(SMOKE), "--config-file", str(TRAIN_CONFIGS / config), "--output-dir",
-                   str(root / name), f"train.dataset_path={root / 'digits'}", "optim.epochs=1",
+    plan = {name: ["--config-file", str(SMOKE), *(["--config-file", str(TRAIN_CONFIGS / config)] if config else []),
+                   "--output-dir", str(root / name), f"train.dataset_path={root / 'digits'}", "optim.epochs=1",
                    "optim.warmup_epochs=0", "train.OFFICIAL_EPOCH_LENGTH=2", "train.checkpoint_period=2",
                    *overrides]
             for name, (config, overrides) in RUNS.items()}
@@ -80,3 +81,9 @@ def test_two_ranks_train_two_steps_and_stay_identical(trained, name):
             assert torch.equal(rank0[key], rank1[key]), key
     saved = torch.load(trained / name / "model_0000001.pth", weights_only=True)
     assert "world_size: 2" in saved["config"] and len(saved["rng"]) == 2
+    assert "derived" in saved["config"]
+
+
+def test_dinov2_ranks_share_the_centers_they_updated(trained):
+    rank0 = torch.load(trained / "dinov2_vit" / "weights_rank0.pt", weights_only=True)
+    assert not torch.equal(rank0["dino_loss.center"], torch.zeros_like(rank0["dino_loss.center"]))  # it trained
