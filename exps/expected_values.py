@@ -4,6 +4,8 @@
 
     python exps/expected_values.py markdown EXPECTED.json      # the table the README shows
 
+    python exps/expected_values.py merge A.json B.json [...] --out MERGED.json   # pool runs of several machines
+
 ``exps/miniature_stats.py`` writes EXPECTED.json from the miniature's runs (every thread count x seed): per arm and
 probe the mean, the standard deviation and the 95 % prediction range of one more run,
 mean +- t(0.975, n - 1) x std x sqrt(1 + 1/n), the range into which a run made like these falls 19 times in 20; and
@@ -11,6 +13,8 @@ the denoiser's PSNR range, the values measured at each thread count widened by P
 run's numbers (the result files below EVAL_DIR, each arm's last checkpoint) beside them, marks each one outside
 its range with ``!`` and says how many are; it exits 0 either way (a run outside the range is a warning, not an
 error) and says so when EXPECTED.json does not exist (no expected values for that profile or noise setting).
+``merge`` pools the runs of several such files (made on other processors, say) into one: the pooled mean and
+standard deviation are exact (from each file's count, mean and std), the range is that of one more run of the pool.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from exps.report import collect_results, final_scores
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_json, atomic_write_text
 from utils.environment import describe_text, read
 
 METRICS = {"linear": "linear top-1 (%)", "knn": "k-NN top-1 (%)"}
@@ -42,13 +46,61 @@ def t_interval(values: list[float], of: str = "mean") -> dict[str, Optional[floa
     """Mean, std (n - 1) and a 95 % t interval: of the mean (``of="mean"``: half-width t x std / sqrt(n)) or of one
     more value (``of="value"``, the prediction range: t x std x sqrt(1 + 1/n)); None bounds below 2 values."""
     array = np.asarray(values, dtype=np.float64)
-    n, mean = len(array), float(array.mean())
-    if n < 2:
+    return _interval(len(array), float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else None, of)
+
+
+def _interval(n: int, mean: float, std: Optional[float], of: str) -> dict[str, Optional[float]]:
+    if n < 2 or std is None:
         return {"n": n, "mean": mean, "std": None, "low": None, "high": None}
-    std = float(array.std(ddof=1))
     spread = math.sqrt(1 + 1 / n) if of == "value" else 1 / math.sqrt(n)
     half = float(stats.t.ppf(0.975, n - 1)) * std * spread
     return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
+
+
+def pooled(blocks: list[dict]) -> dict[str, Optional[float]]:
+    """One prediction block (as ``t_interval(..., of="value")``) over the values behind ``blocks`` (each with its
+    ``n``, ``mean`` and ``std``): the pooled mean and std equal those of the values taken together."""
+    n = sum(block["n"] for block in blocks)
+    mean = sum(block["n"] * block["mean"] for block in blocks) / n
+    squares = sum((block["n"] - 1) * (block["std"] or 0.0) ** 2 + block["n"] * (block["mean"] - mean) ** 2
+                  for block in blocks)
+    return _interval(n, mean, math.sqrt(squares / (n - 1)) if n > 1 else None, of="value")
+
+
+def _source(expected: dict) -> str:
+    """A label for one file's runs in a merge: the processors they ran on."""
+    cpus = sorted({str(setting.get("cpu", "unknown CPU")) for setting in expected.get("settings", [])})
+    return " + ".join(cpus) or "unknown CPU"
+
+
+def merge(expecteds: list[dict]) -> dict[str, Any]:
+    """One EXPECTED.json's content from several: the runs pooled per arm and probe, run and PSNR labels prefixed
+    with their processors, every setting kept, the PSNR range over every measured value."""
+    sources = [_source(expected) for expected in expecteds]
+    if len(set(sources)) < len(sources):
+        raise ValueError(f"two files come from the same processors ({', '.join(sources)}): merge a machine's runs "
+                         "in exps/miniature_stats.py, where each run counts once")
+    merged: dict[str, Any] = {"runs": [f"{source}: {run}" for source, expected in zip(sources, expecteds)
+                                       for run in expected["runs"]],
+                              "settings": [setting for expected in expecteds for setting in expected["settings"]],
+                              "arms": {}}
+    for method in dict.fromkeys(method for expected in expecteds for method in expected["arms"]):
+        arms = [expected["arms"][method] for expected in expecteds if method in expected["arms"]]
+        merged["arms"][method] = {"name": arms[0]["name"]}
+        for metric in METRICS:
+            blocks = [arm[metric] for arm in arms if metric in arm]
+            if blocks:
+                merged["arms"][method][metric] = pooled(blocks)
+    psnrs = {f"{source}: {label}": value for source, expected in zip(sources, expecteds)
+             for label, value in expected.get("denoiser_psnr", {}).get("values", {}).items()}
+    if psnrs:
+        merged["denoiser_psnr"] = _psnr_band(psnrs)
+    return merged
+
+
+def _psnr_band(psnrs: dict[str, float]) -> dict[str, Any]:
+    return {"values": psnrs, "low": min(psnrs.values()) - PSNR_TOLERANCE_DB,
+            "high": max(psnrs.values()) + PSNR_TOLERANCE_DB}
 
 
 def build_expected(runs: dict[str, dict[str, dict[str, float]]], psnrs: dict[str, float],
@@ -63,8 +115,7 @@ def build_expected(runs: dict[str, dict[str, dict[str, float]]], psnrs: dict[str
                 arms.setdefault(method, {"name": name})[metric] = t_interval(values, of="value")
     expected: dict[str, Any] = {"runs": sorted(runs), "settings": settings, "arms": arms}
     if psnrs:
-        expected["denoiser_psnr"] = {"values": psnrs, "low": min(psnrs.values()) - PSNR_TOLERANCE_DB,
-                                     "high": max(psnrs.values()) + PSNR_TOLERANCE_DB}
+        expected["denoiser_psnr"] = _psnr_band(psnrs)
     return expected
 
 
@@ -122,8 +173,8 @@ def check(expected_path: Path, eval_dir: Path, psnr_path: Optional[Path], settin
         verdict = (f"all {compared} values inside the expected ranges" if not outside else
                    f"{outside} of {compared} values outside the expected ranges (marked !): this run is not like "
                    "the ones the ranges were measured on; compare its setting with theirs")
-        text = (f"{table}\n{verdict}.\n\nExpected values measured over {len(expected['runs'])} runs "
-                f"({', '.join(expected['runs'])}) with:\n{settings_text(expected['settings'])}\n")
+        text = (f"{table}\n{verdict}.\n\nExpected values measured over {len(expected['runs'])} runs (seeds and "
+                f"settings; each run named in {expected_path}) with:\n{settings_text(expected['settings'])}\n")
     text += f"\n{setting}"
     if out is not None:
         atomic_write_text(out, text)
@@ -152,7 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     checking.add_argument("--out", type=Path, default=None, help="write the comparison here (Markdown), not on stdout")
     showing = commands.add_parser("markdown", help="print the expected values as a Markdown table")
     showing.add_argument("expected", type=Path)
+    merging = commands.add_parser("merge", help="pool several files' runs (other processors) into one")
+    merging.add_argument("inputs", type=Path, nargs="+", help="EXPECTED.json files, one per processor")
+    merging.add_argument("--out", type=Path, required=True, help="the merged EXPECTED.json")
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        try:
+            merged = merge([json.loads(path.read_text(encoding="utf-8")) for path in args.inputs])
+        except (ValueError, KeyError) as error:
+            print(f"error: {', '.join(map(str, args.inputs))}: {error}", file=sys.stderr)
+            return 2
+        atomic_write_json(args.out, merged)
+        print(markdown(merged), end="")
+        return 0
     if args.command == "markdown":
         print(markdown(json.loads(args.expected.read_text(encoding="utf-8"))), end="")
         return 0

@@ -120,6 +120,32 @@ def test_a_run_is_checked_against_the_expected_ranges(miniature_root, tmp_path, 
     assert "No expected values for this setting" in capsys.readouterr().out
 
 
+def test_merged_ranges_equal_those_of_every_machines_runs_together(miniature_root, tmp_path, capsys):
+    """Two machines' expected files pooled: the same mean, std and range as one file over all twelve runs."""
+    files = []
+    for cpu, shift in (("CPU A", 0.0), ("CPU B", 2.5)):
+        root = tmp_path / cpu
+        measured = miniature_stats.per_run_scores(miniature_root)
+        runs = {t: {s: {m: {k: v + shift for k, v in scores.items()} for m, scores in methods.items()}
+                    for s, methods in seeds.items()} for t, seeds in measured.items()}
+        for threads in SCORES:
+            write(root / f"threads_{threads}" / "n2n" / "psnr.json", {"denoised_psnr": PSNR[threads] + shift / 10})
+            write(root / f"threads_{threads}" / "environment.json", [{**SETTING, "threads": threads, "cpu": cpu}])
+        miniature_stats.write_outputs(root, runs, root / "report")
+        files.append(root / "report" / "expected.json")
+    merged_path = tmp_path / "merged.json"
+    assert expected_values.main(["merge", *map(str, files), "--out", str(merged_path)]) == 0
+    merged = json.loads(merged_path.read_text())
+    assert capsys.readouterr().out == expected_values.markdown(merged)
+    values = [SCORES[t][s]["nc"] + shift for shift in (0.0, 2.5) for t in SCORES for s in range(3)]
+    assert merged["arms"]["nc"]["linear"] == pytest.approx(expected_values.t_interval(values, of="value"))
+    assert merged["arms"]["nc"]["linear"]["n"] == 12 and len(merged["runs"]) == 12
+    assert "CPU B: threads=1 seed=2" in merged["runs"] and len(merged["settings"]) == 4
+    assert merged["denoiser_psnr"]["high"] == pytest.approx(15.72 + 0.25 + expected_values.PSNR_TOLERANCE_DB)
+    assert expected_values.main(["merge", str(files[0]), str(files[0]), "--out", str(tmp_path / "twice.json")]) == 2
+    assert "same processors" in capsys.readouterr().err and not (tmp_path / "twice.json").exists()
+
+
 def test_stats_without_results_names_the_folder(tmp_path, capsys):
     assert miniature_stats.main([str(tmp_path)]) == 2
     assert str(tmp_path) in capsys.readouterr().err
