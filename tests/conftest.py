@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.imagetrees import make_tree
 from utils.make_toy_dataset import build_toy_dataset
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N workers share the cores, so each computes on one thread (torch's default of every core per
+    # process would oversubscribe them); a test's numbers are compared only with numbers of the same process
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
