@@ -79,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     base = results["plain"]
     print(f"{args.config.name}: batch {args.batch} x {args.size} px, one forward and backward of the student")
     print(f"{'variant':<14}{'saved for backward (MiB)':>28}{'peak RSS (MiB)':>22}{'seconds':>18}")
+    formats = {"saved_mib": ".0f", "peak_rss_mib": ".0f", "seconds": ".2f"}
     for variant, result in results.items():
-        cells = [f"{result[key]:.0f} ({result[key] / base[key]:.2f}x)" if key != "seconds" else
-                 f"{result[key]:.2f} ({result[key] / base[key]:.2f}x)" for key in ("saved_mib", "peak_rss_mib",
-                                                                                   "seconds")]
+        cells = [f"{result[key]:{form}} ({result[key] / base[key]:.2f}x)" for key, form in formats.items()]
         print(f"{variant:<14}{cells[0]:>28}{cells[1]:>22}{cells[2]:>18}")
     atomic_write_json(args.output_dir / "activation_checkpointing.json",
                       {"config": str(args.config), "batch": args.batch, "size": args.size, "results": results})

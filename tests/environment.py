@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,3 +19,9 @@ def command_env(**variables: str) -> dict[str, str]:
     """
     path = os.pathsep.join(filter(None, (str(Path(sys.executable).parent), os.environ.get("PATH"))))
     return {**os.environ, "PATH": path, **variables}
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended (for files that name a writer or holder no longer alive)."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)

@@ -7,6 +7,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from dinov2.models import build_model_from_cfg
 from dinov2.train.ssl_meta_arch import SSLMetaArch
 from dinov2.utils.config import CONFIGS_DIR, load_config
+from tests.test_dinov2_train_meta_arch import _batch as meta_arch_batch
 
 SMOKE = CONFIGS_DIR / "train" / "smoke_cpu.yaml"
 
@@ -50,15 +51,7 @@ def test_the_key_reaches_the_student_only_and_changes_no_loss():
         model = SSLMetaArch(cfg)
         assert model.student["backbone"].activation_checkpointing is checkpointing
         assert model.teacher["backbone"].activation_checkpointing is False
-        size, local = cfg.crops.global_crops_size, cfg.crops.local_crops_size
-        generator = torch.Generator().manual_seed(2)
-        n_global, n_local = 2 * 4, cfg.crops.local_crops_number * 4
-        tokens = (size // cfg.student.patch_size) ** 2
-        batch = {"collated_global_crops": torch.randn(n_global, 3, size, size, generator=generator),
-                 "collated_local_crops": torch.randn(n_local, 3, local, local, generator=generator),
-                 "collated_masks": torch.zeros(n_global, tokens, dtype=torch.bool),
-                 "mask_indices_list": torch.zeros(0, dtype=torch.long),
-                 "masks_weight": torch.zeros(0), "n_masked_patches": torch.tensor([0]), "upperbound": 0}
+        batch = meta_arch_batch(cfg, seed=2)
         torch.manual_seed(3)
         losses.append({k: float(v.detach()) for k, v in model.compute_losses(batch, teacher_temp=0.04).items()})
     assert losses[0] == losses[1]

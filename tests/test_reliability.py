@@ -9,7 +9,6 @@ import math
 import os
 import pickle
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from dinov2.train.train import main as train_main
 from dinov2.utils.checkpoint import list_checkpoints, teacher_export_path
 from dinov2.utils.config import CONFIGS_DIR
 from exps import report
-from tests.environment import command_env
+from tests.environment import command_env, dead_pid
 from tests.test_report import linear_result, write
 from utils.atomic import FOREIGN_TEMPORARY_STALE_S, host_name, remove_stale_temporaries, temporary_path_for
 from utils.generate_noise import MANIFEST_FILENAME, GenerationError, generate_noise
@@ -121,9 +120,7 @@ def test_16_bit_grey_levels_are_scaled_by_65535(tmp_path):
 
 
 def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    stale = tmp_path / "a" / f".model_0000001.pth.tmp-{dead_pid}-0"
+    stale = tmp_path / "a" / f".model_0000001.pth.tmp-{dead_pid()}-0"
     stale.parent.mkdir()
     stale.write_bytes(b"x" * 10)
     live = temporary_path_for(tmp_path / "a" / "image.png")  # this process: alive
@@ -134,11 +131,11 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
 
 def test_temporaries_of_other_machines_are_kept_unless_long_untouched(tmp_path):
     """On a shared filesystem another node's writer is not a process of this machine: its pid proves nothing."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    ended = dead_pid()
     assert f".tmp-{host_name()}-{os.getpid()}-" in temporary_path_for(tmp_path / "x.png").name
-    here = tmp_path / f".a.png.tmp-{host_name()}-{int(dead.stdout)}-3"
-    busy = tmp_path / f".b.png.tmp-gpu-node-07-{int(dead.stdout)}-0"  # a host name with dashes
-    old = tmp_path / f".c.png.tmp-gpu-node-07-{int(dead.stdout)}-1"
+    here = tmp_path / f".a.png.tmp-{host_name()}-{ended}-3"
+    busy = tmp_path / f".b.png.tmp-gpu-node-07-{ended}-0"  # a host name with dashes
+    old = tmp_path / f".c.png.tmp-gpu-node-07-{ended}-1"
     for path in (here, busy, old):
         path.write_bytes(b"x")
     long_ago = time.time() - FOREIGN_TEMPORARY_STALE_S - 60

@@ -14,7 +14,7 @@ from dinov2.eval import knn
 from dinov2.train.train import main as dinov2_main
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor import train as n2n
-from tests.environment import command_env
+from tests.environment import command_env, dead_pid
 from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from tests.imagetrees import make_tree
 from utils.generate_noise import main as generate_main
@@ -55,11 +55,6 @@ def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
         pass
 
 
-def _dead_pid() -> int:
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True).stdout)
-
-
 @pytest.fixture
 def flock_unsupported(monkeypatch):
     """A filesystem that refuses flock, as NFS without a lock daemon does (ENOLCK)."""
@@ -87,12 +82,12 @@ def test_without_flock_a_dead_holder_of_this_machine_is_replaced_and_another_mac
                                                                                             flock_unsupported):
     held = run_lock.held_path(lock_path(tmp_path / "run"))
     held.parent.mkdir()
-    held.write_text(f"pid {_dead_pid()} on {host_name()} since 2026-01-01 00:00:00\n")
+    held.write_text(f"pid {dead_pid()} on {host_name()} since 2026-01-01 00:00:00\n")
     with pytest.warns(UserWarning) as caught:
         with folder_lock(tmp_path / "run"):
             assert held.read_text().startswith(f"pid {os.getpid()} ")
     assert any("has ended; taking the lock" in str(warning.message) for warning in caught)
-    held.write_text(f"pid {_dead_pid()} on node-0042 since 2026-01-01 00:00:00\n")  # its pid means nothing here
+    held.write_text(f"pid {dead_pid()} on node-0042 since 2026-01-01 00:00:00\n")  # its pid means nothing here
     with pytest.warns(UserWarning), pytest.raises(FolderLocked, match="in use by pid .* on node-0042"):
         with folder_lock(tmp_path / "run"):
             pass

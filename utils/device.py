@@ -70,8 +70,8 @@ def resolve_device(name: str, key: str = "--device") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{key} {name!r}: expected one of {DEVICES} or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{key} {name}: CUDA is not available on this machine"
-                         f"{': ' + cuda_unusable_reason() if cuda_unusable_reason() else ''}")
+        reason = cuda_unusable_reason()
+        raise ValueError(f"{key} {name}: CUDA is not available on this machine{': ' + reason if reason else ''}")
     return device
 
 
