@@ -8,6 +8,8 @@ Run it through bench/gpu_check.sh: this program runs every entry but ``ddp``, wh
   fused_adamw       the trainer's AdamW is fused, and its step equals the for-loop AdamW's on the same gradients
   flash_attention   the profiler sees the flash SDPA kernel serve the ViT's attention, forward and backward
   compile           train.compile=true steps give eager's losses; compile time
+  trainer_resume    python -m dinov2.train on the device: 6 iterations straight = 4, a stop, 2 resumed (losses)
+  nct_step          a denoised phase then NCT steps through the training command: finite, frozen teacher kept
   ddp               ranks training on different batches end with identical weights (NCCL; gloo on the CPU)
   n2n_fp16_denoise  the N2N U-Net's uint8 output under fp16 autocast is within a few levels of fp32
 Measurements: dinov2_imagenet100 (ImageNet-100 recipe, batch 40, bf16, fused AdamW: images/s, step time, peak
@@ -61,13 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def tasks() -> list[tuple[tuple[str, ...], Optional[Callable]]]:
     """(entries, function returning them) in running order; ``ddp`` has no function: torchrun runs it."""
-    from bench.gpu_checks import attention, n2n, throughput, training
+    from bench.gpu_checks import attention, n2n, throughput, trainer_loop, training
 
     return [
         (("precision",), training.check_precision),
         (("fused_adamw",), training.check_fused_adamw),
         (("flash_attention",), attention.check_flash_attention),
         (("compile",), training.check_compile),
+        (("trainer_resume",), trainer_loop.check_trainer_resume),
+        (("nct_step",), trainer_loop.check_nct_step),
         (("ddp",), None),
         (("n2n_fp16_denoise", "n2n_denoising"), n2n.check_n2n_fp16_denoise),
         (("dinov2_imagenet100",), throughput.measure_dinov2_imagenet100),

@@ -41,6 +41,8 @@ NORESTART_ABLATION="${NORESTART_ABLATION:-1}"             # 1: also run the cont
 TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (split on spaces)
 METHOD_CONFIGS=()                                         # overlays after each recipe (exps/table2.sh: per method)
 METHOD_EVAL_ARGS=()                                       # and their probe arguments (a ResNet: one feature layer)
+PROBE_PROTOCOL="${PROBE_PROTOCOL:-paper}"                 # paper: augmented, 10 x 1,250 iterations, best on val;
+                                                          # cached: features once, head chosen on a train holdout
 EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear (split on spaces)
 # ---------------------------------------------------------------------------
 
@@ -95,7 +97,7 @@ evaluate() {  # evaluate RUN_DIR TREE METHOD NOISE EPOCH_OFFSET
     run_cmd "${EVAL_LAUNCH_WORDS[@]}" dinov2.eval.linear --run-dir "$run_dir" \
         --train-dataset "$(tree_split "$tree" train)" --val-dataset "$(tree_split "$tree" val)" \
         --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise "$noise" \
-        --epoch-offset "$offset" ${METHOD_EVAL_ARGS[@]+"${METHOD_EVAL_ARGS[@]}"} ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
+        --epoch-offset "$offset" --protocol "$PROBE_PROTOCOL" ${METHOD_EVAL_ARGS[@]+"${METHOD_EVAL_ARGS[@]}"} ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
 }
 
 check_tree() {  # check_tree TREE: its train split exists (the clean one, for a tree noised on the fly)

@@ -95,6 +95,7 @@ def _plan(script: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("script", ["exps/linear_probe.sh", "exps/linear_probe_nct.sh", "exps/table2.sh"])
 def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
+    from dinov2.eval.arguments import build_parser, settings_from_args
     from dinov2.train.train import parse_args
 
     plan = _plan(script)
@@ -113,6 +114,9 @@ def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
         outputs.append(str(args.output_dir))
     assert "runs/gauss100-200-denoised" in outputs
     assert n_nct == (4 if script.endswith("nct.sh") else 0)  # the paper's four NCT settings
+    for cmd in evaluations:  # every probe parses, and reproduces the paper's protocol
+        probe = build_parser("linear").parse_args(cmd[3:])
+        assert probe.probe_protocol == "paper" and settings_from_args(probe).total_iterations(1) == 12500
 
 
 def test_table2_plans_three_arms_per_method_with_its_overlay():

@@ -53,7 +53,7 @@ def test_interrupted_and_resumed_run_is_bit_exact(tree, tmp_path):
     _train(tree, straight)
     _train(tree, resumed, "train.stop_after_iterations=4")  # stops in the middle of the second epoch
     assert [r["iteration"] for r in read_metrics(resumed)] == [0, 1, 2, 3]
-    _train(tree, resumed, "train.num_workers=2")  # continue with data loading in two worker processes
+    _train(tree, resumed, "train.num_workers=2")  # continue with data loading in worker processes (capped to the CPUs)
     assert _losses(resumed) == _losses(straight)
     final = list_checkpoints(straight)[0].name
     _assert_same_state(load_checkpoint(straight / final), load_checkpoint(resumed / final))

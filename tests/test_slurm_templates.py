@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from dinov2.eval.results import load_result
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor.arch_unet import UNet
 from tests.environment import command_env
+from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from tests.imagetrees import make_tree
 from utils.image_io import iter_image_files
 from utils.make_toy_dataset import build_toy_dataset
@@ -62,7 +64,7 @@ def _sbatch(template: str, env: dict, *args: str, **extra_env: str) -> subproces
 
 def test_every_template_parses_and_asks_for_sbatch_resources():
     assert {t.name for t in TEMPLATES} >= {"torchrun.sbatch", "train_imagenet1k.sbatch", "denoise_array.sbatch",
-                                           "linear_probe.sbatch"}
+                                           "linear_probe.sbatch", "probe_imagenet1k.sbatch"}
     for template in TEMPLATES:
         subprocess.run(["bash", "-n", str(template)], check=True)
         assert "#SBATCH --nodes=" in template.read_text() and "#SBATCH --gpus-per-node=" in template.read_text()
@@ -85,6 +87,21 @@ def test_imagenet1k_template_trains_with_two_ranks(slurm_env, tmp_path):
     saved = torch.load(run / "model_0000002.pth", weights_only=True)
     assert (tmp_path / "srun.log").read_text() == "cpus=6\n"
     assert "world_size: 2" in saved["config"] and "noisy:gauss100:" in saved["config"]
+
+
+def test_imagenet1k_probe_template_runs_the_paper_protocol_on_two_ranks(slurm_env, tmp_path):
+    make_teacher_export(tmp_path / "run", 19)
+    make_separable_tree(tmp_path / "data", num_classes=3, train_per_class=4, val_per_class=2)
+    out = tmp_path / "eval"
+    _sbatch("probe_imagenet1k.sbatch", slurm_env, "--epochs", "2", "--epoch-length", "2", "--crop-size", "32",
+            "--num-workers", "0", "--device", "cpu", "--learning-rates", "1e-2", "--quiet",
+            WEIGHTS=str(tmp_path / "run"), DATA=f"noisy:gauss50:{tmp_path / 'data'}", OUT=str(out), BATCH="3",
+            METHOD="dinov2", NOISE="gauss50")
+    result = load_result(out / "linear_training_19.json")
+    assert result["settings"]["protocol"] == "paper" and result["settings"]["world_size"] == 2
+    assert result["settings"]["batch_size"] == 3 and result["settings"]["iterations"] == 4
+    assert result["method"] == "dinov2" and "knn" not in result["results"]
+    assert result["settings"]["train_dataset"].startswith("noisy:gauss50")
 
 
 def test_torchrun_template_trains_the_denoiser_with_two_ranks(slurm_env, tmp_path):

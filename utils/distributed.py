@@ -84,6 +84,11 @@ def world_size() -> int:
     return dist.get_world_size() if is_enabled() else 1
 
 
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_enabled() else 0
+
+
 def barrier() -> None:
     """Wait for every rank (a no-op in one process)."""
     if is_enabled():

@@ -9,7 +9,8 @@ from typing import Optional
 
 from utils.atomic import atomic_write_json
 
-CHECKS = ("precision", "fused_adamw", "flash_attention", "compile", "ddp", "n2n_fp16_denoise")
+CHECKS = ("precision", "fused_adamw", "flash_attention", "compile", "trainer_resume", "nct_step", "ddp",
+          "n2n_fp16_denoise")
 MEASUREMENTS = ("dinov2_imagenet100", "n2n_training", "n2n_denoising", "feature_extraction")
 ENTRIES = CHECKS + MEASUREMENTS
 HEADER = ("mode", "quick", "device", "torch", "cuda", "gpus", "torch_threads")

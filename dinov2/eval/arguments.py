@@ -21,6 +21,13 @@ from utils.device import PRECISIONS
 from utils.image_tree import tree_argument
 
 PROTOCOLS = ("linear", "knn")
+PAPER_EPOCH_LENGTH = 1250  # upstream's default "epoch" of the linear probe: 10 x 1,250 iterations at batch 128
+# the linear probe's protocols: what each sets unless the command line gives the value
+PROBE_PROTOCOLS = {
+    "cached": {"augment": False, "holdout_fraction": 0.1, "epoch_length": None, "eval_period": None},
+    "paper": {"augment": True, "holdout_fraction": 0.0, "epoch_length": PAPER_EPOCH_LENGTH,
+              "eval_period": "epoch"},  # every --epoch-length iterations
+}
 
 
 def _bool(text: str) -> bool:
@@ -78,17 +85,29 @@ def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol
 
 def _add_linear_arguments(parser: argparse.ArgumentParser) -> None:
     probe = parser.add_argument_group("linear probe")
+    probe.add_argument("--protocol", dest="probe_protocol", choices=sorted(PROBE_PROTOCOLS), default="cached",
+                       help="cached (default): centre-crop features extracted once, one pass per epoch, the head "
+                            "chosen on a held-out part of train. paper: augmented images every step, epochs of "
+                            f"{PAPER_EPOCH_LENGTH} iterations, val scored every epoch, no holdout, best on val over "
+                            "evaluations and heads (the paper's numbers); the options below override either")
     probe.add_argument("--augment", action="store_true", help="re-extract augmented train features every epoch")
     probe.add_argument("--augment-scale", type=float, nargs=2, default=list(DEFAULT_AUGMENT_SCALE),
                        metavar=("MIN", "MAX"), help="RandomResizedCrop area range of --augment (default 0.08 1)")
     probe.add_argument("--augment-hflip", type=float, default=DEFAULT_HFLIP_PROBABILITY, metavar="P",
                        help="horizontal-flip probability of --augment (default 0.5; 0 for digits or text)")
-    probe.add_argument("--epochs", type=int, default=10, help="passes over the training images")
+    probe.add_argument("--epochs", type=int, default=10, help="epochs of the probe (default 10)")
+    probe.add_argument("--epoch-length", type=int, default=None, metavar="ITERATIONS",
+                       help=f"iterations per epoch (cached: one pass over the training images; paper: "
+                            f"{PAPER_EPOCH_LENGTH})")
+    probe.add_argument("--eval-period", type=int, default=None, metavar="ITERATIONS",
+                       help="score val every this many iterations and keep the best (cached: only at the end; "
+                            "paper: every epoch)")
     probe.add_argument("--learning-rates", type=float, nargs="+", default=list(BASE_LEARNING_RATES),
                        help="base rates, scaled by batch_size/256")
     probe.add_argument("--n-last-blocks", type=int, nargs="+", default=list(N_LAST_BLOCKS))
     probe.add_argument("--avgpool", type=_bool, nargs="+", default=list(AVGPOOL_OPTIONS))
-    probe.add_argument("--holdout-fraction", type=float, default=0.1, help="share of train used to pick the head")
+    probe.add_argument("--holdout-fraction", type=float, default=None,
+                       help="share of train used to pick the head (cached: 0.1; paper: 0, the head is picked on val)")
     probe.add_argument("--seed", type=int, default=0)
 
 
@@ -117,10 +136,23 @@ def check_arguments(args: argparse.Namespace, protocol: str) -> Optional[ProbeSe
     return settings_from_args(args) if protocol == "linear" else None
 
 
+def apply_probe_protocol(args: argparse.Namespace) -> None:
+    """Fill the values of ``--protocol`` that the command line left unset (``--augment`` is only ever switched on)."""
+    preset = PROBE_PROTOCOLS[args.probe_protocol]
+    args.augment = args.augment or preset["augment"]
+    for key in ("holdout_fraction", "epoch_length", "eval_period"):
+        if getattr(args, key) is None:
+            setattr(args, key, args.epoch_length if preset[key] == "epoch" else preset[key])
+
+
 def settings_from_args(args: argparse.Namespace) -> ProbeSettings:
     """The probe settings of the linear probe's command line, checked before any work."""
+    apply_probe_protocol(args)
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    for option, value in (("--epoch-length", args.epoch_length), ("--eval-period", args.eval_period)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be at least 1, got {value}")
     if not args.learning_rates or min(args.learning_rates) <= 0:
         raise ValueError(f"--learning-rates must be positive, got {args.learning_rates}")
     if min(args.n_last_blocks) < 1:
@@ -131,4 +163,4 @@ def settings_from_args(args: argparse.Namespace) -> ProbeSettings:
     return ProbeSettings(epochs=args.epochs, batch_size=args.batch_size,
                          base_learning_rates=tuple(args.learning_rates), n_last_blocks=tuple(args.n_last_blocks),
                          avgpool_options=tuple(args.avgpool), holdout_fraction=args.holdout_fraction,
-                         seed=args.seed)
+                         seed=args.seed, epoch_length=args.epoch_length, eval_period=args.eval_period)

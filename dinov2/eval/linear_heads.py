@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from utils import distributed
+
 BASE_LEARNING_RATES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 N_LAST_BLOCKS = (1, 4)
 AVGPOOL_OPTIONS = (False, True)
@@ -128,34 +130,44 @@ class GridTrainer:
 
     @torch.no_grad()
     def step(self, class_tokens: torch.Tensor, patch_means: torch.Tensor, labels: torch.Tensor) -> float:
-        """One SGD step of every head on a batch; returns the summed loss over heads.
+        """One SGD step of every head on a batch; returns the summed loss over heads (mean over the batch).
 
-        The cross-entropy gradient is written in closed form (``(softmax - onehot) / B``), so a step is two
-        matrix products per group and no autograd graph: the head grid is then a small part of a probe's time.
+        The cross-entropy gradient is written in closed form (``softmax - onehot``), so a step is two matrix
+        products per group and no autograd graph: the head grid is then a small part of a probe's time. Under
+        torchrun the batch is this rank's share of the global batch: the gradient sums and sample counts are summed
+        over ranks in one all-reduce, so every rank takes the step of the whole global batch and the heads stay
+        identical.
         """
         factor = self.schedule_factor()
-        num_groups = len(self.grid.groups)
-        total_loss = torch.zeros((), device=labels.device)
-        for index, ((x, logits), lr) in enumerate(zip(self.grid.group_logits(class_tokens, patch_means),
-                                                       self.grid.group_lrs())):
+        gradients, loss_sum = [], torch.zeros((), device=labels.device)
+        for x, logits in self.grid.group_logits(class_tokens, patch_means):
             batch, heads, classes = logits.shape
             log_probs = logits.log_softmax(dim=2)
             picked = log_probs.gather(2, labels.view(-1, 1, 1).expand(-1, heads, 1))
-            total_loss -= picked.sum() / batch
+            loss_sum -= picked.sum()
             grad_logits = log_probs.exp_()
             grad_logits.scatter_add_(2, labels.view(-1, 1, 1).expand(-1, heads, 1),
                                      torch.full_like(picked, -1.0))
-            grad_logits.div_(batch)
+            gradients.append((grad_logits.view(batch, heads * classes).t() @ x).view(heads, classes, -1))
+            gradients.append(grad_logits.sum(dim=0))
+        count = float(labels.shape[0])
+        if distributed.is_enabled():
+            flat = torch.cat([*(g.flatten() for g in gradients), loss_sum.view(1),
+                              torch.full((1,), count, device=labels.device)])
+            distributed.all_reduce_sum(flat)
+            sizes = [g.numel() for g in gradients]
+            gradients = [part.view_as(g) for part, g in zip(flat[:sum(sizes)].split(sizes), gradients)]
+            loss_sum, count = flat[-2], float(flat[-1])
+        num_groups = len(self.grid.groups)
+        for index, lr in enumerate(self.grid.group_lrs()):
             weight, bias = self.grid.weights[index], self.grid.biases[index]
-            grad_weight = (grad_logits.view(batch, heads * classes).t() @ x).view_as(weight)
-            grad_bias = grad_logits.sum(dim=0)
-            for parameter, grad, buffer in ((weight, grad_weight, self.momentum[index]),
-                                            (bias, grad_bias, self.momentum[num_groups + index])):
-                buffer.mul_(MOMENTUM).add_(grad)
+            for parameter, grad, buffer in ((weight, gradients[2 * index], self.momentum[index]),
+                                            (bias, gradients[2 * index + 1], self.momentum[num_groups + index])):
+                buffer.mul_(MOMENTUM).add_(grad, alpha=1.0 / count)
                 shape = (-1,) + (1,) * (parameter.dim() - 1)
                 parameter.sub_(buffer * (lr * factor).view(shape))
         self.iteration += 1
-        return float(total_loss)  # one device sync per step
+        return float(loss_sum) / count  # one device sync per step
 
 
 @torch.no_grad()

@@ -68,6 +68,14 @@ def _validate_linear(results: dict, where: str) -> None:
     _validate_accuracy_block(best, f"{where}.best_on_val")
     if _require(best, "name", (str,), f"{where}.best_on_val") not in heads:
         raise ResultError(f"{where}.best_on_val.name: not one of the heads")
+    if "iteration" in best:
+        _require(best, "iteration", (int,), f"{where}.best_on_val")
+    for index, point in enumerate(_require(results, "val_curve", (list,), where) if "val_curve" in results else ()):
+        point_where = f"{where}.val_curve[{index}]"
+        if not isinstance(point, dict):
+            raise ResultError(f"{point_where}: expected an object, got {point!r}")
+        _require(point, "iteration", (int,), point_where)
+        _validate_accuracy_block(point, point_where)
     if "knn" in results:
         _validate_knn(results["knn"], f"{where}.knn")
 

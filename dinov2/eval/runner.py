@@ -7,6 +7,7 @@ and score the linear heads (linear protocol), run k-NN, and write one JSON resul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dinov2.eval.knn_classifier import knn_accuracies
 from dinov2.eval.linear_probe import ProbeDiverged, ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
 from dinov2.eval.transforms import make_eval_transform, make_train_augment_transform
+from utils import distributed
 from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, check_outside, one_line
 from utils.image_io import ImageReadError
 from utils.run_lock import folder_lock
@@ -130,7 +132,7 @@ def linear_results(backbone: FrozenBackbone, settings: ProbeSettings, train: Spl
     args = backbone.args
     common = dict(settings=settings, embed_dim=int(features.val.class_tokens.shape[2]),
                   num_classes=len(train.classes), device=backbone.device, holdout_features=features.holdout,
-                  val_features=features.val, progress=not args.quiet)
+                  val_features=features.val, progress=not args.quiet and distributed.rank() == 0)
     if not args.augment:
         fit_features = features.train.subset(torch.as_tensor(fit_idx, dtype=torch.int64))
         return run_linear_probe(fit_features=fit_features, **common)
@@ -138,7 +140,7 @@ def linear_results(backbone: FrozenBackbone, settings: ProbeSettings, train: Spl
     fit_samples = [train.samples[i] for i in fit_idx]
     batches = augmented_epochs(backbone.module, ImageListDataset(train.root, fit_samples, augment),
                                settings.batch_size, args.num_workers, backbone.n_blocks, backbone.device,
-                               backbone.autocast, settings.seed)
+                               backbone.autocast, settings.seed, distributed.rank(), settings.world_size)
     return run_linear_probe(fit_features=None, epoch_batches=batches, num_fit=len(fit_samples), **common)
 
 
@@ -171,8 +173,10 @@ def _probe_settings(args: argparse.Namespace, settings: ProbeSettings,
                     split: tuple[np.ndarray, np.ndarray]) -> dict:
     fit_idx, holdout_idx = split
     return {
-        "num_fit": int(len(fit_idx)), "num_holdout": int(len(holdout_idx)),
+        "num_fit": int(len(fit_idx)), "num_holdout": int(len(holdout_idx)), "protocol": args.probe_protocol,
         "mode": "augment" if args.augment else "cached", "epochs": settings.epochs,
+        "epoch_length": settings.epoch_length or "one pass", "iterations": settings.total_iterations(len(fit_idx)),
+        "eval_period": settings.eval_period,
         **({"augment_scale": list(args.augment_scale), "augment_hflip": args.augment_hflip} if args.augment else {}),
         "base_learning_rates": list(settings.base_learning_rates),
         "lr_scaling": "lr * batch_size * world_size / 256", "world_size": settings.world_size,
@@ -212,10 +216,13 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     already exists."""
     info = checkpoint_info(checkpoint)
     out_path = args.output_dir / f"{protocol}_{info.tag}.json"
-    if valid_result_exists(out_path, checkpoint, args.overwrite):
+    main_rank = distributed.rank() == 0
+    if distributed.broadcast_object(main_rank and valid_result_exists(out_path, checkpoint, args.overwrite)):
         return None
     started = time.perf_counter()
     settings = check_arguments(args, protocol)
+    if settings is not None:  # under torchrun each rank takes its share of every global batch
+        settings = dataclasses.replace(settings, world_size=distributed.world_size())
     n_blocks = max(settings.n_last_blocks) if settings is not None else 1
     module = load_frozen_backbone(checkpoint, device, args.arch, args.patch_size)
     check_backbone_fits(args, module, n_blocks, checkpoint)
@@ -232,7 +239,10 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
                          method=_label(args.method, info.config, "method"),
                          noise=_label(args.noise, info.config, "noise"), iteration=info.iteration,
                          epoch=None if info.epoch is None else info.epoch + args.epoch_offset)
-    return write_result(result, out_path)
+    if main_rank:  # every rank computed the same result
+        write_result(result, out_path)
+    distributed.barrier()
+    return out_path
 
 
 def run_cli(args: argparse.Namespace, protocol: str) -> int:
@@ -247,16 +257,19 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
         check_outside(args.output_dir, {"--train-dataset": args.train_dataset.folder,
                                         "--val-dataset": args.val_dataset.folder})
         train, val = load_splits(args.train_dataset, args.val_dataset)
-        device = resolve_device(args.device)
+        device = distributed.setup(args.device).device if distributed.launched_world_size() > 1 else \
+            resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
     except (FileNotFoundError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    main_rank = distributed.rank() == 0
     try:
-        with folder_lock(args.output_dir, protocol):  # one evaluation of a protocol per output folder at a time
+        # one evaluation of a protocol per output folder at a time; under torchrun rank 0 holds it and writes
+        with folder_lock(args.output_dir, protocol, enabled=main_rank):
             for checkpoint in checkpoints:
                 path = evaluate_checkpoint(args, checkpoint, protocol, train, val, device, precision)
-                if path is not None:
+                if path is not None and main_rank:
                     print(f"{checkpoint} -> {path}")
     except (ValueError, ImageReadError, OSError) as error:  # bad input, an unwritable folder
         print(f"error: {one_line(error)}", file=sys.stderr)
@@ -264,4 +277,6 @@ def run_cli(args: argparse.Namespace, protocol: str) -> int:
     except ProbeDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        distributed.cleanup()
     return 0

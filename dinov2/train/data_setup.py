@@ -25,6 +25,7 @@ from dinov2.data import (
     make_data_loader,
 )
 from dinov2.train.curriculum import Phase
+from dinov2.train.loader_resources import loader_workers
 from utils.seeding import stable_seed
 
 class SeedCarryingDataset(Dataset):
@@ -108,14 +109,15 @@ def build_data_loader(
     sampler = InfiniteSampler(
         len(dataset), seed=cfg.train.seed if seed is None else seed, shuffle=True, start=consumed_samples, rank=rank, world_size=world_size
     )
+    workers = loader_workers(cfg, paired=isinstance(dataset, PairedImageFolderDataset))
     return make_data_loader(
         SeedCarryingDataset(dataset),
         batch_size=cfg.train.batch_size_per_gpu,
-        num_workers=cfg.train.num_workers,
+        num_workers=workers,
         sampler=sampler,
         collate_fn=build_collate(cfg),
         drop_last=True,
-        persistent_workers=cfg.train.num_workers > 0,
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
 
