@@ -26,11 +26,11 @@ def test_workers_are_capped_to_the_rank_share_of_the_cpus(requested, cpus, ranks
         assert "train.num_workers=10" in warning and f"{cpus} CPU" in warning
 
 
-def test_a_batch_of_the_imagenet_recipe_is_about_2_mib_an_image():
-    cfg = load_config()  # 2 x 224 + 8 x 96 crops
-    per_image = (2 * 3 * 224 ** 2 + 8 * 3 * 96 ** 2) * 4
+def test_a_batch_of_the_imagenet_recipe_is_about_half_a_mib_an_image():
+    cfg = load_config()  # 2 x 224 + 8 x 96 crops of uint8 pixels
+    per_image = 2 * 3 * 224 ** 2 + 8 * 3 * 96 ** 2
     assert batch_bytes(cfg) == cfg.train.batch_size_per_gpu * per_image
-    assert batch_bytes(cfg, paired=True) == cfg.train.batch_size_per_gpu * (per_image + 2 * 3 * 224 ** 2 * 4)
+    assert batch_bytes(cfg, paired=True) == cfg.train.batch_size_per_gpu * (per_image + 2 * 3 * 224 ** 2)
 
 
 def test_shared_memory_too_small_for_the_batches_in_flight_is_named():

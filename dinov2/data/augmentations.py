@@ -47,6 +47,7 @@ class DataAugmentationDINO:
         solarize_probability: float = SOLARIZE_PROBABILITY_CROP2,
         color_jitter_probability: float = JITTER_PROBABILITY,
         hflip_probability: float = FLIP_PROBABILITY,
+        as_uint8: bool = False,
     ) -> None:
         if local_crops_number < 0:
             raise ValueError(f"crops.local_crops_number must be >= 0, got {local_crops_number}")
@@ -57,7 +58,9 @@ class DataAugmentationDINO:
         self.global_crops_size = int(global_crops_size)
         self.local_crops_size = int(local_crops_size)
         self.blur_mode = blur_mode
-        photometric = {"jitter_probability": color_jitter_probability, "flip_probability": hflip_probability}
+        self.as_uint8 = bool(as_uint8)  # uint8 crops, normalised on the device (crops.normalize_crops)
+        photometric = {"jitter_probability": color_jitter_probability, "flip_probability": hflip_probability,
+                       "as_uint8": self.as_uint8}
         self.global_crop_1 = CropRecipe(global_crops_size, global_crops_scale, blur_1, **photometric)
         self.global_crop_2 = CropRecipe(global_crops_size, global_crops_scale, blur_2, solarize_probability,
                                         **photometric)
@@ -99,10 +102,11 @@ class PairedDataAugmentationDINO(DataAugmentationDINO):
         solarize_probability: float = SOLARIZE_PROBABILITY_CROP2,
         color_jitter_probability: float = JITTER_PROBABILITY,
         hflip_probability: float = FLIP_PROBABILITY,
+        as_uint8: bool = False,
     ) -> None:
         super().__init__(global_crops_scale, local_crops_scale, local_crops_number, global_crops_size,
                          local_crops_size, blur_mode, solarize_probability, color_jitter_probability,
-                         hflip_probability)
+                         hflip_probability, as_uint8)
 
     def __call__(self, images: tuple[Image.Image, Image.Image]) -> dict[str, Any]:  # type: ignore[override]
         if not isinstance(images, (tuple, list)) or len(images) != 2:

@@ -14,6 +14,11 @@ def _stack_crops(samples_list: Sequence[tuple[dict, Any]], key: str) -> torch.Te
     return torch.stack([sample[0][key][i] for i in range(n_crops) for sample in samples_list])
 
 
+def _cast(crops: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float crops to ``dtype``; uint8 crops stay uint8 until the device normalises them."""
+    return crops if crops.dtype == torch.uint8 else crops.to(dtype)
+
+
 def collate_data_and_cast(
     samples_list: Sequence[tuple[dict, Any]],
     mask_ratio_tuple: tuple[float, float],
@@ -29,6 +34,8 @@ def collate_data_and_cast(
     ``mask_ratio_tuple`` (one stratum per masked crop); masks are then shuffled over crops. Masks are drawn
     from ``generator`` (a ``random.Random`` or an int seed) when given, else from Python's global ``random``.
     Returns the upstream keys, plus ``collated_global_crops_denoised`` when the samples carry denoised crops.
+    uint8 crops (``as_uint8`` augmentations) are stacked as uint8: :func:`dinov2.train.data_setup.batch_to_device`
+    normalises them on the device.
     """
     if not samples_list:
         raise ValueError("collate_data_and_cast: empty batch")
@@ -57,8 +64,8 @@ def collate_data_and_cast(
     per_crop_weight = 1.0 / collated_masks.sum(dim=-1).clamp(min=1.0)
     masks_weight = per_crop_weight.unsqueeze(-1).expand_as(collated_masks)[collated_masks]
     batch = {
-        "collated_global_crops": collated_global_crops.to(dtype),
-        "collated_local_crops": collated_local_crops.to(dtype),
+        "collated_global_crops": _cast(collated_global_crops, dtype),
+        "collated_local_crops": _cast(collated_local_crops, dtype),
         "collated_masks": collated_masks,
         "mask_indices_list": mask_indices_list,
         "masks_weight": masks_weight,
@@ -66,5 +73,5 @@ def collate_data_and_cast(
         "n_masked_patches": torch.full((1,), fill_value=mask_indices_list.shape[0], dtype=torch.long),
     }
     if "global_crops_denoised" in samples_list[0][0]:
-        batch["collated_global_crops_denoised"] = _stack_crops(samples_list, "global_crops_denoised").to(dtype)
+        batch["collated_global_crops_denoised"] = _cast(_stack_crops(samples_list, "global_crops_denoised"), dtype)
     return batch

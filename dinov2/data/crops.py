@@ -6,7 +6,9 @@ denoised copy gives pixel-aligned crops. The distribution matches upstream's tor
 ``RandomResizedCrop(bicubic) -> flip(0.5) -> ColorJitter(0.4, 0.4, 0.2, 0.1) w.p. 0.8 -> grayscale(0.2) ->
 GaussianBlur(kernel 9, sigma U(0.1, 2)) w.p. blur_p -> solarize(128) w.p. solarize_p -> ToTensor -> Normalize``
 with upstream's flip and jitter probabilities by default (``crops.hflip_probability`` and
-``crops.color_jitter_probability`` change them).
+``crops.color_jitter_probability`` change them). With ``as_uint8`` a crop stops before ``ToTensor``: its uint8
+pixels travel through the loader's shared memory and pinned buffers (a quarter of float32's bytes) and
+:func:`normalize_crops` makes them the same float32 values on the device.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def make_normalize_transform() -> transforms.Compose:
     return transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)]
     )
+
+
+def normalize_crops(crops: torch.Tensor) -> torch.Tensor:
+    """uint8 crops ``[..., 3, H, W]`` -> float32 normalised with the ImageNet mean and std, on their device: the
+    operations of ``ToTensor`` then ``Normalize`` in their order, so the values are those of the float pipeline."""
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, dtype=torch.float32, device=crops.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD, dtype=torch.float32, device=crops.device).view(3, 1, 1)
+    return crops.to(torch.float32).div(255).sub_(mean).div_(std)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class CropRecipe:
     def __init__(
         self, size: int, scale: Sequence[float], blur_probability: float, solarize_probability: float = 0.0,
         jitter_probability: float = JITTER_PROBABILITY, flip_probability: float = FLIP_PROBABILITY,
+        as_uint8: bool = False,
     ):
         if size < 1:
             raise ValueError(f"crop size must be positive, got {size}")
@@ -98,6 +109,7 @@ class CropRecipe:
         self.solarize_probability = float(solarize_probability)
         self.jitter_probability = float(jitter_probability)
         self.flip_probability = float(flip_probability)
+        self.as_uint8 = bool(as_uint8)
         self.normalize = make_normalize_transform()
 
     def draw(self, image: Image.Image) -> CropDraw:
@@ -116,7 +128,8 @@ class CropRecipe:
         return CropDraw(tuple(int(v) for v in box), flip, jitter, grayscale, blur_sigma, solarize)
 
     def apply(self, image: Image.Image, draw: CropDraw) -> torch.Tensor:
-        """Apply ``draw`` to ``image`` and return the normalised ``[3, size, size]`` tensor."""
+        """Apply ``draw`` to ``image`` and return the normalised ``[3, size, size]`` tensor (its uint8 pixels with
+        ``as_uint8``)."""
         top, left, height, width = draw.box
         image = TF.resized_crop(image, top, left, height, width, [self.size, self.size],
                                 interpolation=InterpolationMode.BICUBIC, antialias=True)
@@ -134,7 +147,7 @@ class CropRecipe:
             image = gaussian_blur(image, draw.blur_sigma)
         if draw.solarize:
             image = TF.solarize(image, SOLARIZE_THRESHOLD)
-        return self.normalize(image)
+        return TF.pil_to_tensor(image) if self.as_uint8 else self.normalize(image)
 
     def __call__(self, *images: Image.Image) -> list[torch.Tensor]:
         """One draw applied to every image (all must have the first image's size)."""

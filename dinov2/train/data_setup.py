@@ -24,6 +24,7 @@ from dinov2.data import (
     collate_data_and_cast,
     make_data_loader,
 )
+from dinov2.data.crops import normalize_crops
 from dinov2.train.curriculum import Phase
 from dinov2.train.loader_resources import loader_workers
 from utils.seeding import stable_seed
@@ -73,6 +74,7 @@ def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDI
         solarize_probability=cfg.crops.solarize_probability,
         color_jitter_probability=cfg.crops.color_jitter_probability,
         hflip_probability=cfg.crops.hflip_probability,
+        as_uint8=True,  # a quarter of the bytes in the loader's shared memory; normalised by batch_to_device
     )
 
 
@@ -122,9 +124,17 @@ def build_data_loader(
     )
 
 
+CROP_KEYS = ("collated_global_crops", "collated_local_crops", "collated_global_crops_denoised")
+
+
 def batch_to_device(batch: dict, device: torch.device) -> dict:
-    """Move every tensor of a collated batch to ``device`` (non-blocking from pinned memory)."""
-    return {
+    """Move every tensor of a collated batch to ``device`` (non-blocking from pinned memory); uint8 crops are
+    normalised there, into the float32 values the float pipeline gives."""
+    moved = {
         key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
         for key, value in batch.items()
     }
+    for key in CROP_KEYS:
+        if key in moved and moved[key].dtype == torch.uint8:
+            moved[key] = normalize_crops(moved[key])
+    return moved

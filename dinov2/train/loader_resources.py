@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from utils.cpus import usable_cpus
 
 SHARED_MEMORY = "/dev/shm"
-BYTES_PER_VALUE = 4  # crops are collated as float32
+BYTES_PER_VALUE = 1  # crops travel as uint8 (dinov2.data.crops.normalize_crops makes them float32 on the device)
 
 
 def local_ranks() -> int:
@@ -38,7 +38,7 @@ def capped_workers(requested: int, cpus: int, ranks_on_node: int) -> tuple[int, 
 
 
 def batch_bytes(cfg: DictConfig, paired: bool = False) -> int:
-    """Estimated bytes of one collated batch of this rank (global and local crops, float32; a ``paired`` (NCT)
+    """Estimated bytes of one collated batch of this rank (global and local crops, uint8; a ``paired`` (NCT)
     batch adds the denoised global crops)."""
     global_values = 2 * 3 * cfg.crops.global_crops_size ** 2
     local_values = cfg.crops.local_crops_number * 3 * cfg.crops.local_crops_size ** 2
