@@ -54,7 +54,7 @@ from utils.image_io import ImageReadError, iter_image_files, png_relpath, save_p
 from utils.image_tree import ImageTree, tree_argument
 from utils.manifest import check_or_write_manifest
 from utils.noise import parse_noise
-from utils.run_lock import folder_lock
+from utils.run_lock import folder_lock, tree_writers
 from utils.sharding import Shard, launch_shard, parse_shard
 
 MANIFEST_FILENAME = "denoise_manifest.json"
@@ -244,12 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         model = load_denoiser(args.weights, device)
         precision = resolve_precision(args.precision, device)
         # one process per shard of the folder (the shards of one job write it together)
-        with folder_lock(args.output_dir, shard.lock_name):
-            check_or_write_manifest(args.output_dir / MANIFEST_FILENAME, {
-                "model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
-                "tile_overlap": args.tile_overlap, "src_noise": src.noise_settings(),
-            }, remedy="the denoised images there come from another denoiser or noise: delete the folder or choose "
-                      "another --output-dir")
+        manifest = {"model_sha256": model_digest(model), "precision": str(precision), "tile": args.tile,
+                    "tile_overlap": args.tile_overlap, "src": str(src.folder.resolve()),
+                    "src_noise": src.noise_settings()}
+
+        def claim(others_writing: bool) -> None:
+            check_or_write_manifest(args.output_dir / MANIFEST_FILENAME, manifest, others_writing=others_writing,
+                                    remedy="the denoised images there come from another denoiser, source or noise: "
+                                           "delete the folder or choose another --output-dir")
+
+        # one process per shard of the folder; all the writers of the folder share one manifest
+        with folder_lock(args.output_dir, shard.lock_name), tree_writers(args.output_dir, claim):
             remove_stale_temporaries(args.output_dir)
             report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size,
                                   args.num_workers, args.tile, args.tile_overlap,

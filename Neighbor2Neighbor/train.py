@@ -59,7 +59,9 @@ from utils.seeding import seed_everything, torch_generator, worker_init_fn
 
 # arguments that change what an exact resume would compute; the others (workers, device, ...) may change
 RESUME_KEYS = ("data_dir", "epochs", "batch_size", "patch_size", "lr", "gamma", "increase_ratio", "lambda_rec",
-               "lambda_reg", "n_feature", "seed", "small_images")
+               "lambda_reg", "n_feature", "seed", "small_images",
+               # validation decides the metrics.jsonl PSNR and which epoch is best.pt: one setting per run
+               "val_clean", "val_noise", "val_seed", "val_limit", "val_every")
 LAST, BEST, METRICS, CONFIG = "last.pt", "best.pt", "metrics.jsonl", "config.json"
 WALL_CLOCK_KEYS = ("seconds", "images_per_s")  # in metrics.jsonl only
 

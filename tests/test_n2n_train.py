@@ -54,6 +54,16 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert "lr" in capsys.readouterr().err
 
 
+def test_resume_with_another_validation_setting_is_refused(tmp_path, capsys):
+    """metrics.jsonl would mix two settings' PSNR and best.pt would be chosen across them."""
+    data, clean = _noisy_folder(tmp_path / "noisy"), _noisy_folder(tmp_path / "clean", count=2, size=24)
+    validation = ["--val-clean", str(clean), "--val-noise", "gauss50"]
+    assert train_module.main(_args(data, tmp_path / "run", *validation, "--stop-after-epochs", "1")) == 0
+    assert train_module.main(_args(data, tmp_path / "run", "--val-clean", str(clean), "--val-noise", "gauss25")) == 2
+    assert "val_noise: 'gauss50' -> 'gauss25'" in capsys.readouterr().err
+    assert train_module.main(_args(data, tmp_path / "run", *validation)) == 0  # the same setting resumes
+
+
 def test_validation_metrics_and_small_image_policies(tmp_path, capsys):
     data = _noisy_folder(tmp_path / "noisy", size=20)
     clean = _noisy_folder(tmp_path / "clean", count=2, size=24)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -43,7 +44,7 @@ from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.image_tree import NOISY_SCHEME
 from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
-from utils.run_lock import folder_lock
+from utils.run_lock import folder_lock, tree_writers
 from utils.sharding import Shard, parse_shard
 
 MANIFEST_FILENAME = "noise_manifest.json"
@@ -176,13 +177,19 @@ def generate_noise(
                          "folders instead, then run the shards")
     tasks = shard.take(plan(src, settings, out_prefix, seed, quantization, png_compression))
     stats = {setting: SettingStats() for setting in settings}
-    with contextlib.ExitStack() as locks:  # one process per output tree (per shard of it)
+    manifests = {setting: {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
+                           "quantization": quantization, "source": str(src.resolve())} for setting in settings}
+    redo: set[str] = set()
+
+    def claim(setting: str, others_writing: bool) -> None:
+        if open_setting(src, output_root(out_prefix, setting), manifests[setting], overwrite, shard, others_writing):
+            redo.add(setting)
+
+    with contextlib.ExitStack() as locks:
         for setting in settings:
-            locks.enter_context(folder_lock(output_root(out_prefix, setting), shard.lock_name))
-        manifests = {setting: {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
-                               "quantization": quantization, "source": str(src.resolve())} for setting in settings}
-        redo = {setting for setting in settings
-                if open_setting(src, output_root(out_prefix, setting), manifests[setting], overwrite, shard)}
+            root = output_root(out_prefix, setting)
+            locks.enter_context(folder_lock(root, shard.lock_name))  # one process per shard of a tree
+            locks.enter_context(tree_writers(root, functools.partial(claim, setting)))  # one setting per tree
         todo = []
         for task in tasks:
             if task.setting not in redo and os.path.exists(task.dst):
@@ -214,26 +221,28 @@ def noise_images(todo: list[NoiseTask], workers: int, stats: dict[str, SettingSt
         raise GenerationError("; ".join(failures))
 
 
-def open_setting(src: Path, root: Path, manifest: dict, overwrite: bool, shard: Shard) -> bool:
+def open_setting(src: Path, root: Path, manifest: dict, overwrite: bool, shard: Shard,
+                 others_writing: bool = False) -> bool:
     """Start writing the tree of one setting (see :func:`start_setting`) and copy labels.txt; returns whether every
     file must be rewritten."""
     if not shard.whole and (read_manifest(root / MANIFEST_FILENAME) or {}).get(PENDING_KEY):
         raise ValueError(f"{root}: an interrupted --overwrite run left old and new files mixed; finish it without "
                          f"--shard first")
-    redo = start_setting(root, manifest, overwrite)
+    redo = start_setting(root, manifest, overwrite, others_writing)
     if (src / LABELS_FILENAME).is_file():
         shutil.copyfile(src / LABELS_FILENAME, root / LABELS_FILENAME)
     return redo
 
 
-def start_setting(root: Path, manifest: dict, overwrite: bool) -> bool:
+def start_setting(root: Path, manifest: dict, overwrite: bool, others_writing: bool = False) -> bool:
     """Check (or write) the manifest of one output tree and clean temporaries of killed writers; returns whether
     every file must be rewritten: with ``--overwrite``, or when an earlier ``--overwrite`` run was interrupted
     (its manifest still says ``overwrite_pending``: the tree then mixes old and new noise)."""
     path = root / MANIFEST_FILENAME
     pending = (read_manifest(path) or {}).get(PENDING_KEY, False)
     # one write: the flag is on disk before any file is rewritten, never a manifest without it in between
-    check_or_write_manifest(path, {**manifest, PENDING_KEY: True} if overwrite else manifest, overwrite)
+    check_or_write_manifest(path, {**manifest, PENDING_KEY: True} if overwrite else manifest, overwrite,
+                            others_writing=others_writing)
     remove_stale_temporaries(root)
     if pending and not overwrite:
         print(f"{root}: an interrupted --overwrite run left old and new files mixed; rewriting every file")

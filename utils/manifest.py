@@ -20,22 +20,28 @@ class ManifestMismatch(ValueError):
 
 def check_or_write_manifest(
     path: Path, settings: dict[str, Any], overwrite: bool = False,
-    remedy: str = "use another output folder or --overwrite",
+    remedy: str = "use another output folder or --overwrite", others_writing: bool = False,
 ) -> None:
     """Write ``settings`` to ``path`` unless a manifest with different values is already there.
 
     Raises :class:`ManifestMismatch` naming the differing keys and ``remedy``, unless ``overwrite`` is set or the
     folder holds no image yet (a run that failed before writing any left the manifest: nothing would be mixed).
+    While ``others_writing`` (another writer of the tree is at work, see :func:`utils.run_lock.tree_writers`), a
+    different manifest is refused whatever the folder holds, and so is ``overwrite``. A key the existing manifest
+    lacks (written before the key was recorded) is not compared; the manifest is then rewritten with it.
     """
     existing = read_manifest(path)
-    if existing is not None and not overwrite and holds_images(path.parent):
-        differing = sorted(k for k in settings if existing.get(k) != settings[k])
-        if differing:
+    if existing is not None and (others_writing or (not overwrite and holds_images(path.parent))):
+        differing = sorted(k for k in settings if k in existing and existing[k] != settings[k])
+        if differing or (others_writing and overwrite):
             details = ", ".join(f"{k}: {existing.get(k)!r} there, {settings[k]!r} now" for k in differing)
-            raise ManifestMismatch(
-                f"{path.parent} was made with other settings ({details}); {remedy}"
-            )
-        return
+            busy = "another run is writing it now" if others_writing else ""
+            why = "; ".join(part for part in (details, busy) if part)
+            raise ManifestMismatch(f"{path.parent} was made with other settings ({why}); {remedy}" if differing
+                                   else f"{path.parent}: {busy}; --overwrite must run alone")
+        if all(k in existing for k in settings):
+            return
+        settings = {**existing, **settings}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, settings)
 

@@ -19,7 +19,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from utils.atomic import process_is_alive, host_name
 
@@ -118,3 +118,44 @@ def _exclusive_file_lock(folder: Path, held: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             held.unlink()
+
+
+CLAIM_LOCK, WRITERS_LOCK = ".lock-claim", ".lock-writers"
+
+
+@contextlib.contextmanager
+def tree_writers(folder: Path, claim: Callable[[bool], None]) -> Iterator[None]:
+    """Join the writers of one output tree (the shards of a job, or a whole run beside them).
+
+    Under the tree's claim lock (waited for: a claim takes milliseconds), ``claim(others_writing)`` checks or writes
+    the tree's manifest, knowing whether another writer is writing the tree now; the block then runs holding a
+    shared writers lock, which tells later claimants that this one is writing. Two writers with different
+    settings thus never mix a tree: the second one's claim sees the first's manifest and that it is still writing,
+    even before its first image lands. Where ``flock`` is unsupported, ``claim(False)`` runs unguarded (the folder
+    locks' warning says so).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    claim_fd = os.open(folder / CLAIM_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    writers_fd = os.open(folder / WRITERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(claim_fd, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in FLOCK_UNSUPPORTED:
+                raise
+            claim(False)
+            yield
+            return
+        try:
+            fcntl.flock(writers_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            others_writing = False
+        except BlockingIOError:
+            others_writing = True
+        claim(others_writing)
+        fcntl.flock(writers_fd, fcntl.LOCK_SH)  # still under the claim lock: no claimant sees the conversion
+        fcntl.flock(claim_fd, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(claim_fd)
+        os.close(writers_fd)

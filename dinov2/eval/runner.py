@@ -25,6 +25,7 @@ from dinov2.hub import export_folder
 from dinov2.eval.features import FeatureSet, ImageListDataset, extract_features, make_loader
 from dinov2.eval.knn_classifier import knn_accuracies
 from dinov2.eval.linear_probe import ProbeDiverged, ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
+from dinov2.eval.request import check_same_request, evaluation_request
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
 from dinov2.eval.transforms import make_eval_transform, make_train_augment_transform
 from utils import distributed
@@ -94,15 +95,18 @@ def runs_knn(args: argparse.Namespace, protocol: str) -> bool:
     return protocol == "knn" or not args.no_knn
 
 
-def valid_result_exists(out_path: Path, checkpoint: Path, overwrite: bool) -> bool:
-    """True when ``out_path`` holds a valid result to keep; a damaged one is evaluated again."""
+def valid_result_exists(out_path: Path, checkpoint: Path, overwrite: bool, request: Optional[dict] = None) -> bool:
+    """True when ``out_path`` holds a valid result of this ``request`` to keep; a damaged one is evaluated again,
+    one of another request is refused (:class:`RequestMismatch`)."""
     if overwrite or not out_path.is_file():
         return False
     try:
-        load_result(out_path)
+        stored = load_result(out_path)
     except ResultError as error:
         print(f"re-evaluating {checkpoint}: {error}")
         return False
+    if request is not None:
+        check_same_request(stored, request, out_path)
     print(f"skip {checkpoint}: {out_path} exists")
     return True
 
@@ -216,13 +220,15 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     already exists."""
     info = checkpoint_info(checkpoint)
     out_path = args.output_dir / f"{protocol}_{info.tag}.json"
-    main_rank = distributed.rank() == 0
-    if distributed.broadcast_object(main_rank and valid_result_exists(out_path, checkpoint, args.overwrite)):
-        return None
-    started = time.perf_counter()
     settings = check_arguments(args, protocol)
     if settings is not None:  # under torchrun each rank takes its share of every global batch
         settings = dataclasses.replace(settings, world_size=distributed.world_size())
+    request = evaluation_request(args, protocol, checkpoint, precision, settings)
+    main_rank = distributed.rank() == 0
+    if distributed.broadcast_object(main_rank and valid_result_exists(out_path, checkpoint, args.overwrite,
+                                                                      request)):
+        return None
+    started = time.perf_counter()
     n_blocks = max(settings.n_last_blocks) if settings is not None else 1
     module = load_frozen_backbone(checkpoint, device, args.arch, args.patch_size)
     check_backbone_fits(args, module, n_blocks, checkpoint)
@@ -238,7 +244,7 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     result = make_result(protocol, str(checkpoint), run_settings(backbone, train, val, settings, split), results,
                          method=_label(args.method, info.config, "method"),
                          noise=_label(args.noise, info.config, "noise"), iteration=info.iteration,
-                         epoch=None if info.epoch is None else info.epoch + args.epoch_offset)
+                         epoch=None if info.epoch is None else info.epoch + args.epoch_offset, request=request)
     if main_rank:  # every rank computed the same result
         write_result(result, out_path)
     distributed.barrier()
