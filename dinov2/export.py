@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinov2.eval.backbone import checkpoint_info
-from dinov2.hub import EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, load_backbone, read_export_config
+from dinov2.hub import (EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, is_run_directory, load_backbone,
+                        read_export_config, weights_digest)
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model
 from dinov2.models import DinoVisionTransformer
 from dinov2.utils.choices import VIT_SIZES
@@ -60,6 +61,9 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
     directory, teacher export, full checkpoint, export folder or bare state dict); returns ``output_dir``."""
     from safetensors.torch import save
 
+    if is_run_directory(output_dir):
+        raise BackboneWeightsError(f"--output-dir {output_dir} is a run directory: an export there would be taken "
+                                   "for the run and go stale as it resumes; choose another folder")
     model = load_backbone(source, arch=arch, patch_size=patch_size)
     if not isinstance(model, DinoVisionTransformer):
         raise BackboneWeightsError(
@@ -76,12 +80,15 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
         iteration = info.iteration
         training_config = _yaml(info.config)
     tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
+    data = save(tensors, metadata={"format": "pt"})
     output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(output_dir / EXPORT_WEIGHTS, save(tensors, metadata={"format": "pt"}))
+    # weights first, config last: the config names the weights' digest, so a kill between the two writes leaves a
+    # pair that load_export refuses, never new weights read as the old export
+    atomic_write_bytes(output_dir / EXPORT_WEIGHTS, data)
     atomic_write_json(output_dir / EXPORT_CONFIG, {
         "format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, **spec.to_dict(),
         "iteration": iteration, "source": str(source), "timm": timm_arguments(spec),
-        "training_config": training_config,
+        "training_config": training_config, "weights_sha256": weights_digest(data),
     })
     return output_dir
 

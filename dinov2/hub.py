@@ -16,7 +16,9 @@ them). Weights are read with ``weights_only=True`` (or from safetensors) and loa
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -24,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dinov2.models import DinoVisionTransformer, ResNetBackbone, build_model_from_cfg
-from dinov2.models.backbone_weights import BackboneSpec, is_bare_backbone, load_bare_backbone
+from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, is_bare_backbone, load_bare_backbone
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.choices import evaluated_encoder
@@ -57,10 +59,23 @@ def backbone_state_dict(state: dict[str, Any], source: PathLike, encoder: str = 
     return backbone
 
 
+def is_run_directory(path: Path) -> bool:
+    """True when ``path`` is a training run's folder: it holds full checkpoints or teacher exports."""
+    path = Path(path)
+    return path.is_dir() and (any(path.glob("model_*.pth")) or any((path / "eval").glob("training_*")))
+
+
 def export_folder(path: Path) -> Optional[Path]:
-    """The export folder ``path`` is (or whose ``model.safetensors`` it is), else None."""
+    """The export folder ``path`` is (or whose ``model.safetensors`` it is), else None. An export inside a run
+    directory is ignored, with a warning: the run's newest teacher is what the folder stands for, and an export
+    written there earlier would go stale as the run resumes."""
     folder = path.parent if path.name == EXPORT_WEIGHTS else path
     if (folder / EXPORT_WEIGHTS).is_file() and (folder / EXPORT_CONFIG).is_file():
+        if path.name != EXPORT_WEIGHTS and is_run_directory(folder):
+            warnings.warn(f"{folder} is a run directory: its newest teacher export is used, not the "
+                          f"{EXPORT_WEIGHTS} + {EXPORT_CONFIG} export inside it (pass {folder / EXPORT_WEIGHTS} for "
+                          "that one)")
+            return None
         return folder
     return None
 
@@ -70,12 +85,27 @@ def read_export_config(folder: Path) -> dict[str, Any]:
     return json.loads((folder / EXPORT_CONFIG).read_text(encoding="utf-8"))
 
 
-def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransformer:
-    """The backbone of an export folder, strictly loaded, in eval mode."""
-    from safetensors.torch import load_file
+def weights_digest(data: bytes) -> str:
+    """The sha256 of an export's ``model.safetensors`` bytes, recorded in its ``config.json``."""
+    return hashlib.sha256(data).hexdigest()
 
-    model = BackboneSpec.from_dict(read_export_config(folder)).build()
-    model.load_state_dict(load_file(str(folder / EXPORT_WEIGHTS), device=str(map_location)), strict=True)
+
+def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransformer:
+    """The backbone of an export folder, strictly loaded, in eval mode. The weights must be those its
+    ``config.json`` was written for (its ``weights_sha256``): a kill between the two files of a re-export leaves
+    new weights beside the old config, which :class:`BackboneWeightsError` names instead of loading."""
+    from safetensors.torch import load
+
+    config = read_export_config(folder)
+    data = (folder / EXPORT_WEIGHTS).read_bytes()
+    expected = config.get("weights_sha256")
+    if expected is not None and weights_digest(data) != expected:
+        raise BackboneWeightsError(f"{folder / EXPORT_WEIGHTS} is not the file {folder / EXPORT_CONFIG} describes "
+                                   "(an export interrupted between its two files): run python -m dinov2.export "
+                                   "again")
+    model = BackboneSpec.from_dict(config).build()
+    tensors = load(data)
+    model.load_state_dict({key: value.to(map_location) for key, value in tensors.items()}, strict=True)
     return model.eval()
 
 
