@@ -115,6 +115,20 @@ def test_two_epoch_run_writes_results_with_all_arms(tmp_path, capsys):
     assert exit_info.value.code == 2 and "other settings" in capsys.readouterr().err
 
 
+def test_a_rerun_with_another_learning_rate_before_any_summary_is_refused(tmp_path, capsys):
+    """No figure or summary yet (only the repetition's files): the settings must still stand."""
+    data_root = write_tiny_mnist(tmp_path / "mnist")
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--reps", "1", "--epochs", "2", "--probe-epochs", "1", "--budget", "epochs",
+            "--device", "cpu", "--data-root", str(data_root), "--batch-size", "32", "--no-progress"]
+    assert run.main(args) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run.main([*args, "--lr", "1e-2"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "lr: 0.0001 there, 0.01 now" in error
+
+
 @pytest.mark.slow
 def test_mlp_exp_script_runs_resumes_and_keeps_foreign_files(tmp_path):
     data_root = write_tiny_mnist(tmp_path / "mnist")

@@ -38,6 +38,11 @@ def repetition_folder(out: Path, seed: int) -> Path:
     return out / f"seed_{seed}"
 
 
+def holds_repetitions(out: Path) -> bool:
+    """True when ``out`` holds a file of any repetition (finished or not): its settings then stand."""
+    return any(path.is_file() and not path.name.startswith(".") for path in out.glob("seed_*/**/*"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_dir(parser, "output folder (default %(default)s)", "--out", required=False, default=DEFAULT_OUT)
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             fail(str(error))
     try:
-        check_or_write_manifest(args.output_dir / SETTINGS_NAME, settings,
+        check_or_write_manifest(args.output_dir / SETTINGS_NAME, settings, holds_outputs=holds_repetitions,
                                 remedy="finished repetitions are kept, so give another --output-dir")
     except ManifestMismatch as error:
         fail(str(error))

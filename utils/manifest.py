@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from utils.atomic import atomic_write_json
 from utils.image_io import iter_image_files
@@ -21,17 +21,20 @@ class ManifestMismatch(ValueError):
 def check_or_write_manifest(
     path: Path, settings: dict[str, Any], overwrite: bool = False,
     remedy: str = "use another output folder or --overwrite", others_writing: bool = False,
+    holds_outputs: Callable[[Path], bool] | None = None,
 ) -> None:
     """Write ``settings`` to ``path`` unless a manifest with different values is already there.
 
     Raises :class:`ManifestMismatch` naming the differing keys and ``remedy``, unless ``overwrite`` is set or the
-    folder holds no image yet (a run that failed before writing any left the manifest: nothing would be mixed).
+    folder holds no output yet (a run that failed before writing any left the manifest: nothing would be mixed);
+    ``holds_outputs(folder)`` says whether it does (default: any image file).
     While ``others_writing`` (another writer of the tree is at work, see :func:`utils.run_lock.tree_writers`), a
     different manifest is refused whatever the folder holds, and so is ``overwrite``. A key the existing manifest
     lacks (written before the key was recorded) is not compared; the manifest is then rewritten with it.
     """
     existing = read_manifest(path)
-    if existing is not None and (others_writing or (not overwrite and holds_images(path.parent))):
+    holds_outputs = holds_outputs or holds_images
+    if existing is not None and (others_writing or (not overwrite and holds_outputs(path.parent))):
         differing = sorted(k for k in settings if k in existing and existing[k] != settings[k])
         if differing or (others_writing and overwrite):
             details = ", ".join(f"{k}: {existing.get(k)!r} there, {settings[k]!r} now" for k in differing)
