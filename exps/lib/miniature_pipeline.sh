@@ -66,12 +66,17 @@ set_paths() {  # the paths of the stages, from DATA_ROOT, DATASET, NOISE and OUT
     fi
 }
 
+shared() {  # shared COMMAND...: a step writing into DATA_ROOT, which runs with another OUT share: one at a time,
+    # the others wait their turn and then find it done (utils/wait_turn.py)
+    run_cmd python -m utils.wait_turn "$DATA_ROOT/.lock-shared-stages" -- "$@"
+}
+
 prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (indexed, verified, paired), the grid
-    run_cmd python utils/make_toy_dataset.py --output-dir "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
-    run_cmd python process_metadata.py "$CLEAN"
-    run_cmd python utils/make_toy_retrieval.py --output-dir "$RETRIEVAL"
-    run_cmd python utils/generate_noise.py --src "$CLEAN" --noise "$NOISE" --num-workers "$WORKERS"
-    run_cmd python process_metadata.py "$NOISY" --verify --num-workers "$WORKERS" --pair "$CLEAN" "$NOISY"
+    shared python utils/make_toy_dataset.py --output-dir "$CLEAN" ${LIMIT[@]+"${LIMIT[@]}"}
+    shared python process_metadata.py "$CLEAN"
+    shared python utils/make_toy_retrieval.py --output-dir "$RETRIEVAL"
+    shared python utils/generate_noise.py --src "$CLEAN" --noise "$NOISE" --num-workers "$WORKERS"
+    shared python process_metadata.py "$NOISY" --verify --num-workers "$WORKERS" --pair "$CLEAN" "$NOISY"
     run_cmd python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
 }
 
@@ -83,9 +88,9 @@ train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; sets DEN
         digest="$(python -m Neighbor2Neighbor.weights "$N2N_DIR/last.pt")"
     fi
     DENOISED="$DENOISED_PREFIX-${digest:0:16}"
-    run_cmd python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" \
+    shared python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" \
         --output-dir "$DENOISED" --num-workers 0 --quiet
-    run_cmd python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
+    shared python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
     run_cmd python Neighbor2Neighbor/evaluate_psnr.py --clean "$CLEAN/val" --noisy "$NOISY/val" \
         --denoised "$DENOISED/val" --out "$N2N_DIR/psnr.json" --quiet
     run_cmd python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --denoised "$DENOISED" \
