@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from Neighbor2Neighbor.arch_unet import UNet
+from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 CHECKPOINT_FORMAT = 1
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -33,21 +34,19 @@ def model_config(model: UNet) -> dict[str, int]:
     return {"in_channels": model.in_channels, "out_channels": model.out_channels, "features": model.features}
 
 
+DENOISER = "Neighbor2Neighbor U-Net weights (a train.py checkpoint or a bare state dict)"
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with an error that names the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several unrelated types for corrupt files
-        raise ValueError(f"cannot load weights file {path}: {error}") from error
+    """``torch.load(weights_only=True)`` with one-line errors that name the file (:class:`WeightsFileError`)."""
+    return load_torch_file(Path(path), DENOISER, map_location)
 
 
 def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
     """Build a :class:`UNet` from a training checkpoint (``model`` + ``model_config``) or a bare state dict."""
     payload = load_checkpoint(path)
     if not isinstance(payload, dict):
-        raise ValueError(f"weights file {path} holds a {type(payload).__name__}, expected a dict")
+        raise WeightsFileError(f"{path} holds {describe_contents(payload)}: expected {DENOISER}")
     state = payload["model"] if isinstance(payload.get("model"), dict) else payload
     state = plain_state_dict(state)
     config = payload.get("model_config")
@@ -55,14 +54,14 @@ def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
         first = state.get("encoder.0.0.0.weight")
         last = state.get("output_stage.4.weight")
         if first is None or last is None:
-            raise ValueError(f"weights file {path} is not a Neighbor2Neighbor UNet state dict "
-                             f"(keys start with {sorted(state)[:3]})")
+            raise WeightsFileError(f"{path} holds {describe_contents(payload)}: expected {DENOISER}")
         config = {"in_channels": first.shape[1], "out_channels": last.shape[0], "features": first.shape[0]}
     model = UNet(**config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"weights file {path} does not match the UNet {config}: {error}") from error
+        raise WeightsFileError(f"{path} does not match the UNet {config}: "
+                               f"{' '.join(str(error).split())[:200]}") from error
     return model.to(device).eval()
 
 

@@ -32,6 +32,7 @@ from dinov2.hub import (EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, is_run_dir
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model
 from dinov2.models import DinoVisionTransformer
 from dinov2.utils.choices import VIT_SIZES
+from utils.cli import one_line
 from utils.atomic import atomic_write_bytes, atomic_write_json
 
 EXPORT_FORMAT = "dinov2-backbone"
@@ -119,8 +120,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = export_backbone(args.weights, args.output_dir, args.arch, args.patch_size)
-    except (OSError, KeyError, BackboneWeightsError) as error:  # a bad source; an unwritable or full output folder
-        print(f"error: {error}", file=sys.stderr)
+    except (OSError, KeyError, ValueError) as error:  # a bad source (BackboneWeightsError, WeightsFileError); an
+        print(f"error: {one_line(error)}", file=sys.stderr)  # unwritable or full output folder
         return 2
     config = read_export_config(out)
     print(f"{out}: {config['arch']}/{config['patch_size']} ({config['num_register_tokens']} registers, "

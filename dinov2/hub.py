@@ -24,6 +24,7 @@ from typing import Any, Optional, Union
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 
 from dinov2.models import DinoVisionTransformer, ResNetBackbone, build_model_from_cfg
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, is_bare_backbone, load_bare_backbone
@@ -31,9 +32,12 @@ from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import DERIVED_SECTION, default_config
+from utils.weights_file import describe_contents, load_torch_file
 
 PathLike = Union[str, Path]
 EXPORT_WEIGHTS, EXPORT_CONFIG = "model.safetensors", "config.json"
+BACKBONE_SOURCE = ("a backbone: a teacher export, a full checkpoint, a run directory, a python -m dinov2.export folder "
+                   "or a bare backbone state dict")
 
 
 def config_from_yaml(text: str) -> DictConfig:
@@ -52,10 +56,10 @@ def backbone_state_dict(state: dict[str, Any], source: PathLike, encoder: str = 
     elif "model" in state:
         weights, prefix = state["model"], f"{encoder}.backbone."
     else:
-        raise KeyError(f"{source} holds neither 'teacher' (teacher export) nor 'model' (full checkpoint)")
+        raise BackboneWeightsError(f"{source} holds {describe_contents(state)}: expected {BACKBONE_SOURCE}")
     backbone = {key[len(prefix) :]: value for key, value in weights.items() if key.startswith(prefix)}
     if not backbone:
-        raise KeyError(f"{source} has no '{prefix}*' weights")
+        raise BackboneWeightsError(f"{source} has no '{prefix}*' weights: expected {BACKBONE_SOURCE}")
     return backbone
 
 
@@ -81,8 +85,17 @@ def export_folder(path: Path) -> Optional[Path]:
 
 
 def read_export_config(folder: Path) -> dict[str, Any]:
-    """The ``config.json`` of an export folder."""
-    return json.loads((folder / EXPORT_CONFIG).read_text(encoding="utf-8"))
+    """The ``config.json`` of an export folder; :class:`BackboneWeightsError` naming it when it is not JSON."""
+    path = folder / EXPORT_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BackboneWeightsError(f"{path} is not the JSON config of a python -m dinov2.export folder ({error})") \
+            from None
+    if not isinstance(config, dict):
+        raise BackboneWeightsError(f"{path} holds a {type(config).__name__}: expected the JSON object of a python -m "
+                                   "dinov2.export folder")
+    return config
 
 
 def weights_digest(data: bytes) -> str:
@@ -103,9 +116,14 @@ def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransforme
         raise BackboneWeightsError(f"{folder / EXPORT_WEIGHTS} is not the file {folder / EXPORT_CONFIG} describes "
                                    "(an export interrupted between its two files): run python -m dinov2.export "
                                    "again")
-    model = BackboneSpec.from_dict(config).build()
-    tensors = load(data)
-    model.load_state_dict({key: value.to(map_location) for key, value in tensors.items()}, strict=True)
+    try:
+        model = BackboneSpec.from_dict(config).build()
+        tensors = load(data)
+        model.load_state_dict({key: value.to(map_location) for key, value in tensors.items()}, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:  # a damaged or foreign export
+        raise BackboneWeightsError(f"{folder / EXPORT_WEIGHTS} does not load as the backbone {folder / EXPORT_CONFIG} "
+                                   f"describes ({type(error).__name__}: {' '.join(str(error).split())[:160]})") \
+            from None
     return model.eval()
 
 
@@ -124,7 +142,9 @@ def load_backbone(
         path = newest_teacher_export(path)
     if not path.is_file():
         raise FileNotFoundError(f"{source} is neither a run directory, an export folder nor a checkpoint file")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    state = load_torch_file(path, BACKBONE_SOURCE, map_location)
+    if not isinstance(state, dict):
+        raise BackboneWeightsError(f"{path} holds {describe_contents(state)}: expected {BACKBONE_SOURCE}")
     if "teacher" not in state and "model" not in state and is_bare_backbone(state):
         return load_bare_backbone(state, arch, patch_size, source=str(path))
     if config is None:
@@ -141,4 +161,5 @@ def _config_for(path: Path, state: dict[str, Any]) -> DictConfig:
         candidate = folder / CONFIG_FILENAME
         if candidate.is_file():
             return config_from_yaml(candidate.read_text())
-    raise FileNotFoundError(f"no config stored in {path} nor a {CONFIG_FILENAME} above it; pass config=")
+    raise BackboneWeightsError(f"{path} holds {describe_contents(state)} with no training config, and no "
+                               f"{CONFIG_FILENAME} is above it: expected {BACKBONE_SOURCE}")

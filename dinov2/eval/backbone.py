@@ -9,8 +9,9 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
-from dinov2.hub import config_from_yaml, export_folder, load_backbone, read_export_config
+from dinov2.hub import BACKBONE_SOURCE, config_from_yaml, export_folder, load_backbone, read_export_config
 from dinov2.utils.checkpoint import TEACHER_EXPORT_DIR_PATTERN, list_teacher_exports, newest_teacher_export
+from utils.weights_file import load_torch_file
 
 
 @dataclass
@@ -41,7 +42,7 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
         path = newest_teacher_export(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = load_torch_file(path, BACKBONE_SOURCE, "cpu", mmap=True)
     iteration = state.get("iteration") if isinstance(state, dict) else None
     if iteration is not None and "model" in state:
         # a full checkpoint stores the next iteration to run; results name the last finished one, as exports do

@@ -65,10 +65,11 @@ def load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
     upstream's releases, export, teacher export, run); the teacher then starts as the student's copy."""
     from dinov2.hub import load_backbone  # here: the hub reads run files of the training package
     from dinov2.models.backbone_weights import BackboneWeightsError, load_pretrained_into
+    from utils.weights_file import WeightsFileError
 
     try:
         load_pretrained_into(backbone, load_backbone(source).state_dict(), source)
-    except (BackboneWeightsError, FileNotFoundError, KeyError) as error:
+    except (BackboneWeightsError, WeightsFileError, FileNotFoundError, KeyError) as error:
         raise ConfigError(f"config key 'student.pretrained_weights': {error}") from None
 
 

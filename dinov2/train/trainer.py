@@ -30,12 +30,13 @@ from dinov2.utils.checkpoint import (
     teacher_export_path,
 )
 from dinov2.utils.choices import evaluated_encoder
-from dinov2.utils.config import config_to_yaml, derived_values
+from dinov2.utils.config import ConfigError, config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_optimizer, build_param_groups
 from utils.cpu_memory import keep_freed_memory
 from utils.device import autocast
 from utils.jsonl_log import JsonlLog
 from utils.seeding import seed_everything, stable_seed, torch_seed
+from utils.weights_file import WeightsFileError
 
 MAX_SKIPPED_STEPS_IN_A_ROW = 20
 # keys that may change between an interrupted run and its resumption without a warning
@@ -43,6 +44,14 @@ MAX_SKIPPED_STEPS_IN_A_ROW = 20
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term is NaN or infinite; raised before the optimizer step and before any save."""
+
+
+def checkpoint_of(path: Path, key: str) -> dict:
+    """The full checkpoint a config key names; :class:`ConfigError` naming the key and the file otherwise."""
+    try:
+        return load_checkpoint(path)
+    except WeightsFileError as error:
+        raise ConfigError(f"config key '{key}': {error}") from None
 
 
 class Trainer:
@@ -120,7 +129,7 @@ class Trainer:
             raise CheckpointError(error)
         if path is None:
             if self.cfg.MODEL.WEIGHTS:
-                self.load_initial_weights(Path(self.cfg.MODEL.WEIGHTS))
+                self.load_initial_weights(Path(self.cfg.MODEL.WEIGHTS), "MODEL.WEIGHTS")
             self._reseed_for_rank()
             return 0
         state = found[1] if found else load_checkpoint(Path(path))
@@ -166,13 +175,19 @@ class Trainer:
         return [it for it in range(end) if self._is_export_iteration(it)
                 and not teacher_export_path(self.output_dir, it).is_file()]
 
-    def load_initial_weights(self, path: Path) -> None:
-        """Student, teacher and centers of a full checkpoint (never its optimizer, nor a frozen NCT teacher)."""
-        state = load_checkpoint(path)
-        missing, unexpected = self.model.load_state_dict(split_model_state(state["model"]), strict=False)
-        missing = [key for key in missing if not key.startswith("nct.")]
+    def load_initial_weights(self, path: Path, key: str) -> None:
+        """Student, teacher and centers of a full checkpoint (never its optimizer, nor a frozen NCT teacher);
+        :class:`ConfigError` naming ``key`` and the file when it is not one of this model."""
+        state = checkpoint_of(path, key)
+        try:
+            missing, unexpected = self.model.load_state_dict(split_model_state(state["model"]), strict=False)
+        except RuntimeError as error:  # same keys, other shapes: another architecture
+            raise ConfigError(f"config key '{key}': {path} does not fit this model "
+                              f"({' '.join(str(error).split())[:200]})") from None
+        missing = [name for name in missing if not name.startswith("nct.")]
         if missing or unexpected:
-            raise ValueError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ConfigError(f"config key '{key}': {path} does not fit this model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
         self._log(f"initialised student, teacher and centers from {path}")
 
     def enter_phase(self, phase: Phase) -> None:
@@ -180,14 +195,18 @@ class Trainer:
         epoch_length = self.cfg.train.OFFICIAL_EPOCH_LENGTH
         if phase.init_from:
             key = f"curriculum.phases[{phase.index}].init_from"
-            self.load_initial_weights(resolve_checkpoint(phase.init_from, epoch_length, key))
+            self.load_initial_weights(resolve_checkpoint(phase.init_from, epoch_length, key), key)
         if phase.index > 0 and not phase.keep_optimizer:
             self.optimizer.state.clear()  # fresh AdamW moments, as a new run would have
         nct = self.model.nct if phase.nct else None  # NCT phases exist only with nct.enabled (an NCTMetaArch)
         if nct is not None and not nct.is_initialized:
             if self.cfg.nct.teacher:
                 path = resolve_checkpoint(self.cfg.nct.teacher, epoch_length, "nct.teacher")
-                nct.load_from_model_state(load_checkpoint(path)["model"], str(path))
+                state = checkpoint_of(path, "nct.teacher")
+                try:
+                    nct.load_from_model_state(state["model"], str(path))
+                except ValueError as error:  # a checkpoint of another model
+                    raise ConfigError(f"config key 'nct.teacher': {' '.join(str(error).split())[:300]}") from None
                 self._log(f"NCT: frozen teacher and centers from {path}")
             else:
                 nct.copy_from_live(self.model)

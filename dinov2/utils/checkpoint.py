@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_torch_save, is_temporary_file
+from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
@@ -45,11 +46,17 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
+FULL_CHECKPOINT = f"a full training checkpoint of this project (model_<it>.pth, format version {FORMAT_VERSION})"
+
+
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a full checkpoint with ``weights_only=True`` and check its format version."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    """Load a full checkpoint with ``weights_only=True`` and check its format version; :class:`WeightsFileError`
+    (one line naming the file and what it holds) for anything else."""
+    state = load_torch_file(path, FULL_CHECKPOINT, map_location)
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a full training checkpoint of format version {FORMAT_VERSION}")
+        found = describe_contents(state)
+        hint = " (a run's model_<it>.pth, or RUN@EPOCH)" if "teacher export" in found else ""
+        raise WeightsFileError(f"{path} holds {found}: expected {FULL_CHECKPOINT}{hint}")
     return state
 
 
