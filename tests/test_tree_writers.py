@@ -20,11 +20,16 @@ def _another_writer(root, manifest):
                                                                      others_writing=others))
 
 
-def test_a_shard_with_another_seed_is_refused_while_the_first_writes(tmp_path):
+def _seed_1_tree(tmp_path):
+    """A clean tree, the root of its gauss25 copy, and the manifest of that copy at seed 1."""
     src = make_tree(tmp_path / "clean")
-    root = output_root(tmp_path / "noisy", "gauss25")
     manifest = {"setting": "gauss25", "canonical": "gauss25", "seed": 1, "quantization": "truncate",
                 "source": str(src.resolve())}
+    return src, output_root(tmp_path / "noisy", "gauss25"), manifest
+
+
+def test_a_shard_with_another_seed_is_refused_while_the_first_writes(tmp_path):
+    src, root, manifest = _seed_1_tree(tmp_path)
     with _another_writer(root, manifest):
         with pytest.raises(ManifestMismatch, match="seed: 1 there, 2 now.*another run is writing it now"):
             generate_noise(src, ["gauss25"], tmp_path / "noisy", seed=2, progress=False, shard=Shard(1, 2))
@@ -36,10 +41,7 @@ def test_a_shard_with_another_seed_is_refused_while_the_first_writes(tmp_path):
 
 
 def test_with_no_writer_left_an_imageless_tree_takes_the_new_settings(tmp_path):
-    src = make_tree(tmp_path / "clean")
-    root = output_root(tmp_path / "noisy", "gauss25")
-    manifest = {"setting": "gauss25", "canonical": "gauss25", "seed": 1, "quantization": "truncate",
-                "source": str(src.resolve())}
+    src, root, manifest = _seed_1_tree(tmp_path)
     with _another_writer(root, manifest):
         pass  # it ended before writing anything
     generate_noise(src, ["gauss25"], tmp_path / "noisy", seed=2, progress=False)
