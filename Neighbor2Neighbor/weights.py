@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from Neighbor2Neighbor.arch_unet import UNet
+from utils.cli import squeezed
 from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 CHECKPOINT_FORMAT = 1
@@ -61,7 +62,7 @@ def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise WeightsFileError(f"{path} does not match the UNet {config}: "
-                               f"{' '.join(str(error).split())[:200]}") from error
+                               f"{squeezed(error, 200)}") from error
     return model.to(device).eval()
 
 

@@ -32,6 +32,7 @@ from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import DERIVED_SECTION, default_config
+from utils.cli import squeezed
 from utils.weights_file import describe_contents, load_torch_file
 
 PathLike = Union[str, Path]
@@ -122,7 +123,7 @@ def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransforme
         model.load_state_dict({key: value.to(map_location) for key, value in tensors.items()}, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:  # a damaged or foreign export
         raise BackboneWeightsError(f"{folder / EXPORT_WEIGHTS} does not load as the backbone {folder / EXPORT_CONFIG} "
-                                   f"describes ({type(error).__name__}: {' '.join(str(error).split())[:160]})") \
+                                   f"describes ({type(error).__name__}: {squeezed(error, 160)})") \
             from None
     return model.eval()
 

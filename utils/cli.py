@@ -55,6 +55,12 @@ def check_outside(output: "os.PathLike | str", inputs: dict[str, "os.PathLike | 
             raise ValueError(f"{option} {output} is {name} {folder} or lies inside it: choose a folder outside")
 
 
+def squeezed(error: BaseException, limit: int = 200) -> str:
+    """An error's whole message on one line (its whitespace runs collapsed), cut at ``limit`` characters: for
+    messages such as torch's state-dict mismatches, whose lines all matter."""
+    return " ".join(str(error).split())[:limit]
+
+
 def one_line(error: BaseException) -> str:
     """The last line of an error's message: an error raised in a DataLoader worker comes back with the worker's
     traceback in its message, whose last line is the original error (``Type: message``)."""

@@ -179,11 +179,9 @@ Accuracies = dict[str, dict[str, float]]  # {head name: {"top1": %, "top5": %}}
 
 def best_over_curve(curve: Sequence[tuple[int, Accuracies]], order: list[str]) -> tuple[int, str]:
     """(iteration, head) of the best val top-1 (then top-5) over every evaluation and head of ``order``; ties go
-    to the earlier evaluation, then the earlier head in grid order."""
-    candidates = [(-position, iteration, name) for position, (iteration, _) in enumerate(curve) for name in order]
-    accuracies = dict(curve)
-    _, iteration, name = max(candidates, key=lambda c: (accuracies[c[1]][c[2]]["top1"],
-                                                         accuracies[c[1]][c[2]]["top5"], c[0], -order.index(c[2])))
+    to the earlier evaluation, then the earlier head in grid order (:func:`select_head` within an evaluation)."""
+    bests = [(iteration, select_head(accuracies, order), accuracies) for iteration, accuracies in curve]
+    iteration, name, _ = max(bests, key=lambda best: (best[2][best[1]]["top1"], best[2][best[1]]["top5"]))
     return iteration, name
 
 

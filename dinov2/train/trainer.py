@@ -36,6 +36,7 @@ from utils.cpu_memory import keep_freed_memory
 from utils.device import autocast
 from utils.jsonl_log import JsonlLog
 from utils.seeding import seed_everything, stable_seed, torch_seed
+from utils.cli import squeezed
 from utils.weights_file import WeightsFileError
 
 MAX_SKIPPED_STEPS_IN_A_ROW = 20
@@ -183,7 +184,7 @@ class Trainer:
             missing, unexpected = self.model.load_state_dict(split_model_state(state["model"]), strict=False)
         except RuntimeError as error:  # same keys, other shapes: another architecture
             raise ConfigError(f"config key '{key}': {path} does not fit this model "
-                              f"({' '.join(str(error).split())[:200]})") from None
+                              f"({squeezed(error, 200)})") from None
         missing = [name for name in missing if not name.startswith("nct.")]
         if missing or unexpected:
             raise ConfigError(f"config key '{key}': {path} does not fit this model: missing {missing[:5]}, "
@@ -206,7 +207,7 @@ class Trainer:
                 try:
                     nct.load_from_model_state(state["model"], str(path))
                 except ValueError as error:  # a checkpoint of another model
-                    raise ConfigError(f"config key 'nct.teacher': {' '.join(str(error).split())[:300]}") from None
+                    raise ConfigError(f"config key 'nct.teacher': {squeezed(error, 300)}") from None
                 self._log(f"NCT: frozen teacher and centers from {path}")
             else:
                 nct.copy_from_live(self.model)
