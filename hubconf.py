@@ -32,12 +32,13 @@ def _official(size: str, registers: bool, pretrained: bool, weights: Optional[st
     import torch
 
     from dinov2.models.backbone_weights import BackboneSpec, load_bare_backbone
+    from utils.weights_file import load_torch_file
 
     folder = f"dinov2_vit{size}14"
     name = f"{folder}{'_reg4' if registers else ''}"
     arch = _OFFICIAL_SIZES[size]
     if weights is not None or pretrained:
-        state = (torch.load(weights, map_location="cpu", weights_only=True) if weights is not None else
+        state = (load_torch_file(weights, f"upstream's {name} weights (a state dict)") if weights is not None else
                  torch.hub.load_state_dict_from_url(f"{_OFFICIAL_URL}/{folder}/{name}_pretrain.pth",
                                                     map_location="cpu"))
         return load_bare_backbone(state, arch, 14, source=weights or name)

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
 from Neighbor2Neighbor.weights import load_denoiser, model_digest
-from utils.atomic import remove_stale_temporaries
+from utils.atomic import make_folder, remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet, check_outside
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_precision
@@ -138,7 +138,7 @@ def plan_batches(task: DenoiseTask, relpaths: list[str], batch_size: int, shard:
 
 def copy_metadata(task: DenoiseTask, revisitop: bool) -> None:
     """Copy labels.txt (image trees) or the gnd_*.pkl ground-truth files (revisitop datasets)."""
-    task.dst.mkdir(parents=True, exist_ok=True)
+    make_folder(task.dst)
     source = task.src.folder
     names = [p.name for p in source.glob("gnd_*.pkl")] if revisitop else [LABELS_FILENAME]
     for name in names:
@@ -162,7 +162,7 @@ def denoise_tree(
 ) -> DenoiseReport:
     """Denoise this shard's images of ``task.src`` that have no output yet; never raises for unreadable images."""
     if not task.src.is_dir():
-        raise FileNotFoundError(f"--src folder {task.src.folder} does not exist")
+        raise FileNotFoundError(f"--src folder {task.src.folder} does not exist{task.src.missing_hint()}")
     relpaths = list_revisitop_images(task.src.folder) if revisitop else list(task.src.iter_relpaths())
     if not relpaths:
         raise ValueError(f"--src folder {task.src.folder} holds no images")

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from utils.atomic import atomic_write_json
+from utils.atomic import atomic_write_json, writable_folder
 from utils.cli import EXIT_BAD_INPUT, add_quiet
 from utils.image_io import ImageReadError
 from utils.dataset_index import TreeLike
@@ -41,7 +41,7 @@ def paired_images(clean: ImageTree, other: ImageTree, limit: int | None = None) 
     """(clean relpath, other relpath) for every clean image; raises ``ValueError`` naming missing copies."""
     for root in (clean, other):
         if not root.is_dir():
-            raise FileNotFoundError(f"folder {root.folder} does not exist")
+            raise FileNotFoundError(f"folder {root.folder} does not exist{root.missing_hint()}")
     others = _stem_index(other)
     pairs, missing = [], []
     for stem, relpath in list(_stem_index(clean).items())[:limit]:
@@ -108,16 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.blur_sigmas) <= 0:
         parser.error(f"--blur-sigmas must be positive, got {args.blur_sigmas}")
     try:
+        if args.out is not None:
+            writable_folder(args.out.parent)
         result = evaluate(args.clean, args.noisy, args.denoised, tuple(args.blur_sigmas), args.limit, not args.quiet)
-    except (ValueError, FileNotFoundError, ImageReadError) as error:
+        for key in ("noisy_psnr", "best_blur_psnr", "denoised_psnr"):
+            if key in result:
+                extra = f" (sigma {result['best_blur_sigma']:g})" if key == "best_blur_psnr" else ""
+                print(f"{key:<15} {result[key]:.2f} dB{extra}")
+        if args.out is not None:
+            atomic_write_json(args.out, result)
+    except (ValueError, OSError, ImageReadError) as error:  # bad input; an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for key in ("noisy_psnr", "best_blur_psnr", "denoised_psnr"):
-        if key in result:
-            extra = f" (sigma {result['best_blur_sigma']:g})" if key == "best_blur_psnr" else ""
-            print(f"{key:<15} {result[key]:.2f} dB{extra}")
-    if args.out is not None:
-        atomic_write_json(args.out, result)
     return 0
 
 

@@ -26,7 +26,7 @@ DENOISE_LAUNCHER="${DENOISE_LAUNCHER:-python}"   # split on spaces, e.g. "torchr
 
 # shellcheck source=exps/lib/recipe.sh
 source exps/lib/recipe.sh
-parse_recipe_args "$0" "$@"
+parse_recipe_args "$0" 0 "$@"
 read -r -a DENOISE_LAUNCH <<< "$DENOISE_LAUNCHER"
 
 for noise in $NOISES; do

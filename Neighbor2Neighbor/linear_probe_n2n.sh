@@ -36,7 +36,7 @@ DENOISE_LAUNCHER="${DENOISE_LAUNCHER:-python}"  # the same for denoise.py (ranks
 
 # shellcheck source=exps/lib/recipe.sh
 source exps/lib/recipe.sh
-parse_recipe_args "$0" "$@"
+parse_recipe_args "$0" 0 "$@"
 read -r -a TRAIN_LAUNCH <<< "$N2N_LAUNCHER"
 read -r -a DENOISE_LAUNCH <<< "$DENOISE_LAUNCHER"
 

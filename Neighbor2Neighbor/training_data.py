@@ -38,7 +38,7 @@ def survey_images(root: ImageTree, patch_size: int, small_images: str = "pad", p
     if small_images not in SMALL_IMAGE_POLICIES:
         raise ValueError(f"small-image policy {small_images!r}: expected one of {SMALL_IMAGE_POLICIES}")
     if not root.is_dir():
-        raise FileNotFoundError(f"training folder {root.folder} does not exist")
+        raise FileNotFoundError(f"training folder {root.folder} does not exist{root.missing_hint()}")
     relpaths = list(root.iter_relpaths())
     if not relpaths:
         raise ValueError(f"training folder {root} holds no images")

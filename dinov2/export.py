@@ -33,7 +33,7 @@ from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, s
 from dinov2.models import DinoVisionTransformer
 from dinov2.utils.choices import VIT_SIZES
 from utils.cli import one_line
-from utils.atomic import atomic_write_bytes, atomic_write_json
+from utils.atomic import atomic_write_bytes, atomic_write_json, make_folder
 
 EXPORT_FORMAT = "dinov2-backbone"
 EXPORT_FORMAT_VERSION = 1
@@ -82,7 +82,7 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
         training_config = _yaml(info.config)
     tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
     data = save(tensors, metadata={"format": "pt"})
-    output_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(output_dir)
     # weights first, config last: the config names the weights' digest, so a kill between the two writes leaves a
     # pair that load_export refuses, never new weights read as the old export
     atomic_write_bytes(output_dir / EXPORT_WEIGHTS, data)

@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 
 from dinov2.models import DinoVisionTransformer, ResNetBackbone, build_model_from_cfg
-from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, is_bare_backbone, load_bare_backbone
+from dinov2.models.backbone_weights import (BackboneSpec, BackboneWeightsError, is_bare_backbone, load_bare_backbone,
+                                           spec_of_model)
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.choices import evaluated_encoder
@@ -138,7 +139,7 @@ def load_backbone(
     path = Path(source)
     folder = export_folder(path)
     if folder is not None:
-        return load_export(folder, map_location)
+        return _as_asked(load_export(folder, map_location), arch, patch_size, folder)
     if path.is_dir():
         path = newest_teacher_export(path)
     if not path.is_file():
@@ -152,7 +153,25 @@ def load_backbone(
         config = _config_for(path, state)
     backbone, _ = build_model_from_cfg(config, only_teacher=True)
     backbone.load_state_dict(backbone_state_dict(state, path, evaluated_encoder(config.method.name)), strict=True)
-    return backbone.eval()
+    return _as_asked(backbone.eval(), arch, patch_size, path)
+
+
+def _as_asked(model: Union[DinoVisionTransformer, ResNetBackbone], arch: Optional[str], patch_size: Optional[int],
+              path: Path) -> Union[DinoVisionTransformer, ResNetBackbone]:
+    """``model`` when it has the ``arch`` / ``patch_size`` asked for (None: any); a file that records its
+    architecture is never rebuilt as another, so a mismatch is an error rather than a request silently ignored."""
+    if arch is None and patch_size is None:
+        return model
+    if not isinstance(model, DinoVisionTransformer):
+        raise BackboneWeightsError(f"{path} holds a {type(model).__name__} ({getattr(model, 'arch', '?')}), not the "
+                                   f"ViT asked for (arch {arch}, patch size {patch_size})")
+    spec = spec_of_model(model)
+    if (arch or spec.arch) != spec.arch or (patch_size or spec.patch_size) != spec.patch_size:
+        raise BackboneWeightsError(
+            f"{path} holds a {spec.arch} with patch size {spec.patch_size}, not the {arch or spec.arch} with patch "
+            f"size {patch_size or spec.patch_size} asked for: the architecture of a file that records it is read "
+            f"from it (leave --arch and --patch-size out, or give the weights meant)")
+    return model
 
 
 def _config_for(path: Path, state: dict[str, Any]) -> DictConfig:

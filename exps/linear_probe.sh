@@ -133,11 +133,7 @@ nc_run() {  # nc_run NOISE SWITCH_EPOCH [restart|norestart]
 }
 
 parse_args() {  # --dry-run / --help of the running recipe (this one or linear_probe_nct.sh); no positional one
-    parse_recipe_args "$0" "$@"
-    if [ "${#RECIPE_ARGS[@]}" -gt 0 ]; then
-        echo "$(basename "$0"): unexpected argument ${RECIPE_ARGS[0]} (expected --dry-run or --help)" >&2
-        exit 2
-    fi
+    parse_recipe_args "$0" 0 "$@"
 }
 
 # sourced by exps/linear_probe_nct.sh: settings and functions only
@@ -164,4 +160,4 @@ for noise in $ABLATION_NOISES; do
         nc_run "$noise" "$SWITCH_EPOCH" norestart
     fi
 done
-say "done: runs in $RUNS, results in $EVALS (tables: python exps/report.py $EVALS --out outputs/report)"
+say "done: runs in $RUNS, results in $EVALS (tables: python exps/report.py $(printf %q "$EVALS") --out outputs/report)"

@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-parse_recipe_args "$0" "$@"
+parse_recipe_args "$0" 1 "$@"
 NOISE="${RECIPE_ARGS[0]:-gauss100}"
 DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/miniature}"

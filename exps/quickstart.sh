@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-parse_recipe_args "$0" "$@"
+parse_recipe_args "$0" 1 "$@"
 NOISE="${RECIPE_ARGS[0]:-gauss100}"
 check_noise quickstart.sh "$NOISE"
 set_threads quickstart.sh

@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from dinov2.eval.results import ResultError, iter_result_files, load_result
 from exps.report_page import check_page_inputs, write_page
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, make_folder
 from utils.cli import add_output_dir
 from utils.figures import pyplot, save_png
 from utils.noise import PAPER_NOISE_SETTINGS
@@ -260,7 +260,7 @@ def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, p
     results = collect_results(roots, skip_invalid)
     if not results:
         raise FileNotFoundError(f"no result file (schema dinov2-eval-result) under {', '.join(map(str, roots))}")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     tables = write_linear_tables(results, out)
     if write_method_table(results, out):
         tables.append("ssl_methods")

@@ -71,4 +71,4 @@ for method in $METHODS; do
         method_arms "$method" "$TABLE2_NOISE"
     fi
 done
-say "done: runs in $RUNS, results in $EVALS (tables: python exps/report.py $EVALS --out outputs/report)"
+say "done: runs in $RUNS, results in $EVALS (tables: python exps/report.py $(printf %q "$EVALS") --out outputs/report)"

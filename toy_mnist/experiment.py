@@ -22,7 +22,7 @@ from toy_mnist.data import ToyData
 from toy_mnist.model import MLPHead
 from toy_mnist.probe import train_probe
 from toy_mnist.train import checkpoint_path, pretrain
-from utils.atomic import atomic_write_json
+from utils.atomic import atomic_write_json, make_folder
 from utils.seeding import torch_seed
 
 ARMS = ("clean", "noisy", "curriculum")
@@ -72,7 +72,7 @@ def _run_arm(arm: str, data: ToyData, seed: int, budget: Budget, folder: Path, d
 def run_repetition(data: ToyData, seed: int, budget: Budget, folder: Path, device: torch.device,
                    noise_std: float = 0.4, batch_size: int = 256, lr: float = 1e-4, progress: bool = True) -> dict:
     """Run (or finish) the three arms of repetition ``seed`` in ``folder``; return and save its summary."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     start = time.perf_counter()
     arms = {}
     for arm in ARMS:

@@ -23,8 +23,9 @@ import torch
 from toy_mnist.budget import BUDGET_MODES, PAPER_EPOCHS, PAPER_PROBE_EPOCHS, make_budget
 from toy_mnist.data import MnistDataError, load_toy_data
 from toy_mnist.experiment import RESULT_NAME, run_repetition
+from toy_mnist.train import NonFiniteLossError
 from toy_mnist.views import PAPER_NOISE_STD
-from utils.cli import add_output_dir, add_quiet, check_outside, fail
+from utils.cli import EXIT_FAILURE, add_output_dir, add_quiet, check_outside, fail
 from utils.device import resolve_device
 from utils.manifest import ManifestMismatch, check_or_write_manifest
 from utils.run_lock import FolderLocked, folder_lock
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_or_write_manifest(args.output_dir / SETTINGS_NAME, settings, holds_outputs=holds_repetitions,
                                 remedy="finished repetitions are kept, so give another --output-dir")
-    except ManifestMismatch as error:
+    except (ManifestMismatch, OSError) as error:  # other settings in the folder; an unwritable output folder
         fail(str(error))
     for seed in seeds:
         folder = repetition_folder(args.output_dir, seed)
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                                          args.lr, progress=not args.quiet)
         except (FolderLocked, OSError) as error:  # a repetition in use; an unwritable or full output folder
             fail(str(error))
+        except NonFiniteLossError as error:  # the run failed on its own: exit 1, as every trainer does
+            print(f"error: seed {seed}: {error}; rerun with a lower --lr (now {args.lr:g}) into another --output-dir",
+                  file=sys.stderr)
+            return EXIT_FAILURE
         accuracies = ", ".join(f"{arm} {value:.2f} %" for arm, value in summary["accuracy"].items())
         print(f"seed {seed}: {accuracies} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0

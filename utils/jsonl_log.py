@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from utils.atomic import atomic_write_text
+from utils.atomic import append_text, atomic_write_text
 
 
 def _step(line: str, step_key: str) -> int:
@@ -38,9 +38,7 @@ class JsonlLog:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (flushed at once, so a crash loses at most the line being written)."""
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
+        append_text(self.path, json.dumps(record) + "\n")
         if self.tensorboard is not None:
             step = int(record[self.step_key])
             for key, value in record.items():

@@ -19,9 +19,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import numpy as np
 from tqdm import tqdm
 
-from utils.atomic import atomic_write_text
-from utils.cli import add_output_dir
-from utils.embedded_mnist import DIGIT_NAMES, SOURCE_DESCRIPTION, load_mnist5k, pad_to, stratified_split
+from utils.atomic import atomic_write_text, make_folder
+from utils.cli import add_output_dir, fail
+from utils.embedded_mnist import (DIGIT_NAMES, DIGITS_PER_CLASS, SOURCE_DESCRIPTION, load_mnist5k, pad_to,
+                                  stratified_split)
 from utils.image_io import save_png_atomic
 
 DEFAULT_OUT = Path("data/mnist5k")
@@ -37,7 +38,7 @@ def build_toy_dataset(
         images, labels = images[keep], labels[keep]
     images = pad_to(images, size)
     train, val = stratified_split(labels, val_fraction, seed)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     atomic_write_text(out / "labels.txt", "".join(f"{d},{DIGIT_NAMES[d]}\n" for d in range(10)))
     counts = {}
     for split, indices in (("train", train), ("val", val)):
@@ -57,7 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     parser.add_argument("--limit", type=int, default=None, help="keep only the first N digits of each class")
     args = parser.parse_args(argv)
-    counts = build_toy_dataset(args.output_dir, args.val_fraction, args.size, args.seed, args.limit)
+    if not 0.0 < args.val_fraction < 1.0:
+        parser.error(f"--val-fraction must lie strictly between 0 and 1, got {args.val_fraction}")
+    if args.size < 28:
+        parser.error(f"--size {args.size}: the digits are 28x28 and are padded, never cut (use 28 or more)")
+    per_class = min(args.limit, DIGITS_PER_CLASS) if args.limit is not None else DIGITS_PER_CLASS
+    val_per_class = int(round(args.val_fraction * per_class))  # as stratified_split counts them
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit {args.limit}: keep at least one digit of each class")
+    if not 0 < val_per_class < per_class:
+        parser.error(f"--val-fraction {args.val_fraction} of {per_class} digits per class puts {val_per_class} in val "
+                     f"and {per_class - val_per_class} in train: both splits need every class")
+    try:
+        counts = build_toy_dataset(args.output_dir, args.val_fraction, args.size, args.seed, args.limit)
+    except OSError as error:  # an unwritable or full output folder, a file where it should be
+        fail(str(error))
     print(f"{args.output_dir}: {counts['train']} train / {counts['val']} val images from {SOURCE_DESCRIPTION}")
     return 0
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from utils.atomic import atomic_write_json
+from utils.atomic import atomic_write_json, make_folder
 from utils.image_io import iter_image_files
 
 
@@ -45,7 +45,7 @@ def check_or_write_manifest(
         if all(k in existing for k in settings):
             return
         settings = {**existing, **settings}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     atomic_write_json(path, settings)
 
 

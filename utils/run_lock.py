@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
-from utils.atomic import process_is_alive, host_name
+from utils.atomic import host_name, make_folder, process_is_alive
 
 # flock's answers on filesystems that do not support it (not "held by another process")
 FLOCK_UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
@@ -45,7 +45,7 @@ def folder_lock(folder: Path, name: str = "", enabled: bool = True) -> Iterator[
         yield
         return
     path = lock_path(folder, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -135,7 +135,7 @@ def tree_writers(folder: Path, claim: Callable[[bool], None]) -> Iterator[None]:
     locks' warning says so).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     claim_fd = os.open(folder / CLAIM_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     writers_fd = os.open(folder / WRITERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:

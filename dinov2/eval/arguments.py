@@ -17,6 +17,7 @@ from dinov2.eval.transforms import (
     DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_train_augment_transform,
 )
 from dinov2.utils.choices import VIT_SIZES
+from utils.cli import add_num_workers
 from utils.device import PRECISIONS
 from utils.image_tree import tree_argument
 
@@ -76,7 +77,7 @@ def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol
     data.add_argument("--resize-size", type=int, default=None, help="eval resize (default crop*256/224)")
     batch_help = "images per batch of feature extraction" + (" and of the probe's SGD" if protocol == "linear" else "")
     data.add_argument("--batch-size", type=int, default=128, help=f"{batch_help} (default 128)")
-    data.add_argument("--num-workers", type=int, default=4)
+    add_num_workers(data, 4)
     labels = parser.add_argument_group("labels of the result (never parsed from file names)")
     labels.add_argument("--method", default=None, help="e.g. dinov2, n2n_dinov2, nc, nct (else the run config's)")
     labels.add_argument("--noise", default=None, help="e.g. gauss100 or identity (else the run config's)")

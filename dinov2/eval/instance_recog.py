@@ -32,7 +32,8 @@ from dinov2.eval.retrieval_data import RetrievalImages, RetrievalSet, load_retri
 from dinov2.eval.revisited import DEFAULT_KAPPAS, evaluate_revisited
 from dinov2.eval.transforms import default_resize_size, make_eval_transform
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
-from utils.cli import check_outside
+from utils.cli import add_num_workers, check_outside, one_line
+from utils.image_io import ImageReadError
 from utils.noise import parse_noise
 from utils.run_lock import FolderLocked, folder_lock
 
@@ -110,7 +111,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--method", default=None, help="label of the result, e.g. dinov2, n2n_dinov2, nc")
     parser.add_argument("--checkpoint-label", default=None, help="label of the result, e.g. best or final")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-workers", type=int, default=4)
+    add_num_workers(parser, 4)
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -196,8 +197,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         with folder_lock(args.output_dir, "retrieval"):  # one retrieval evaluation per output folder at a time
             for checkpoint in checkpoints:
                 evaluate_checkpoint(args, checkpoint, data, device)
-    except (FolderLocked, OSError) as error:  # a folder in use, an unwritable or full output folder
-        print(f"error: {error}", file=sys.stderr)
+    except (FolderLocked, OSError, ImageReadError) as error:  # a folder in use, an unwritable or full output folder,
+        print(f"error: {one_line(error)}", file=sys.stderr)   # an undecodable image (also from a loader worker)
         return 2
     return 0
 

@@ -21,6 +21,7 @@ import torch
 from dinov2.models.vision_transformer import DinoVisionTransformer
 from dinov2.models.vits import VIT_FACTORIES
 from dinov2.utils.choices import VIT_SIZES
+from utils.weights_file import describe_contents
 
 _CHUNKED_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.+)$")
 _FLAT_BLOCK = re.compile(r"^blocks\.(\d+)\.")
@@ -127,6 +128,11 @@ def infer_spec(state: Mapping[str, torch.Tensor], arch: Optional[str] = None, pa
 def load_bare_backbone(state: Mapping[str, Any], arch: Optional[str] = None, patch_size: Optional[int] = None,
                        source: str = "weights") -> DinoVisionTransformer:
     """Build the backbone that ``state`` describes and load it strictly; in eval mode."""
+    if not isinstance(state, Mapping):
+        raise BackboneWeightsError(f"{source} holds {describe_contents(state)}: expected a backbone state dict")
+    if "teacher" in state or "model" in state:
+        raise BackboneWeightsError(f"{source} holds {describe_contents(state)}, not a bare backbone state dict: "
+                                   f"dinov2.hub.load_backbone (torch.hub entry 'backbone') reads it")
     flat = bare_backbone_state(state)
     spec = infer_spec(flat, arch, patch_size, source)
     model = spec.build()

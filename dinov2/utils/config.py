@@ -116,6 +116,20 @@ def default_config() -> DictConfig:
     return schema
 
 
+def _parsed_override(cfg: DictConfig, item: str) -> DictConfig:
+    """``key=value`` as a one-key config. YAML reads a value ending in ``:`` (``noisy:``, ``noisy:gauss100:``)
+    as a mapping; for a key that holds no mapping that is never what was meant, so the text is kept as a string
+    and the key's own check names what is wrong with it."""
+    parsed = OmegaConf.from_dotlist([item])
+    key, _, raw = item.partition("=")
+    value = OmegaConf.select(parsed, key.strip(), default=None)
+    if isinstance(value, DictConfig) and not raw.lstrip().startswith("{") \
+            and not isinstance(OmegaConf.select(cfg, key.strip(), default=None), DictConfig):
+        parsed = OmegaConf.create()
+        OmegaConf.update(parsed, key.strip(), raw.strip(), force_add=True)
+    return parsed
+
+
 def load_config(
     config_file: Union[PathLike, Sequence[PathLike], None] = None, overrides: Sequence[str] = ()
 ) -> DictConfig:
@@ -140,7 +154,7 @@ def load_config(
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            cfg = OmegaConf.merge(cfg, _parsed_override(cfg, item))
         except OmegaConfBaseException as error:
             raise ConfigError(_describe(error, f"override {item!r}")) from error
     OmegaConf.set_struct(cfg, True)

@@ -18,9 +18,9 @@ run_cmd() {  # run_cmd COMMAND...: print it, then run it unless --dry-run
     fi
 }
 
-parse_recipe_args() {  # parse_recipe_args SCRIPT ARG...: --dry-run, -h/--help; positional arguments in RECIPE_ARGS
-    local script="$1" arg
-    shift
+parse_recipe_args() {  # parse_recipe_args SCRIPT MAX ARG...: --dry-run, -h/--help; at most MAX positional
+    local script="$1" max="$2" arg   # arguments, in RECIPE_ARGS (one more is refused, never silently ignored)
+    shift 2
     RECIPE_ARGS=()
     for arg in "$@"; do
         case "$arg" in
@@ -30,4 +30,13 @@ parse_recipe_args() {  # parse_recipe_args SCRIPT ARG...: --dry-run, -h/--help; 
             *) RECIPE_ARGS+=("$arg") ;;
         esac
     done
+    if [ "${#RECIPE_ARGS[@]}" -gt "$max" ]; then
+        if [ "$max" -eq 0 ]; then
+            echo "$(basename "$script"): unexpected argument ${RECIPE_ARGS[0]} (expected --dry-run or --help)" >&2
+        else
+            echo "$(basename "$script"): unexpected argument ${RECIPE_ARGS[$max]}: it takes one NOISE setting; run" \
+                 "it once per setting, each with its own OUT" >&2
+        fi
+        exit 2
+    fi
 }
