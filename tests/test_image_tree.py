@@ -12,7 +12,7 @@ from utils.generate_noise import generate_noise, main as generate_main, output_r
 from utils.image_io import iter_image_files, load_rgb, png_relpath
 from utils.image_tree import ImageTree, TreeSpecError, open_tree
 
-SETTINGS = ["gauss100", "shot3", "speckle0.4", "identity"]
+SETTINGS = ["gauss100", "shot3", "speckle0.4", "pg10_5", "identity"]
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,11 @@ def test_parse_paper_settings():
     assert parse_noise("speckle0.4") == NoiseSpec("speckle", 0.4)
     assert parse_noise("speckle1.0").canonical == parse_noise("speckle1").canonical == "speckle1"
     assert parse_noise("identity").family == "identity"
+    assert parse_noise("pg10_5") == NoiseSpec("pg", 10, 5) and parse_noise("pg10.0_5.").canonical == "pg10_5"
 
 
-@pytest.mark.parametrize("bad", ["gauss", "gaussian100", "shot0", "speckle-1", "100", "gauss1e3"])
+@pytest.mark.parametrize("bad", ["gauss", "gaussian100", "shot0", "speckle-1", "100", "gauss1e3", "pg0_5", "pg10",
+                                 "pg10_", "pg_5", "pg10_-5"])
 def test_parse_rejects_bad_names_naming_them(bad):
     with pytest.raises(ValueError, match=bad):
         parse_noise(bad)
@@ -51,6 +53,8 @@ def test_all_expands_to_nine_without_duplicates():
         (NoiseSpec("shot", 3), FLAT / 3),
         (NoiseSpec("speckle", 0.4), (FLAT * 0.4) ** 2),
         (NoiseSpec("speckle", 1.0), FLAT**2),
+        (NoiseSpec("pg", 10, 20), FLAT / 10 + (20 / 255) ** 2),  # independent shot and read noise: variances add
+        (NoiseSpec("pg", 3, 0), FLAT / 3),
     ],
 )
 def test_unclipped_statistics_match_formulas(spec, expected_var):
@@ -71,7 +75,7 @@ def test_noise_is_independent_across_channels_and_pixels():
 
 def test_clipping_keeps_range():
     x = np.random.default_rng(2).random(SHAPE, dtype=np.float32)
-    for setting in PAPER_NOISE_SETTINGS:
+    for setting in (*PAPER_NOISE_SETTINGS, "pg3_50"):
         y = sample_noisy(x, parse_noise(setting), np.random.default_rng(3))
         assert y.min() >= 0.0 and y.max() <= 1.0
 
@@ -122,3 +126,5 @@ def test_torch_noise_matches_statistics_and_generator():
     assert float(shot.var()) == pytest.approx(FLAT / 3, rel=0.05)
     clipped = add_noise_torch(x, NoiseSpec("shot", 3), torch.Generator().manual_seed(1))
     assert float(clipped.min()) >= 0 and float(clipped.max()) <= 1
+    sensor = add_noise_torch(x, NoiseSpec("pg", 3, 51), torch.Generator().manual_seed(1), clip=False)
+    assert float(sensor.var()) == pytest.approx(FLAT / 3 + (51 / 255) ** 2, rel=0.05)

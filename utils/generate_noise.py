@@ -252,7 +252,7 @@ def start_setting(root: Path, manifest: dict, overwrite: bool, others_writing: b
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, required=True, help="clean ImageFolder tree (ROOT/<split>/<class>/...)")
-    parser.add_argument("--noise", nargs="+", required=True, help="settings such as gauss100 shot3, or 'all'")
+    parser.add_argument("--noise", nargs="+", required=True, help="settings such as gauss100 shot3 pg10_5, or 'all' (the paper's nine)")
     parser.add_argument("--out-prefix", type=Path, default=None, help="default: noisy_<basename of ROOT> beside ROOT")
     parser.add_argument("--seed", type=int, default=42)
     add_num_workers(parser, usable_cpus(), "noising processes (0: in this process; default %(default)s)")

@@ -5,6 +5,8 @@ All models act on RGB values in [0, 1], independently per pixel and channel (x i
 * ``gauss<sigma>``   y = x + N(0, (sigma / 255)^2)            (sigma on the 0-255 scale)
 * ``shot<lambda>``   y = Poisson(lambda * x) / lambda          (smaller lambda: stronger noise)
 * ``speckle<c>``     y = x + x * N(0, c^2)
+* ``pg<lambda>_<sigma>``  y = Poisson(lambda * x) / lambda + N(0, (sigma / 255)^2)   (a sensor: shot noise plus
+                     Gaussian read noise; for synthetic studies on scientific data, beyond the paper)
 * ``identity``       y = x                                     (clean control)
 
 then y is clipped to [0, 1]. Stored images are ``uint8(255 * y)`` truncated (the paper's behaviour) or
@@ -33,34 +35,46 @@ PAPER_NOISE_SETTINGS: tuple[str, ...] = (
     "speckle0.4", "speckle0.7", "speckle1.0",
 )
 QUANTIZATION_MODES = ("truncate", "round")
-_SETTING_PATTERN = re.compile(r"^(gauss|shot|speckle)(\d+(?:\.\d*)?|\.\d+)$")
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_SETTING_PATTERN = re.compile(rf"^(gauss|shot|speckle){_NUMBER}$")
+_POISSON_GAUSSIAN_PATTERN = re.compile(rf"^pg{_NUMBER}_{_NUMBER}$")
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """One noise setting: a family (``gauss``, ``shot``, ``speckle`` or ``identity``) and its level."""
+    """One noise setting: a family (``gauss``, ``shot``, ``speckle``, ``pg`` or ``identity``) and its level
+    (``pg``: the Poisson rate, with the Gaussian read noise's sigma on the 0-255 scale in ``read_sigma``)."""
 
     family: str
     level: float = 0.0
+    read_sigma: float = 0.0
 
     @property
     def canonical(self) -> str:
         """Canonical name used for seeding (``speckle1.0`` and ``speckle1`` are the same setting)."""
+        if self.family == "pg":
+            return f"pg{self.level:g}_{self.read_sigma:g}"
         return "identity" if self.family == "identity" else f"{self.family}{self.level:g}"
 
 
 def parse_noise(setting: str) -> NoiseSpec:
-    """Parse a setting name such as ``gauss100``, ``shot3``, ``speckle0.4`` or ``identity``.
+    """Parse a setting name such as ``gauss100``, ``shot3``, ``speckle0.4``, ``pg10_5`` or ``identity``.
 
     Raises ``ValueError`` naming the setting and the accepted forms.
     """
     if setting in ("identity", "clean"):
         return NoiseSpec("identity")
+    sensor = _POISSON_GAUSSIAN_PATTERN.match(setting)
+    if sensor is not None:
+        rate, read_sigma = float(sensor.group(1)), float(sensor.group(2))
+        if rate <= 0:
+            raise ValueError(f"noise setting {setting!r}: the Poisson rate lambda must be positive")
+        return NoiseSpec("pg", rate, read_sigma)
     match = _SETTING_PATTERN.match(setting)
     if match is None:
         raise ValueError(
-            f"unknown noise setting {setting!r}: expected gauss<sigma>, shot<lambda>, speckle<c> or identity "
-            f"(the paper's are {' '.join(PAPER_NOISE_SETTINGS)})"
+            f"unknown noise setting {setting!r}: expected gauss<sigma>, shot<lambda>, speckle<c>, "
+            f"pg<lambda>_<sigma> or identity (the paper's are {' '.join(PAPER_NOISE_SETTINGS)})"
         )
     family, level = match.group(1), float(match.group(2))
     if family == "shot" and level <= 0:
@@ -103,6 +117,9 @@ def sample_noisy(
         y = (rng.poisson(x.astype(np.float64) * spec.level) / spec.level).astype(np.float32)
     elif spec.family == "speckle":
         y = x + x * rng.standard_normal(x.shape, dtype=np.float32) * np.float32(spec.level)
+    elif spec.family == "pg":  # the shot noise is drawn first, then the read noise, from the same generator
+        y = (rng.poisson(x.astype(np.float64) * spec.level) / spec.level).astype(np.float32)
+        y += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(spec.read_sigma / 255.0)
     else:
         raise ValueError(f"unknown noise family {spec.family!r}")
     return np.clip(y, 0.0, 1.0, out=y) if clip else y
@@ -151,6 +168,9 @@ def add_noise_torch(
         y = torch.poisson(x * spec.level, generator=generator) / spec.level
     elif spec.family == "speckle":
         y = x + x * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * spec.level
+    elif spec.family == "pg":
+        y = torch.poisson(x * spec.level, generator=generator) / spec.level
+        y = y + torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * (spec.read_sigma / 255.0)
     else:
         raise ValueError(f"unknown noise family {spec.family!r}")
     return y.clamp_(0.0, 1.0) if clip else y
