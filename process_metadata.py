@@ -4,7 +4,7 @@
                                [--pair NOISY DENOISED]
 
 For each ROOT: finds the classes (folder names; names from ``labels.txt`` where present), lists the images of
-each split, writes ``ROOT/dataset_index.json`` (what the loaders read), and prints the counts. ``--verify``
+each split (a ROOT without ``train/<class>/`` folders is unlabeled: every image below it, at any depth), writes ``ROOT/dataset_index.json`` (what the loaders read), and prints the counts. ``--verify``
 decodes every image (in parallel). ``--pair NOISY DENOISED`` checks that two trees hold the same relative
 paths (extensions aside). Exits non-zero with a message naming the path for a missing split, an empty class,
 an undecodable image or a mismatched pair.
@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
 from utils.cpus import usable_cpus
-from utils.dataset_index import DEFAULT_SPLITS, DatasetError, build_index, compare_trees, describe_mismatch
+from utils.dataset_index import (DEFAULT_SPLITS, UNLABELED, DatasetError, build_index, compare_trees,
+                                 describe_mismatch)
 from utils.dataset_index import write_index
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, tree_argument
@@ -54,7 +55,7 @@ def index_tree(root: ImageTree, splits: list[str], verify: bool, workers: int, p
     index; raises ``DatasetError``."""
     index = build_index(root, splits)
     if verify:
-        relpaths = [
+        relpaths = index["files"] if index.get("layout") == UNLABELED else [
             f"{split}/{name}/{file}"
             for split in splits
             for name, info in index["splits"][split]["classes"].items()
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         except (DatasetError, OSError) as error:  # a bad tree; an unwritable index
             print(f"error: {error}", file=sys.stderr)
             failed = True
+            continue
+        if index.get("layout") == UNLABELED:
+            print(f"{root}: unlabeled, {index['num_images']} images (no {args.splits[0]}/<class>/ folders: for "
+                  f"pretraining and denoising, not for the probes); index written")
             continue
         counts = ", ".join(f"{split} {index['splits'][split]['num_images']}" for split in args.splits)
         print(f"{root}: {len(index['classes'])} classes; {counts} images; index written")

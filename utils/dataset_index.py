@@ -1,8 +1,9 @@
-"""ImageFolder trees: scanning, the on-disk index, loading it fast, and pairing two trees.
+"""Image trees: scanning, the on-disk index, loading it fast, and pairing two trees.
 
-A tree is ``ROOT/<split>/<class>/<image>`` with an optional ``ROOT/labels.txt`` of ``wnid,class name`` lines.
-Class indices follow the sorted class-folder names of the first split (``train``), as torchvision's
-ImageFolder does. ``process_metadata.py`` writes ``ROOT/dataset_index.json`` so that loaders do not walk
+A labelled tree is ``ROOT/<split>/<class>/<image>`` with an optional ``ROOT/labels.txt`` of ``wnid,class name``
+lines. Class indices follow the sorted class-folder names of the first split (``train``), as torchvision's
+ImageFolder does. Any other folder of images is an unlabeled tree: every image below ROOT, at any depth, is a sample
+of every split (pretraining and denoising need no labels; the probes refuse such a tree). ``process_metadata.py`` writes ``ROOT/dataset_index.json`` so that loaders do not walk
 1.28M files at start-up; a loader checks the index against the class folders' modification times and
 rescans (with a warning) when the tree changed since it was written, or when it has none. A folder that cannot be
 written (a read-only dataset mount) keeps its index in ``$NOISY_SSL_INDEX_DIR`` (default
@@ -20,10 +21,10 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 from utils.atomic import PathLike, atomic_write_json
-from utils.image_io import iter_image_files
+from utils.image_io import is_image_file, iter_image_files
 from utils.image_tree import ImageTree, open_tree
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ INDEX_DIR_ENV = "NOISY_SSL_INDEX_DIR"
 LABELS_FILENAME = "labels.txt"
 INDEX_FORMAT_VERSION = 1
 DEFAULT_SPLITS = ("train", "val")
+UNLABELED = "unlabeled"  # the index's "layout" of an unlabeled tree (a labelled tree's index has no "layout")
 
 
 class DatasetError(ValueError):
@@ -58,6 +60,11 @@ class SplitIndex:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def labelled(self) -> bool:
+        """False for an unlabeled tree (its samples' labels are -1)."""
+        return bool(self.classes)
 
     def path(self, index: int) -> Path:
         """The file of sample ``index`` (the clean file, for a tree noised on the fly)."""
@@ -118,14 +125,48 @@ def _scan_split(root: Path, split: str) -> dict[str, dict]:
     return scanned
 
 
+def is_labelled(root: TreeLike, split: str = DEFAULT_SPLITS[0]) -> bool:
+    """True when ``ROOT/<split>/`` holds class folders (an ImageFolder tree); else ROOT is an unlabeled tree."""
+    split_dir = open_tree(root).folder / split
+    return split_dir.is_dir() and bool(_class_dirs(split_dir))
+
+
+def _walk_folders(root: Path) -> Iterator[Path]:
+    """ROOT and every visible folder below it (what an unlabeled index watches for changes)."""
+    for directory, subdirs, _ in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        yield Path(directory)
+
+
+def _top_level(root: Path) -> dict[str, list[str]]:
+    """The images and folders directly in ROOT: compared by name, not by ROOT's modification time, which the
+    index itself, manifests and locks written into ROOT change."""
+    entries = sorted((entry.name, entry.is_dir()) for entry in os.scandir(root) if not entry.name.startswith("."))
+    return {"files": [name for name, is_dir in entries if not is_dir and is_image_file(name)],
+            "folders": [name for name, is_dir in entries if is_dir]}
+
+
+def _unlabeled_index(root: Path) -> dict:
+    files = list(iter_image_files(root))
+    if not files:
+        raise DatasetError(f"{root} holds no image (expected images at any depth, or ROOT/train/<class>/<image>)")
+    folders = {Path(os.path.relpath(d, root)).as_posix(): os.stat(d).st_mtime_ns for d in _walk_folders(root)
+               if d != root}
+    return {"format_version": INDEX_FORMAT_VERSION, "layout": UNLABELED, "num_images": len(files),
+            "top": _top_level(root), "folders": folders, "files": files}
+
+
 def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
-    """Scan ``root`` and return its index (a JSON-serialisable dict); raises :class:`DatasetError`."""
+    """Scan ``root`` and return its index (a JSON-serialisable dict); raises :class:`DatasetError`. A tree without
+    class folders in its first split is indexed as an unlabeled tree (see the module docstring)."""
     tree = open_tree(root)
     root = tree.folder
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} does not exist or is not a folder{tree.missing_hint()}")
     if not splits:
         raise DatasetError("no split requested")
+    if not is_labelled(root, splits[0]):
+        return _unlabeled_index(root)
     labels = read_labels(root)
     scanned = {split: _scan_split(root, split) for split in splits}
     classes = sorted(scanned[splits[0]])
@@ -173,6 +214,10 @@ def write_index(root: TreeLike, index: dict) -> Path:
 
 
 def _index_is_current(root: Path, index: dict, split: str) -> bool:
+    if index.get("layout") == UNLABELED:
+        return (index.get("format_version") == INDEX_FORMAT_VERSION and not is_labelled(root, split)
+                and index["top"] == _top_level(root)
+                and all(_mtime_ns(root / folder) == mtime for folder, mtime in index["folders"].items()))
     entry = index.get("splits", {}).get(split)
     split_dir = root / split
     if entry is None or not split_dir.is_dir() or index.get("format_version") != INDEX_FORMAT_VERSION:
@@ -180,6 +225,13 @@ def _index_is_current(root: Path, index: dict, split: str) -> bool:
     if _class_dirs(split_dir) != sorted(entry["classes"]):
         return False
     return all(os.stat(split_dir / name).st_mtime_ns == info["mtime_ns"] for name, info in entry["classes"].items())
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def current_index(folder: Path, split: str) -> Optional[dict]:
@@ -205,8 +257,10 @@ def load_split(tree: TreeLike, split: str) -> SplitIndex:
     index = current_index(root, split)
     if index is None:
         # Class indices come from train whichever split is loaded, so scan train alongside.
-        splits = ["train", split] if split != "train" and (root / "train").is_dir() else [split]
+        splits = ["train", split] if split != "train" and is_labelled(root, "train") else [split]
         index = build_index(root, splits)
+    if index.get("layout") == UNLABELED:
+        return SplitIndex(tree, split, [], {}, [(file, -1) for file in index["files"]])
     label_of = {name: i for i, name in enumerate(index["classes"])}
     samples = [
         (f"{split}/{name}/{file}", label_of[name])
@@ -241,6 +295,14 @@ def _split_files(root: Path, split: str, use_index: bool) -> list[str]:
 def _stems(tree: TreeLike, splits: Sequence[str], use_index: bool = False) -> dict[str, str]:
     root = open_tree(tree).folder
     stems: dict[str, str] = {}
+    if root.is_dir() and not is_labelled(root, splits[0]):  # an unlabeled tree pairs as a whole
+        index = current_index(root, splits[0]) if use_index else None
+        for rel in index["files"] if index is not None else iter_image_files(root):
+            stem = os.path.splitext(rel)[0]
+            if stem in stems:
+                raise DatasetError(f"{root}: {stems[stem]} and {rel} differ only by extension")
+            stems[stem] = rel
+        return stems
     for split in splits:
         if not (root / split).is_dir():
             raise DatasetError(f"missing split folder {root / split}")

@@ -32,7 +32,7 @@ from utils import distributed
 from utils.cli import EXIT_BAD_INPUT, EXIT_FAILURE, check_outside, one_line
 from utils.image_io import ImageReadError
 from utils.run_lock import folder_lock
-from utils.dataset_index import DatasetError, SplitIndex, TreeLike, load_split
+from utils.dataset_index import DatasetError, SplitIndex, TreeLike, is_labelled, load_split
 from utils.image_tree import ImageTree, open_tree
 from utils.device import autocast, resolve_device, resolve_precision
 
@@ -46,7 +46,11 @@ def split_of(path: TreeLike) -> tuple[ImageTree, str]:
 
 
 def load_splits(train_dataset: TreeLike, val_dataset: TreeLike) -> tuple[SplitIndex, SplitIndex]:
-    """Both splits, checked to share the same classes in the same order."""
+    """Both splits, checked to be labelled and to share the same classes in the same order."""
+    for dataset in (train_dataset, val_dataset):
+        if not is_labelled(*split_of(dataset)):
+            raise DatasetError(f"{dataset} has no class folders ({open_tree(dataset).name}/<class>/<image>): the "
+                               f"probes need labelled images; an unlabeled tree serves pretraining and denoising only")
     train = load_split(*split_of(train_dataset))
     val = load_split(*split_of(val_dataset))
     if train.classes != val.classes:

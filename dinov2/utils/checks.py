@@ -162,8 +162,11 @@ def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: s
     except TreeSpecError as error:
         _fail(key, str(error))
     split_dir = tree / cfg.train.dataset_split
+    if not tree.is_dir():
+        _fail(key, f"{tree.folder} is not a folder (expected a folder of images: ROOT/{cfg.train.dataset_split}/"
+                   f"<class>/<image>, or images at any depth for an unlabeled tree){tree.missing_hint()}")
     if not split_dir.is_dir():
-        _fail(key, f"{split_dir.folder} is not a folder (expected ROOT/{cfg.train.dataset_split}/<class>/)")
+        split_dir = tree  # an unlabeled tree: every image below ROOT
     if cfg.train.output_dir:
         try:
             check_outside(cfg.train.output_dir, {"the tree": tree.folder}, option="the run directory")
