@@ -4,7 +4,8 @@
                                [--pair NOISY DENOISED]
 
 For each ROOT: finds the classes (folder names; names from ``labels.txt`` where present), lists the images of
-each split (a ROOT without ``train/<class>/`` folders is unlabeled: every image below it, at any depth), writes ``ROOT/dataset_index.json`` (what the loaders read), and prints the counts. ``--verify``
+each split (a ROOT without ``train/<class>/`` folders is unlabeled: every image below it, at any depth), writes
+``ROOT/dataset_index.json`` (what the loaders read), and prints the counts. ``--verify``
 decodes every image (in parallel). ``--pair NOISY DENOISED`` checks that two trees hold the same relative
 paths (extensions aside). Exits non-zero with a message naming the path for a missing split, an empty class,
 an undecodable image or a mismatched pair.

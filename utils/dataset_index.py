@@ -3,8 +3,9 @@
 A labelled tree is ``ROOT/<split>/<class>/<image>`` with an optional ``ROOT/labels.txt`` of ``wnid,class name``
 lines. Class indices follow the sorted class-folder names of the first split (``train``), as torchvision's
 ImageFolder does. Any other folder of images is an unlabeled tree: every image below ROOT, at any depth, is a sample
-of every split (pretraining and denoising need no labels; the probes refuse such a tree). ``process_metadata.py`` writes ``ROOT/dataset_index.json`` so that loaders do not walk
-1.28M files at start-up; a loader checks the index against the class folders' modification times and
+of every split (pretraining and denoising need no labels; the probes refuse such a tree). ``process_metadata.py``
+writes ``ROOT/dataset_index.json`` so that loaders do not walk 1.28M files at start-up; a loader checks the index
+against the class folders' modification times (an unlabeled tree's: every folder's, and ROOT's listing) and
 rescans (with a warning) when the tree changed since it was written, or when it has none. A folder that cannot be
 written (a read-only dataset mount) keeps its index in ``$NOISY_SSL_INDEX_DIR`` (default
 ``~/.cache/noisy-ssl/indexes``), under a digest of the folder's absolute path, where loaders find it too. Every
