@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 from tqdm import tqdm
 
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
 from utils.cpus import usable_cpus
-from utils.dataset_index import (DEFAULT_SPLITS, UNLABELED, DatasetError, build_index, compare_trees,
-                                 describe_mismatch)
+from utils.dataset_index import DEFAULT_SPLITS, UNLABELED, DatasetError, build_index
+from utils.tree_pairing import compare_trees, describe_mismatch
 from utils.dataset_index import write_index
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, tree_argument
@@ -55,6 +56,8 @@ def index_tree(root: ImageTree, splits: list[str], verify: bool, workers: int, p
     """Index one tree (a noisy tree read on the fly: its clean folder), optionally verify its images, write the
     index; raises ``DatasetError``."""
     index = build_index(root, splits)
+    if index.get("float_range"):  # verified by the range about to be recorded
+        root = replace(root, float_range=tuple(index["float_range"]))
     if verify:
         relpaths = index["files"] if index.get("layout") == UNLABELED else [
             f"{split}/{name}/{file}"

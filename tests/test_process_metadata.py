@@ -15,7 +15,8 @@ import pytest
 
 from process_metadata import main as process_metadata
 from utils.dataset_index import (INDEX_DIR_ENV, INDEX_FILENAME, DatasetError, UnindexedTreeWarning, build_index,
-                                 index_cache_path, load_split, paired_relpaths)
+                                 index_cache_path, load_split)
+from utils.tree_pairing import paired_relpaths
 from utils.generate_noise import generate_noise
 
 from tests.imagetrees import make_tree, write_image

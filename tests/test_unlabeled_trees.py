@@ -21,7 +21,7 @@ from process_metadata import main as process_metadata
 from tests.eval_fixtures import make_teacher_export
 from tests.imagetrees import write_image
 from utils.dataset_index import INDEX_FILENAME, UNLABELED, build_index, current_index, is_labelled, load_split
-from utils.dataset_index import paired_relpaths
+from utils.tree_pairing import paired_relpaths
 from utils.generate_noise import generate_noise, output_root
 from utils.image_io import iter_image_files
 

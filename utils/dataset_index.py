@@ -16,6 +16,7 @@ folder. Pairing two trees (NCT's noisy and denoised images) reads their indexes 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -24,8 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
+import numpy as np
+
 from utils.atomic import PathLike, atomic_write_json
-from utils.image_io import is_image_file, iter_image_files
+from utils.image_formats import declares_unit_range, decode_scientific
+from utils.image_io import SCIENTIFIC_EXTENSIONS, ImageReadError, is_image_file, iter_image_files, read_image_header
 from utils.image_tree import ImageTree, open_tree
 
 if TYPE_CHECKING:
@@ -157,6 +161,60 @@ def _unlabeled_index(root: Path) -> dict:
             "top": _top_level(root), "folders": folders, "files": files}
 
 
+def measure_float_range(root: Path, relpaths: Sequence[str]) -> Optional[list[float]]:
+    """The value range of a tree's float images (float TIFF, FITS, NPY; None when it has none): the lowest 0.5th
+    and the highest 99.5th percentile over its images, so that a few hot pixels do not squash the rest; values
+    beyond it are clipped when read."""
+    lows, highs = [], []
+    for relpath in relpaths:
+        path = root / relpath
+        if os.path.splitext(relpath)[1].lower() not in SCIENTIFIC_EXTENSIONS:
+            continue
+        if read_image_header(path)[0] != "float" or declares_unit_range(path):
+            continue
+        try:
+            values = decode_scientific(path).astype(np.float64)
+        except Exception as error:  # the formats' readers raise many types; one line naming the file
+            raise DatasetError(f"cannot read image {path}: {error}") from None
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            lows.append(float(np.percentile(finite, 0.5)))
+            highs.append(float(np.percentile(finite, 99.5)))
+    return [min(lows), max(highs)] if lows else None
+
+
+def _with_float_range(root: Path, index: dict, relpaths: Sequence[str]) -> dict:
+    try:
+        float_range = measure_float_range(root, relpaths)
+    except ImageReadError as error:
+        raise DatasetError(str(error)) from None
+    if float_range is not None:
+        index["float_range"] = float_range
+    return index
+
+
+def recorded_float_range(folder: PathLike) -> Optional[tuple[float, float]]:
+    """The float range recorded in the index of ``folder`` or of the nearest folder above it that has one (a split
+    or class folder reads its tree's); None when no index records one."""
+    folder = Path(os.path.abspath(folder))
+    for candidate in (folder, *folder.parents):
+        for path in (candidate / INDEX_FILENAME, index_cache_path(candidate)):
+            try:
+                stamp = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+            found = _float_range_in(str(path), stamp)
+            if found is not None:
+                return found
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _float_range_in(path: str, stamp: int) -> Optional[tuple[float, float]]:  # stamp: reread a rewritten index
+    recorded = json.loads(Path(path).read_text()).get("float_range")
+    return (float(recorded[0]), float(recorded[1])) if recorded else None
+
+
 def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
     """Scan ``root`` and return its index (a JSON-serialisable dict); raises :class:`DatasetError`. A tree without
     class folders in its first split is indexed as an unlabeled tree (see the module docstring)."""
@@ -167,7 +225,8 @@ def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
     if not splits:
         raise DatasetError("no split requested")
     if not is_labelled(root, splits[0]):
-        return _unlabeled_index(root)
+        index = _unlabeled_index(root)
+        return _with_float_range(root, index, index["files"])
     labels = read_labels(root)
     scanned = {split: _scan_split(root, split) for split in splits}
     classes = sorted(scanned[splits[0]])
@@ -179,7 +238,7 @@ def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
         unnamed = [name for name in classes if name not in labels]
         if unnamed:
             raise DatasetError(f"{root / LABELS_FILENAME} names no class for folders {', '.join(unnamed[:5])}")
-    return {
+    index = {
         "format_version": INDEX_FORMAT_VERSION,
         "classes": classes,
         "class_names": {name: labels.get(name, name) for name in classes},
@@ -188,6 +247,9 @@ def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
             for split in splits
         },
     }
+    relpaths = [f"{split}/{name}/{file}" for split in splits for name, info in scanned[split].items()
+                for file in info["files"]]
+    return _with_float_range(root, index, relpaths)
 
 
 def index_cache_path(folder: PathLike) -> Path:
@@ -269,77 +331,3 @@ def load_split(tree: TreeLike, split: str) -> SplitIndex:
         for file in index["splits"][split]["classes"][name]["files"]
     ]
     return SplitIndex(tree, split, list(index["classes"]), dict(index["class_names"]), samples)
-
-
-@dataclass
-class PairReport:
-    """Relative paths (extension aside) present in only one of two trees, and the number in both."""
-
-    only_in_first: list[str]
-    only_in_second: list[str]
-    common: int
-
-    @property
-    def ok(self) -> bool:
-        return not self.only_in_first and not self.only_in_second
-
-
-def _split_files(root: Path, split: str, use_index: bool) -> list[str]:
-    """The images of ``root/split`` relative to it: from the tree's current index (``use_index``), else walked."""
-    index = current_index(root, split) if use_index else None
-    if index is None:
-        return list(iter_image_files(root / split))
-    classes = index["splits"][split]["classes"]
-    return [f"{name}/{file}" for name in sorted(classes) for file in classes[name]["files"]]
-
-
-def _stems(tree: TreeLike, splits: Sequence[str], use_index: bool = False) -> dict[str, str]:
-    root = open_tree(tree).folder
-    stems: dict[str, str] = {}
-    if root.is_dir() and not is_labelled(root, splits[0]):  # an unlabeled tree pairs as a whole
-        index = current_index(root, splits[0]) if use_index else None
-        for rel in index["files"] if index is not None else iter_image_files(root):
-            stem = os.path.splitext(rel)[0]
-            if stem in stems:
-                raise DatasetError(f"{root}: {stems[stem]} and {rel} differ only by extension")
-            stems[stem] = rel
-        return stems
-    for split in splits:
-        if not (root / split).is_dir():
-            raise DatasetError(f"missing split folder {root / split}")
-        for rel in _split_files(root, split, use_index):
-            stem = f"{split}/{os.path.splitext(rel)[0]}"
-            if stem in stems:
-                raise DatasetError(f"{root}: {stems[stem]} and {split}/{rel} differ only by extension")
-            stems[stem] = f"{split}/{rel}"
-    return stems
-
-
-def compare_trees(first: TreeLike, second: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> PairReport:
-    """Compare the relative image paths of two trees, ignoring extensions (``x.JPEG`` pairs with ``x.png``)."""
-    return _pair_report(_stems(first, splits), _stems(second, splits))
-
-
-def _pair_report(a: dict[str, str], b: dict[str, str]) -> PairReport:
-    return PairReport(sorted(set(a) - set(b)), sorted(set(b) - set(a)), len(set(a) & set(b)))
-
-
-def paired_relpaths(first: TreeLike, second: TreeLike, split: str) -> dict[str, str]:
-    """Map each image of ``first/split`` to its counterpart in ``second`` (same relative path, any extension).
-
-    Raises :class:`DatasetError` naming the unmatched files when the trees do not pair exactly.
-    """
-    a, b = _stems(first, [split], use_index=True), _stems(second, [split], use_index=True)
-    report = _pair_report(a, b)
-    if not report.ok:
-        raise DatasetError(describe_mismatch(open_tree(first), open_tree(second), report))
-    return {a[stem]: b[stem] for stem in a}
-
-
-def describe_mismatch(first: TreeLike, second: TreeLike, report: PairReport, limit: int = 5) -> str:
-    """A readable message for a failed pairing, naming a few of the unmatched files."""
-    parts = [f"trees {first} and {second} do not pair ({report.common} common images)"]
-    for root, missing in ((first, report.only_in_first), (second, report.only_in_second)):
-        if missing:
-            parts.append(f"{len(missing)} only in {root}: {', '.join(missing[:limit])}")
-    return "; ".join(parts)

@@ -5,10 +5,11 @@
                                    [--shard I/N]
 
 ``--noise all`` means the paper's nine settings. Each setting writes ``PREFIX-<setting>/<relative path>.png``
-(default PREFIX: ``noisy_<basename of ROOT>`` beside ROOT, e.g. ``noisy_mini-imagenet-gauss100``) at native
-resolution and copies ``labels.txt``. Noise is a pure function of (seed, setting, relative path), so the
-output never depends on worker count or order. Reruns skip finished files; every file is written atomically.
-An unreadable image stops the run (the images in flight are finished) with a non-zero exit naming it.
+(``.tif`` for a 16-bit or float source, kept at its own depth: see utils/image_io.py; default PREFIX:
+``noisy_<basename of ROOT>`` beside ROOT, e.g. ``noisy_mini-imagenet-gauss100``) at native resolution and copies
+``labels.txt``. Noise is a pure function of (seed, setting, relative path), so the output never depends on worker
+count or order. Reruns skip finished files; every file is written atomically. An unreadable image stops the run
+(the images in flight are finished) with a non-zero exit naming it.
 ``--shard I/N`` writes only every N-th image (SLURM job arrays: one task per shard, any number of machines).
 
 Training and evaluation can read the same noisy pixels without this copy: ``noisy:SETTING:ROOT`` names the tree
@@ -37,13 +38,13 @@ from tqdm import tqdm
 from utils.atomic import atomic_write_json, remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
 from utils.cpus import usable_cpus
-from utils.dataset_index import LABELS_FILENAME
-from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, iter_image_files, load_rgb, png_relpath
-from utils.image_io import save_png_atomic
+from utils.dataset_index import LABELS_FILENAME, DatasetError, measure_float_range, recorded_float_range
+from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, copy_relpath_of, iter_image_files, read_pixels
+from utils.image_io import save_pixels_atomic
 from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.image_tree import NOISY_SCHEME
-from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_image, parse_noise
+from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_pixels, parse_noise
 from utils.run_lock import folder_lock, tree_writers
 from utils.sharding import Shard, parse_shard
 
@@ -66,6 +67,7 @@ class NoiseTask:
     seed: int
     quantization: str
     png_compression: int
+    float_range: tuple[float, float] | None = None  # the source tree's, for its float images
 
 
 @dataclass
@@ -101,11 +103,11 @@ def output_root(out_prefix: Path, setting: str) -> Path:
 def noise_one(task: NoiseTask) -> tuple[NoiseTask, float, float, str | None]:
     """Noise and write one image; returns (task, PSNR, SNR, error message or None). Runs in workers."""
     try:
-        clean = load_rgb(task.src)
+        clean = read_pixels(task.src, task.float_range)
     except ImageReadError as error:
         return task, math.nan, math.nan, str(error)
-    noisy = noisy_image(clean, task.setting, task.seed, task.relpath, task.quantization)
-    save_png_atomic(noisy, task.dst, task.png_compression)
+    noisy = noisy_pixels(clean, task.setting, task.seed, task.relpath, task.quantization)
+    save_pixels_atomic(noisy, task.dst, task.png_compression)
     return (task, *psnr_and_snr(clean, noisy), None)
 
 
@@ -121,20 +123,31 @@ def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantizati
         raise FileNotFoundError(f"source tree {src} holds no image")
     targets: dict[str, str] = {}
     for rel in relpaths:
-        target = png_relpath(rel)
+        target = copy_relpath_of(src / rel, rel)
         if target in targets:
             raise ValueError(f"{src}: {targets[target]} and {rel} would both be written as {target}")
         targets[target] = rel
+    float_range = recorded_float_range(src) or _measured(src, relpaths)
     tasks = []
     for setting in settings:
         root = output_root(out_prefix, setting).resolve()
         if root == src.resolve() or src.resolve() in root.parents:
             raise ValueError(f"output folder {root} lies inside the source tree {src}")
         tasks.extend(
-            NoiseTask(str(src / rel), rel, setting, str(root / target), seed, quantization, png_compression)
+            NoiseTask(str(src / rel), rel, setting, str(root / target), seed, quantization, png_compression,
+                      float_range)
             for target, rel in targets.items()
         )
     return tasks
+
+
+def _measured(src: Path, relpaths: list[str]) -> tuple[float, float] | None:
+    """The float range of a tree whose index records none (measured as process_metadata.py does)."""
+    try:
+        measured = measure_float_range(src, relpaths)
+    except DatasetError as error:
+        raise GenerationError(str(error)) from None
+    return (measured[0], measured[1]) if measured else None
 
 
 def _run_bounded(tasks: Iterable[NoiseTask], workers: int) -> Iterator[tuple[NoiseTask, float, float, str | None]]:
@@ -251,8 +264,10 @@ def start_setting(root: Path, manifest: dict, overwrite: bool, others_writing: b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", type=Path, required=True, help="clean ImageFolder tree (ROOT/<split>/<class>/...)")
-    parser.add_argument("--noise", nargs="+", required=True, help="settings such as gauss100 shot3 pg10_5, or 'all' (the paper's nine)")
+    parser.add_argument("--src", type=Path, required=True,
+                        help="clean tree (ROOT/<split>/<class>/..., or images at any depth)")
+    parser.add_argument("--noise", nargs="+", required=True,
+                        help="settings such as gauss100 shot3 pg10_5, or 'all' (the paper's nine)")
     parser.add_argument("--out-prefix", type=Path, default=None, help="default: noisy_<basename of ROOT> beside ROOT")
     parser.add_argument("--seed", type=int, default=42)
     add_num_workers(parser, usable_cpus(), "noising processes (0: in this process; default %(default)s)")

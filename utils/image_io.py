@@ -1,4 +1,11 @@
-"""Image I/O shared by every stage: listing image files, decoding to RGB, atomic PNG writes."""
+"""Image I/O shared by every stage: listing image files, decoding (to RGB, or at the image's own depth), atomic
+writes (8-bit PNG; 16-bit and float TIFF).
+
+Depth rule (one for every stage): an 8-bit image becomes RGB uint8 (grey replicated, alpha composited on black), as
+it always did; a 16-bit image keeps its channels as uint16; any other type (float, 32-bit integers: float TIFF,
+FITS, NPY) becomes float32 in [0, 1] by its tree's value range, recorded in the tree's index, never guessed per
+image. :func:`to_unit` maps any of the three to float in [0, 1] (8-bit / 255, 16-bit / 65535).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from utils.atomic import PathLike, atomic_write_bytes, is_temporary_file
+from utils.image_formats import (FITS_EXTENSIONS, NPY_EXTENSIONS, TIFF_EXTENSIONS, UNIT_RANGE_DESCRIPTION,
+                                 FormatError, declares_unit_range, decode_scientific, extension, header_kind)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
-)
+) | FITS_EXTENSIONS | NPY_EXTENSIONS
+SCIENTIFIC_EXTENSIONS = TIFF_EXTENSIONS | FITS_EXTENSIONS | NPY_EXTENSIONS
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+FloatRange = tuple[float, float]
 DEFAULT_PNG_COMPRESSION = 1  # noisy images barely compress; level 1 writes them several times faster than 6
 
 
 class ImageReadError(RuntimeError):
     """An image file that cannot be opened or decoded; the message names the file."""
+
+
+# what PIL, tifffile, astropy and NumPy raise for damaged or foreign files
+_READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, FormatError, KeyError, IndexError, EOFError)
 
 
 def is_image_file(name: str | os.PathLike) -> bool:
@@ -66,11 +82,13 @@ def load_rgb(path: PathLike) -> np.ndarray:
 
     Raises :class:`ImageReadError` naming the file for a missing, empty, truncated or undecodable image.
     """
+    if extension(path) in FITS_EXTENSIONS | NPY_EXTENSIONS:
+        return as_rgb8(read_pixels(path))
     try:
         with Image.open(path) as image:
             image.load()
             return np.asarray(to_rgb(image), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except _READ_ERRORS as error:
         raise ImageReadError(f"cannot read image {os.fspath(path)}: {_why_unreadable(path, error)}") from error
 
 
@@ -89,12 +107,75 @@ def load_rgb_pil(path: PathLike) -> Image.Image:
 
 def read_image_size(path: PathLike) -> tuple[int, int]:
     """(height, width) from the image header only; raises :class:`ImageReadError` naming the file."""
+    return read_image_header(path)[1]
+
+
+def read_image_header(path: PathLike) -> tuple[str, tuple[int, int]]:
+    """(depth, (height, width)) of an image from its header: depth "uint8", "uint16" or "float" as
+    :func:`read_pixels` would return it; raises :class:`ImageReadError` naming the file."""
     try:
+        if extension(path) in SCIENTIFIC_EXTENSIONS:
+            dtype, size = header_kind(path)
+            return _depth_of(np.dtype(dtype)), size
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise ImageReadError(f"cannot read image {os.fspath(path)}: {error}") from error
-    return height, width
+            return ("uint16" if image.mode in _SIXTEEN_BIT_MODES else "uint8"), (height, width)
+    except _READ_ERRORS as error:
+        raise ImageReadError(f"cannot read image {os.fspath(path)}: {_why_unreadable(path, error)}") from error
+
+
+def _depth_of(dtype: np.dtype) -> str:
+    if dtype.kind == "u" and dtype.itemsize in (1, 2):
+        return "uint8" if dtype.itemsize == 1 else "uint16"
+    return "float"
+
+
+def read_pixels(path: PathLike, float_range: FloatRange | None = None) -> np.ndarray:
+    """The pixels of ``path`` at their own depth (see the module docstring): RGB uint8 (exactly :func:`load_rgb`),
+    uint16 H x W x C, or float32 H x W x C in [0, 1] mapped from ``float_range`` (lo, hi), which float images
+    need; raises :class:`ImageReadError` naming the file."""
+    try:
+        if extension(path) in SCIENTIFIC_EXTENSIONS:
+            if extension(path) in TIFF_EXTENSIONS and header_kind(path)[0] == "uint8":
+                return load_rgb(path)  # 8-bit TIFF: PIL, as always
+            array = decode_scientific(path)
+        else:
+            with Image.open(path) as image:
+                if image.mode not in _SIXTEEN_BIT_MODES:
+                    return load_rgb(path)
+                image.load()
+                array = np.clip(np.asarray(image), 0, 65535).astype(np.uint16)[:, :, None]
+    except _READ_ERRORS as error:
+        raise ImageReadError(f"cannot read image {os.fspath(path)}: {_why_unreadable(path, error)}") from error
+    if array.dtype == np.uint8:
+        return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
+    if array.dtype == np.uint16:
+        return np.ascontiguousarray(array)
+    if declares_unit_range(path):
+        float_range = (0.0, 1.0)
+    if float_range is None:
+        raise ImageReadError(f"cannot read image {os.fspath(path)}: its {array.dtype.name} values need its tree's "
+                             "value range (python process_metadata.py ROOT records it in the tree's index)")
+    low, high = float_range
+    scaled = (array.astype(np.float32) - np.float32(low)) / np.float32(max(high - low, 1e-12))
+    return np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0)
+
+
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """Pixels of any depth as float32 in [0, 1] (8-bit / 255, 16-bit / 65535, float as they are)."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255.0)
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(65535.0)
+    return pixels.astype(np.float32, copy=False)
+
+
+def as_rgb8(pixels: np.ndarray) -> np.ndarray:
+    """Pixels of any depth as RGB uint8 (for the stages that see 8-bit RGB: the probes, the figures): rounded to
+    the nearest of 255 levels, one channel replicated."""
+    if pixels.dtype != np.uint8:
+        pixels = np.floor(to_unit(pixels) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
 def encode_png(array: np.ndarray, compress_level: int = DEFAULT_PNG_COMPRESSION) -> bytes:
@@ -112,3 +193,40 @@ def save_png_atomic(array: np.ndarray, path: PathLike, compress_level: int = DEF
 def png_relpath(relpath: str) -> str:
     """The relative path of a PNG copy of ``relpath``: same folders and stem, ``.png`` extension."""
     return f"{os.path.splitext(relpath)[0]}.png"
+
+
+def copy_relpath(relpath: str, pixels: np.ndarray) -> str:
+    """Where a copy of ``relpath`` holding ``pixels`` is written: ``.png`` for 8-bit pixels (as always), ``.tif``
+    for 16-bit and float ones."""
+    return png_relpath(relpath) if pixels.dtype == np.uint8 else f"{os.path.splitext(relpath)[0]}.tif"
+
+
+# formats that may hold more than 8 bits per channel (their copies' extension needs a look at the header)
+_DEEP_FORMATS = SCIENTIFIC_EXTENSIONS | {".png", ".pgm", ".ppm"}
+
+
+def copy_relpath_of(source: PathLike, relpath: str) -> str:
+    """:func:`copy_relpath` of an image from its header (``.png`` where the header is unreadable: the copy's
+    writer reports the file)."""
+    if extension(source) not in _DEEP_FORMATS:
+        return png_relpath(relpath)
+    try:
+        depth = read_image_header(source)[0]
+    except ImageReadError:
+        depth = "uint8"
+    return png_relpath(relpath) if depth == "uint8" else f"{os.path.splitext(relpath)[0]}.tif"
+
+
+def save_pixels_atomic(pixels: np.ndarray, path: PathLike, compress_level: int = DEFAULT_PNG_COMPRESSION) -> None:
+    """Write pixels of any depth atomically: 8-bit as PNG (:func:`save_png_atomic`), 16-bit and float32 as a
+    zlib-compressed TIFF (one channel stored as a 2-D image)."""
+    if pixels.dtype == np.uint8:
+        save_png_atomic(pixels, path, compress_level)
+        return
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, compression="zlib",
+                     photometric="minisblack" if pixels.shape[2] == 1 else "rgb", metadata=None,
+                     description=UNIT_RANGE_DESCRIPTION if pixels.dtype == np.float32 else None)
+    atomic_write_bytes(path, buffer.getvalue())

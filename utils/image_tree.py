@@ -25,8 +25,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from utils.image_io import iter_image_files, load_rgb, read_image_size
-from utils.noise import QUANTIZATION_MODES, noisy_image, parse_noise
+from utils.image_io import SCIENTIFIC_EXTENSIONS, as_rgb8, extension, iter_image_files, read_image_size, read_pixels
+from utils.noise import QUANTIZATION_MODES, noisy_pixels, parse_noise
 
 NOISY_SCHEME = "noisy:"
 _OPTION_TYPES = {"seed": int, "quantization": str}
@@ -50,6 +50,7 @@ class ImageTree:
     seed: int = DEFAULT_NOISE_SEED
     quantization: str = "truncate"
     base: Path | None = None
+    float_range: tuple[float, float] | None = None  # for float images: None reads the range the tree's index records
 
     @property
     def on_the_fly(self) -> bool:
@@ -107,12 +108,24 @@ class ImageTree:
         """Every image below the folder, relative to it, sorted (see :func:`utils.image_io.iter_image_files`)."""
         return iter_image_files(self.folder)
 
-    def read(self, relpath: str | PurePath) -> np.ndarray:
-        """The RGB uint8 pixels of ``relpath``: decoded, then noised for an on-the-fly tree."""
-        image = load_rgb(self.folder / relpath)
+    def read_pixels(self, relpath: str | PurePath) -> np.ndarray:
+        """The pixels of ``relpath`` at their own depth (see :mod:`utils.image_io`; float images by the range the
+        tree's index records), noised for an on-the-fly tree and kept at that depth."""
+        path = self.folder / relpath
+        float_range = self.float_range
+        if float_range is None and extension(path) in SCIENTIFIC_EXTENSIONS:
+            from utils.dataset_index import recorded_float_range  # the index module imports this one
+
+            float_range = recorded_float_range(self._base)
+        pixels = read_pixels(path, float_range)
         if self.noise is None:
-            return image
-        return noisy_image(image, self.noise, self.seed, self.noise_key(relpath), self.quantization)
+            return pixels
+        return noisy_pixels(pixels, self.noise, self.seed, self.noise_key(relpath), self.quantization)
+
+    def read(self, relpath: str | PurePath) -> np.ndarray:
+        """The RGB uint8 pixels of ``relpath`` (decoded, then noised for an on-the-fly tree): exactly as stored for
+        an 8-bit image, rounded to 8 bits (one channel replicated) for a 16-bit or float one."""
+        return as_rgb8(self.read_pixels(relpath))
 
     def read_pil(self, relpath: str | PurePath) -> Image.Image:
         """Like :meth:`read`, as a PIL RGB image (for torchvision transforms)."""

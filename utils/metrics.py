@@ -1,4 +1,4 @@
-"""Image quality metrics on [0, 1] or uint8 arrays: PSNR and the paper's SNR."""
+"""Image quality metrics on [0, 1], uint8 or uint16 arrays: PSNR and the paper's SNR."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 
 
 def _as_unit_float(image: np.ndarray) -> np.ndarray:
-    """uint8 images are scaled to [0, 1]; float images are taken as already on [0, 1]."""
+    """uint8 images are scaled to [0, 1] by 255, uint16 by 65535; float images are taken as already on [0, 1]."""
     image = np.asarray(image)
-    return image.astype(np.float64) / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
+    return image.astype(np.float64) / scale
 
 
 def squared_error_sums(clean: np.ndarray, noisy: np.ndarray) -> tuple[float, float, int]:

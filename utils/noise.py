@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from utils.image_io import to_unit
 from utils.seeding import numpy_generator
 
 if TYPE_CHECKING:  # torch is optional for the data-preparation tools
@@ -152,6 +153,33 @@ def noisy_image(
     """The noisy copy of ``image`` stored at ``relpath``: a pure function of its arguments."""
     spec = parse_noise(setting) if isinstance(setting, str) else setting
     return add_noise(image, spec, noise_generator(seed, spec, relpath), quantization)
+
+
+def quantize_like(y: np.ndarray, dtype: np.dtype, mode: str = "truncate") -> np.ndarray:
+    """Values in [0, 1] at the depth ``dtype``: uint8 as :func:`quantize`, uint16 on 65535 levels by the same rule
+    (truncated, or rounded), float32 as they are."""
+    if dtype == np.uint8:
+        return quantize(y, mode)
+    if dtype == np.uint16:
+        scaled = np.clip(y, 0.0, 1.0).astype(np.float64) * 65535.0
+        if mode not in QUANTIZATION_MODES:
+            raise ValueError(f"unknown quantization {mode!r}: expected one of {QUANTIZATION_MODES}")
+        return (np.rint(scaled) if mode == "round" else scaled).astype(np.uint16)
+    return np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
+def noisy_pixels(
+    pixels: np.ndarray, setting: str | NoiseSpec, seed: int, relpath: str | PurePath, quantization: str = "truncate"
+) -> np.ndarray:
+    """The noisy copy of pixels of any depth (see :mod:`utils.image_io`): 8-bit exactly :func:`noisy_image`;
+    16-bit and float noised in float in [0, 1] and kept at their depth."""
+    if pixels.dtype == np.uint8:
+        return noisy_image(pixels, setting, seed, relpath, quantization)
+    spec = parse_noise(setting) if isinstance(setting, str) else setting
+    if spec.family == "identity":
+        return pixels.copy()
+    y = sample_noisy(to_unit(pixels), spec, noise_generator(seed, spec, relpath))
+    return quantize_like(y, pixels.dtype, quantization)
 
 
 def add_noise_torch(

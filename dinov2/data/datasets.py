@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.dataset_index import TreeLike, load_split, paired_relpaths
+from utils.dataset_index import TreeLike, load_split
+from utils.tree_pairing import paired_relpaths
 from utils.image_tree import open_tree
 
 SampleKey = int | tuple[int, int]
