@@ -43,14 +43,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from Neighbor2Neighbor.inference import check_tiling, denoise_uint8
+from Neighbor2Neighbor.inference import check_tiling, denoise_pixels
 from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import make_folder, remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet, check_outside
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_precision
 from utils.distributed import launched_local_rank, rank_device
-from utils.image_io import ImageReadError, iter_image_files, png_relpath, save_png_atomic
+from utils.image_io import ImageReadError, copy_relpath, iter_image_files, save_pixels_atomic
 from utils.image_tree import ImageTree, tree_argument
 from utils.manifest import check_or_write_manifest
 from utils.noise import parse_noise
@@ -91,13 +91,13 @@ class BatchDataset(Dataset):
         kept, images, errors = [], [], []
         for relpath in self.batches[index]:
             try:
-                image = self.task.src.read(relpath)
+                image = self.task.src.read_pixels(relpath)
             except ImageReadError as error:
                 errors.append(str(error))
                 continue
             kept.append(relpath)
             images.append(image)
-        stack = np.stack(images) if images and len({im.shape for im in images}) == 1 else None
+        stack = np.stack(images) if images and len({(im.shape, im.dtype) for im in images}) == 1 else None
         if images and stack is None:  # a header lied about the size: fall back to one image per batch
             return kept, None, errors + [f"{self.task.src.path(r)}: size differs from its header" for r in kept]
         return kept, stack, errors
@@ -115,25 +115,41 @@ def _drain(pending: list[Future], limit: int) -> list[Future]:
     return pending
 
 
+@dataclass
+class DenoisePlan:
+    """This shard's batches, the file each image is written to (relative to ``--dst``: its own depth decides
+    ``.png`` or ``.tif``), the first image of each channel count, and the images whose header is unreadable."""
+
+    batches: list[list[str]] = field(default_factory=list)
+    targets: dict[str, str] = field(default_factory=dict)
+    channels: dict[int, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+
 def plan_batches(task: DenoiseTask, relpaths: list[str], batch_size: int, shard: Shard = Shard(),
-                 progress: bool = True, block_images: int = PLAN_BLOCK_IMAGES) -> tuple[list[list[str]], list[str]]:
-    """This shard's batches of images of equal size (read from headers), in a plan that depends on the sorted
-    image list, ``batch_size`` and ``block_images`` only; returns (batches, unreadable files). Blocks of
-    ``block_images`` images are dealt to the shards; each block is grouped by size and cut into batches."""
+                 progress: bool = True, block_images: int = PLAN_BLOCK_IMAGES) -> DenoisePlan:
+    """This shard's batches of images of equal size and kind (read from headers), in a plan that depends on the
+    sorted image list, ``batch_size`` and ``block_images`` only. Blocks of ``block_images`` images are dealt to the
+    shards; each block is grouped by size and kind and cut into batches."""
     blocks = shard.take([relpaths[i:i + block_images] for i in range(0, len(relpaths), block_images)])
-    batches, unreadable = [], []
+    plan = DenoisePlan()
     bar = tqdm(total=sum(map(len, blocks)), desc="reading sizes", unit="img", disable=not progress, leave=False)
     for block in blocks:
-        by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
+        by_size: dict[tuple[int, int, str, int], list[str]] = defaultdict(list)
         for relpath in block:
             try:
-                by_size[task.src.image_size(relpath)].append(relpath)
+                header = task.src.image_header(relpath)
             except ImageReadError as error:
-                unreadable.append(str(error))
-        batches += [group[i:i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
+                plan.unreadable.append(str(error))
+                continue
+            by_size[(header.height, header.width, header.depth, header.channels)].append(relpath)
+            plan.targets[relpath] = copy_relpath(relpath, header.depth)
+            plan.channels.setdefault(header.channels, relpath)
+        plan.batches += [group[i:i + batch_size] for group in by_size.values()
+                         for i in range(0, len(group), batch_size)]
         bar.update(len(block))
     bar.close()
-    return batches, unreadable
+    return plan
 
 
 def copy_metadata(task: DenoiseTask, revisitop: bool) -> None:
@@ -166,11 +182,18 @@ def denoise_tree(
     relpaths = list_revisitop_images(task.src.folder) if revisitop else list(task.src.iter_relpaths())
     if not relpaths:
         raise ValueError(f"--src folder {task.src.folder} holds no images")
-    copy_metadata(task, revisitop)
     report = DenoiseReport()
-    planned, report.failures = plan_batches(task, relpaths, batch_size, shard, progress, block_images)
-    batches = [b for b in planned if not all((task.dst / png_relpath(r)).exists() for r in b)]
-    report.skipped = sum(map(len, planned)) - sum(map(len, batches))
+    plan = plan_batches(task, relpaths, batch_size, shard, progress, block_images)
+    expected = getattr(model, "in_channels", None)
+    foreign = {c: r for c, r in plan.channels.items() if expected is not None and c != expected}
+    if foreign:
+        channels, relpath = next(iter(foreign.items()))
+        raise ValueError(f"{task.src.path(relpath)} has {channels} channel(s); the denoiser takes {expected} (it was "
+                         "trained on images of another kind)")
+    copy_metadata(task, revisitop)
+    report.failures = plan.unreadable
+    batches = [b for b in plan.batches if not all((task.dst / plan.targets[r]).exists() for r in b)]
+    report.skipped = sum(map(len, plan.batches)) - sum(map(len, batches))
     loader = DataLoader(BatchDataset(task, batches), batch_size=1, num_workers=workers, collate_fn=_collate)
     with ThreadPoolExecutor(max_workers=2) as writer, \
             tqdm(total=sum(map(len, batches)), desc="denoising", unit="img", disable=not progress) as bar:
@@ -178,13 +201,13 @@ def denoise_tree(
         for kept, stack, errors in loader:
             report.failures.extend(errors)
             if stack is not None:
-                denoised = denoise_uint8(model, stack, device, precision, tile, overlap)
+                denoised = denoise_pixels(model, stack, device, precision, tile, overlap)
                 for relpath, image in zip(kept, denoised):
-                    target = task.dst / png_relpath(relpath)
+                    target = task.dst / plan.targets[relpath]
                     if target.exists():  # a batch that an interrupted run had partly written
                         report.skipped += 1
                         continue
-                    pending.append(writer.submit(save_png_atomic, image, target))
+                    pending.append(writer.submit(save_pixels_atomic, image, target))
                     report.written += 1
             bar.update(len(kept) + len(errors))
             pending = _drain(pending, limit=4 * batch_size)
@@ -198,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, required=True, help="train.py checkpoint or a bare state dict")
     parser.add_argument("--src", type=tree_argument, required=True,
                         help="noisy image tree: stored, or noisy:SETTING[,seed=N]:CLEAN_ROOT (or a revisitop folder)")
-    add_output_dir(parser, "where the denoised PNG tree is written", "--dst")
+    add_output_dir(parser, "where the denoised tree is written (PNG; TIFF for 16-bit and float images)", "--dst")
     parser.add_argument("--batch-size", type=int, default=8, help="images of equal size denoised together")
     add_num_workers(parser, 4, "image-decoding processes (0: in this process; default %(default)s)")
     parser.add_argument("--tile", type=int, default=1024, help="tile side for larger images (0: never tile)")

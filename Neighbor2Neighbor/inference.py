@@ -8,6 +8,7 @@ import torch
 from Neighbor2Neighbor.arch_unet import SIZE_MULTIPLE, memory_format
 from Neighbor2Neighbor.padding import apply_padded
 from utils.device import autocast
+from utils.image_io import to_unit
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -66,3 +67,19 @@ def denoise_uint8(
     """Denoise a stack of equal-size uint8 images (N x H x W x C) and return uint8 of the same shape."""
     x = torch.tensor(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     return to_uint8(denoise_tensor(model, x, precision, tile, overlap))
+
+
+def denoise_pixels(
+    model: torch.nn.Module, images: np.ndarray, device: torch.device, precision: str = "fp32",
+    tile: int = 0, overlap: int = 0,
+) -> np.ndarray:
+    """Denoise a stack of equal-size images of any depth (N x H x W x C) and return them at that depth: 8-bit as
+    :func:`denoise_uint8`, 16-bit rounded half up on 65535 levels, float clipped to [0, 1]."""
+    if images.dtype == np.uint8:
+        return denoise_uint8(model, images, device, precision, tile, overlap)
+    x = torch.from_numpy(np.ascontiguousarray(to_unit(images))).to(device).permute(0, 3, 1, 2)
+    out = denoise_tensor(model, x, precision, tile, overlap).clamp_(0.0, 1.0)
+    if images.dtype == np.uint16:
+        out = torch.floor(out.double() * 65535.0 + 0.5).to(torch.int32)
+        return out.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint16)
+    return out.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)

@@ -160,10 +160,12 @@ class TrainingState:
     ddp: torch.nn.Module | None = None  # the DDP wrapper of ``model`` under torchrun (see ``distribute``)
 
     @classmethod
-    def create(cls, args: argparse.Namespace, device: torch.device, precision: str) -> TrainingState:
-        """Seed every RNG, then build the parts in a fixed order (it fixes the initial weights of a seed)."""
+    def create(cls, args: argparse.Namespace, device: torch.device, precision: str, channels: int = 3
+               ) -> TrainingState:
+        """Seed every RNG, then build the parts in a fixed order (it fixes the initial weights of a seed); the
+        U-Net takes and gives ``channels`` (the training images')."""
         seed_everything(args.seed)
-        model = UNet(features=args.n_feature).to(device, memory_format=memory_format(device))
+        model = UNet(channels, channels, features=args.n_feature).to(device, memory_format=memory_format(device))
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(args.epochs), gamma=args.gamma)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -320,6 +322,10 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     survey = usable_images(args)
     validator = (Validator(args.val_clean, args.val_noise, args.val_seed, args.val_limit)
                  if args.val_clean is not None and main_rank else None)
+    if validator is not None and validator.channels != survey.channels:
+        raise ValueError(f"--val-clean {args.val_clean} holds images of {validator.channels} channel(s), the "
+                         f"training images of --data-dir {args.data_dir} {survey.channels}: give validation images "
+                         "of the same kind")
     settings = resume_settings(args)
     # one run per folder (rank 0 holds the lock for the job); OUT/log.txt: everything rank 0 prints from here on
     with folder_lock(args.output_dir, enabled=main_rank), run_log(args.output_dir, main_rank):
@@ -333,7 +339,7 @@ def train_epochs(args: argparse.Namespace, ctx: distributed.DistributedContext, 
     device, main_rank = ctx.device, ctx.is_main
     if main_rank:
         remove_stale_temporaries(out)  # left by a run killed while writing a checkpoint
-    state = TrainingState.create(args, device, precision)
+    state = TrainingState.create(args, device, precision, survey.channels)
     first = first_epoch(state, args, settings, verbose=main_rank)
     state.distribute(ctx)
     # lines written after the checkpoint (a crash between the two writes) belong to epochs this call redoes

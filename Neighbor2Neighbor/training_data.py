@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError
+from utils.image_io import ImageReadError, to_unit
 from utils.image_tree import ImageTree
 from utils.seeding import numpy_generator, torch_generator
 
@@ -23,17 +23,20 @@ SMALL_IMAGE_POLICIES = ("pad", "skip")
 
 @dataclass(frozen=True)
 class ImageSurvey:
-    """The usable training images of a folder and the number skipped for being smaller than the crop."""
+    """The usable training images of a folder, the number skipped for being smaller than the crop, and the
+    channels of them all (the U-Net's input and output channels: 3 for 8-bit RGB, 1 or 3 for 16-bit or float)."""
 
     relpaths: list[str]
     skipped_small: int
+    channels: int = 3
 
 
 def survey_images(root: ImageTree, patch_size: int, small_images: str = "pad", progress: bool = True) -> ImageSurvey:
     """List every image under ``root`` (recursively) and apply the small-image policy.
 
-    Raises ``FileNotFoundError`` for a missing folder, ``ValueError`` for an empty one or an unknown policy, and
-    :class:`ImageReadError` naming every file whose header cannot be read.
+    Raises ``FileNotFoundError`` for a missing folder, ``ValueError`` for an empty one, an unknown policy or images
+    of different kinds (depth or channels: one file of each is named), and :class:`ImageReadError` naming every
+    file whose header cannot be read.
     """
     if small_images not in SMALL_IMAGE_POLICIES:
         raise ValueError(f"small-image policy {small_images!r}: expected one of {SMALL_IMAGE_POLICIES}")
@@ -43,21 +46,27 @@ def survey_images(root: ImageTree, patch_size: int, small_images: str = "pad", p
     if not relpaths:
         raise ValueError(f"training folder {root} holds no images")
     kept, skipped, unreadable = [], 0, []
+    kinds: dict[tuple[str, int], str] = {}  # (depth, channels) -> the first image of that kind
     for relpath in tqdm(relpaths, desc="checking images", unit="img", disable=not progress, leave=False):
         try:
-            height, width = root.image_size(relpath)
+            header = root.image_header(relpath)
         except ImageReadError as error:
             unreadable.append(str(error))
             continue
+        height, width = header.height, header.width
+        kinds.setdefault((header.depth, header.channels), f"{root.path(relpath)} ({header.describe()})")
         if small_images == "skip" and min(height, width) < patch_size:
             skipped += 1
         else:
             kept.append(relpath)
     if unreadable:
         raise ImageReadError(f"{len(unreadable)} unreadable training image(s): " + "; ".join(unreadable[:10]))
+    if len(kinds) > 1:
+        raise ValueError(f"{root} mixes images of different depths or channels, which one denoiser cannot take: "
+                         f"{'; '.join(kinds.values())}; convert them to one kind or split the tree")
     if not kept:
         raise ValueError(f"no image in {root} is at least {patch_size} px on both sides (all {skipped} skipped)")
-    return ImageSurvey(kept, skipped)
+    return ImageSurvey(kept, skipped, next(iter(kinds))[1])
 
 
 def crop_or_pad(image: np.ndarray, patch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,7 +82,8 @@ def crop_or_pad(image: np.ndarray, patch_size: int, rng: np.random.Generator) ->
 
 
 class NoisyCropDataset(Dataset):
-    """Random square crops of noisy images (stored, or noised on the fly) as float tensors (C x P x P) in [0, 1]."""
+    """Random square crops of noisy images (stored, or noised on the fly) as float tensors (C x P x P) in [0, 1],
+    at the images' own depth (8-bit RGB / 255, 16-bit / 65535, float as read)."""
 
     def __init__(self, root: ImageTree, relpaths: list[str], patch_size: int, seed: int) -> None:
         if patch_size < 2 or patch_size % 2:
@@ -89,9 +99,11 @@ class NoisyCropDataset(Dataset):
         return len(self.relpaths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = self.root.read(self.relpaths[index])
+        image = self.root.read_pixels(self.relpaths[index])
         crop = crop_or_pad(image, self.patch_size, numpy_generator("n2n-crop", self.seed, self.epoch, index))
-        return torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255.0)
+        if crop.dtype == np.uint8:
+            return torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255.0)
+        return torch.from_numpy(np.ascontiguousarray(to_unit(crop))).permute(2, 0, 1)
 
 
 def epoch_order(num_images: int, seed: int, epoch: int) -> list[int]:

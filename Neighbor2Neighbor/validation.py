@@ -9,28 +9,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from Neighbor2Neighbor.inference import denoise_uint8
+from Neighbor2Neighbor.inference import denoise_pixels
 from Neighbor2Neighbor.ssim import ssim
-from utils.image_io import iter_image_files, load_rgb
+from utils.image_io import iter_image_files, to_unit
+from utils.image_tree import ImageTree
 from utils.metrics import psnr
-from utils.noise import noisy_image, parse_noise
+from utils.noise import noisy_pixels, parse_noise
 
 VAL_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
 class ValidationImage:
-    """One validation pair: the clean image and its noisy copy, both uint8 H x W x 3."""
+    """One validation pair: the clean image and its noisy copy, at the clean image's depth (H x W x C)."""
 
     relpath: str
     clean: np.ndarray
     noisy: np.ndarray
 
 
-def _ssim_uint8(clean: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """Per-image SSIM of two uint8 stacks (N x H x W x C), on the [0, 1] scale."""
+def _ssim(clean: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Per-image SSIM of two stacks (N x H x W x C) of any depth, on the [0, 1] scale."""
     def as_tensor(images: np.ndarray) -> torch.Tensor:
-        return torch.tensor(images).permute(0, 3, 1, 2).double() / 255.0
+        if images.dtype == np.uint8:
+            return torch.tensor(images).permute(0, 3, 1, 2).double() / 255.0
+        return torch.from_numpy(np.ascontiguousarray(to_unit(images))).permute(0, 3, 1, 2).double()
     return ssim(as_tensor(clean), as_tensor(test)).numpy()
 
 
@@ -46,12 +49,18 @@ class Validator:
             raise ValueError(f"--val-clean folder {clean_root} holds no images")
         self.setting = setting
         self.images = []
+        tree = ImageTree(clean_root)
         for relpath in relpaths:
-            clean = load_rgb(clean_root / relpath)
-            self.images.append(ValidationImage(relpath, clean, noisy_image(clean, spec, seed, relpath)))
+            clean = tree.read_pixels(relpath)
+            self.images.append(ValidationImage(relpath, clean, noisy_pixels(clean, spec, seed, relpath)))
+        kinds = {(im.clean.dtype.name, im.clean.shape[2]): im.relpath for im in reversed(self.images)}
+        if len(kinds) > 1:
+            raise ValueError(f"--val-clean folder {clean_root} mixes images of different depths or channels: "
+                             + ", ".join(f"{relpath} ({dtype}, {c} channels)" for (dtype, c), relpath in kinds.items()))
+        self.channels = self.images[0].clean.shape[2]
         self.noisy_psnr = float(np.mean([psnr(im.clean, im.noisy) for im in self.images]))
         self.noisy_ssim = float(np.mean(np.concatenate(
-            [_ssim_uint8(im.clean[None], im.noisy[None]) for im in self.images])))
+            [_ssim(im.clean[None], im.noisy[None]) for im in self.images])))
 
     def _batches(self) -> list[list[ValidationImage]]:
         by_shape: dict[tuple[int, ...], list[ValidationImage]] = defaultdict(list)
@@ -61,15 +70,15 @@ class Validator:
                 for i in range(0, len(group), VAL_BATCH_SIZE)]
 
     def evaluate(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> dict[str, float]:
-        """Mean PSNR / SSIM of the denoised (uint8-rounded) images against the clean ones."""
+        """Mean PSNR / SSIM of the denoised images (rounded to the clean images' depth) against the clean ones."""
         was_training = model.training
         model.eval()
         psnrs, ssims = [], []
         for batch in self._batches():
             clean = np.stack([im.clean for im in batch])
-            denoised = denoise_uint8(model, np.stack([im.noisy for im in batch]), device, precision)
+            denoised = denoise_pixels(model, np.stack([im.noisy for im in batch]), device, precision)
             psnrs.extend(psnr(c, d) for c, d in zip(clean, denoised))
-            ssims.extend(_ssim_uint8(clean, denoised).tolist())
+            ssims.extend(_ssim(clean, denoised).tolist())
         model.train(was_training)
         return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims)),
                 "val_noisy_psnr": self.noisy_psnr, "val_noisy_ssim": self.noisy_ssim}

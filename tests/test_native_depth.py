@@ -5,17 +5,24 @@ readers existed)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import torch
 from astropy.io import fits
 from PIL import Image
 
+from dinov2.data import DataAugmentationDINO, ImageFolderDataset
+from dinov2.train.train import main as train_main
+from dinov2.utils.config import CONFIGS_DIR
+from Neighbor2Neighbor.denoise import DenoiseTask, denoise_tree, main as denoise_main
+from Neighbor2Neighbor.train import main as n2n_main
 from process_metadata import main as process_metadata
-from tests.imagetrees import make_tree
+from tests.imagetrees import make_tree, write_image
 from utils.dataset_index import DatasetError, build_index, recorded_float_range
 from utils.generate_noise import generate_noise, output_root
 from utils.image_io import (ImageReadError, as_rgb8, iter_image_files, load_rgb, read_image_header, read_pixels,
@@ -74,7 +81,7 @@ def test_a_16_bit_ramp_survives_noise_generation_with_its_levels(tmp_path, name,
     clean.mkdir()
     ramp = _ramp()
     write(clean / name, ramp)
-    assert read_image_header(clean / name) == ("uint16", (64, 64))
+    assert read_image_header(clean / name) == ("uint16", 1, 64, 64)
     assert np.array_equal(read_pixels(clean / name)[:, :, 0], ramp)
     generate_noise(clean, ["gauss5", "identity"], tmp_path / "noisy", progress=False)
     stored = output_root(tmp_path / "noisy", "gauss5") / f"{Path(name).stem}.tif"
@@ -126,3 +133,76 @@ def test_files_that_hold_no_image_name_themselves(tmp_path):
             read_pixels(tmp_path / name)
     with pytest.raises(DatasetError, match=re.escape(f"cannot read image {tmp_path / 'cube.npy'}: the file is empty")):
         build_index(tmp_path)  # the index reads the float images' values: the first bad file stops it
+
+
+def _sixteen_bit_tree(root: Path, count: int = 6) -> Path:
+    root.mkdir(parents=True)
+    for i in range(count):
+        tifffile.imwrite(root / f"tile_{i}.tif", np.roll(_ramp(48, 48), 97 * i))
+    return root
+
+
+def test_neighbor2neighbor_trains_and_denoises_single_channel_16_bit_images(tmp_path):
+    clean = _sixteen_bit_tree(tmp_path / "clean")
+    generate_noise(clean, ["gauss10"], tmp_path / "noisy", progress=False)
+    noisy = output_root(tmp_path / "noisy", "gauss10")
+    assert n2n_main(["--data-dir", str(noisy), "--output-dir", str(tmp_path / "n2n"), "--epochs", "1",
+                     "--batch-size", "2", "--patch-size", "32", "--n-feature", "8", "--num-workers", "0",
+                     "--device", "cpu", "--quiet", "--val-clean", str(clean), "--val-noise", "gauss10"]) == 0
+    checkpoint = torch.load(tmp_path / "n2n" / "last.pt", weights_only=False)
+    assert checkpoint["model_config"]["in_channels"] == checkpoint["model_config"]["out_channels"] == 1
+    record = json.loads((tmp_path / "n2n" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(record["val_psnr"]) and record["val_noisy_psnr"] == pytest.approx(20 * np.log10(255 / 10),
+                                                                                         abs=0.3)
+    assert denoise_main(["--weights", str(tmp_path / "n2n" / "last.pt"), "--src", str(noisy), "--output-dir",
+                         str(tmp_path / "denoised"), "--num-workers", "0", "--quiet"]) == 0
+    denoised = read_pixels(tmp_path / "denoised" / "tile_0.tif")
+    assert denoised.dtype == np.uint16 and denoised.shape == (48, 48, 1)
+
+    class Identity(torch.nn.Module):  # a denoiser that changes nothing: the levels must come back exactly
+        in_channels = 1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    task = DenoiseTask(open_tree(noisy), tmp_path / "identity")
+    assert denoise_tree(Identity(), task, torch.device("cpu"), progress=False).written == 6
+    assert np.array_equal(read_pixels(tmp_path / "identity" / "tile_3.tif"), read_pixels(noisy / "tile_3.tif"))
+    assert len(np.unique(read_pixels(tmp_path / "identity" / "tile_3.tif"))) > 256
+    rgb = tmp_path / "rgb"
+    write_image(rgb / "a.png", size=(48, 48))
+    assert denoise_main(["--weights", str(tmp_path / "n2n" / "last.pt"), "--src", str(rgb), "--output-dir",
+                         str(tmp_path / "d2"), "--num-workers", "0", "--quiet"]) == 2  # 3 channels: refused
+
+
+def test_a_tree_that_mixes_kinds_is_refused_naming_one_file_of_each(tmp_path, capsys):
+    mixed = _sixteen_bit_tree(tmp_path / "mixed", count=2)
+    write_image(mixed / "photo.png", size=(48, 48))
+    assert n2n_main(["--data-dir", str(mixed), "--output-dir", str(tmp_path / "n2n"), "--epochs", "1",
+                     "--batch-size", "2", "--patch-size", "32", "--n-feature", "8", "--num-workers", "0",
+                     "--device", "cpu", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "mixes images of different depths or channels" in error
+    assert f"{mixed / 'photo.png'} (8-bit, 3 channels)" in error
+    assert f"{mixed / 'tile_0.tif'} (16-bit, 1 channel)" in error
+
+
+def test_dinov2_crops_of_16_bit_images_keep_more_than_256_levels(tmp_path):
+    tree = _sixteen_bit_tree(tmp_path / "tiles", count=4)
+    transform = DataAugmentationDINO((0.5, 1.0), (0.2, 0.5), 2, global_crops_size=32, local_crops_size=16,
+                                     as_uint8=True)
+    dataset = ImageFolderDataset(tree, "train", transform=transform)
+    crops, label = dataset[(0, 7)]
+    assert label == -1 and crops["global_crops"][0].dtype == torch.float32
+    assert crops["global_crops"][0].shape == (3, 32, 32) and crops["local_crops"][0].shape == (3, 16, 16)
+    assert len(torch.unique(crops["global_crops"][0])) > 256
+    again, _ = dataset[(0, 7)]
+    assert all(torch.equal(a, b) for a, b in zip(crops["global_crops"], again["global_crops"]))  # seeded
+
+
+def test_dinov2_pretrains_on_16_bit_single_channel_images(tmp_path):
+    tree = _sixteen_bit_tree(tmp_path / "tiles", count=8)
+    assert train_main(["--config-file", str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"), "--output-dir",
+                       str(tmp_path / "run"), f"train.dataset_path=noisy:pg20_3:{tree}", "optim.epochs=1"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(np.isfinite(r["total_loss"]) for r in records)

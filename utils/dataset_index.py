@@ -170,7 +170,7 @@ def measure_float_range(root: Path, relpaths: Sequence[str]) -> Optional[list[fl
         path = root / relpath
         if os.path.splitext(relpath)[1].lower() not in SCIENTIFIC_EXTENSIONS:
             continue
-        if read_image_header(path)[0] != "float" or declares_unit_range(path):
+        if read_image_header(path).depth != "float" or declares_unit_range(path):
             continue
         try:
             values = decode_scientific(path).astype(np.float64)

@@ -47,10 +47,13 @@ def _channel_axis(shape: tuple[int, ...]) -> str:
                       "(an alpha channel is dropped)")
 
 
-def image_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(height, width) of an image array of ``shape`` (see :func:`channels_last`)."""
+def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(height, width, channels) of an image array of ``shape`` as :func:`channels_last` returns it."""
     axis = _channel_axis(shape)
-    return (shape[1], shape[2]) if axis == "first" else (shape[0], shape[1])
+    if axis == "none":
+        return shape[0], shape[1], 1
+    height, width, channels = (shape[1], shape[2], shape[0]) if axis == "first" else shape
+    return height, width, min(channels, 3)
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:
@@ -123,9 +126,9 @@ def declares_unit_range(path: PathLike) -> bool:
         return tiff.pages[0].description == UNIT_RANGE_DESCRIPTION
 
 
-def header_kind(path: PathLike) -> tuple[str, tuple[int, int]]:
-    """(NumPy dtype name, (height, width)) of a TIFF, FITS or NPY image, from its header where the format has one
-    (NPY, TIFF), else by decoding it."""
+def header_kind(path: PathLike) -> tuple[str, tuple[int, int, int]]:
+    """(NumPy dtype name, (height, width, channels)) of a TIFF, FITS or NPY image, from its header where the format
+    has one (NPY, TIFF), else by decoding it."""
     ext = extension(path)
     if ext in NPY_EXTENSIONS:
         _check_npy_magic(path)
@@ -138,4 +141,4 @@ def header_kind(path: PathLike) -> tuple[str, tuple[int, int]]:
             page = tiff.pages[0]
             return np.dtype(page.dtype).name, image_shape(tuple(page.shape))
     array = decode_scientific(path)
-    return array.dtype.name, (array.shape[0], array.shape[1])
+    return array.dtype.name, array.shape

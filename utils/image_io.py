@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -105,21 +105,39 @@ def load_rgb_pil(path: PathLike) -> Image.Image:
     return Image.fromarray(load_rgb(path))
 
 
+class ImageHeader(NamedTuple):
+    """What :func:`read_pixels` will return, from the header: depth ("uint8", "uint16" or "float"), channels (an
+    8-bit image is RGB: 3) and size."""
+
+    depth: str
+    channels: int
+    height: int
+    width: int
+
+    def describe(self) -> str:
+        """E.g. "16-bit, 1 channel" (for messages about trees that mix kinds)."""
+        bits = {"uint8": "8-bit", "uint16": "16-bit"}.get(self.depth, "float")
+        return f"{bits}, {self.channels} channel{'s' if self.channels > 1 else ''}"
+
+
 def read_image_size(path: PathLike) -> tuple[int, int]:
     """(height, width) from the image header only; raises :class:`ImageReadError` naming the file."""
-    return read_image_header(path)[1]
+    header = read_image_header(path)
+    return header.height, header.width
 
 
-def read_image_header(path: PathLike) -> tuple[str, tuple[int, int]]:
-    """(depth, (height, width)) of an image from its header: depth "uint8", "uint16" or "float" as
-    :func:`read_pixels` would return it; raises :class:`ImageReadError` naming the file."""
+def read_image_header(path: PathLike) -> ImageHeader:
+    """The :class:`ImageHeader` of an image, read from its header; raises :class:`ImageReadError` naming the
+    file."""
     try:
         if extension(path) in SCIENTIFIC_EXTENSIONS:
-            dtype, size = header_kind(path)
-            return _depth_of(np.dtype(dtype)), size
+            dtype, (height, width, channels) = header_kind(path)
+            depth = _depth_of(np.dtype(dtype))
+            return ImageHeader(depth, 3 if depth == "uint8" else channels, height, width)
         with Image.open(path) as image:
             width, height = image.size
-            return ("uint16" if image.mode in _SIXTEEN_BIT_MODES else "uint8"), (height, width)
+            sixteen_bit = image.mode in _SIXTEEN_BIT_MODES
+            return ImageHeader("uint16" if sixteen_bit else "uint8", 1 if sixteen_bit else 3, height, width)
     except _READ_ERRORS as error:
         raise ImageReadError(f"cannot read image {os.fspath(path)}: {_why_unreadable(path, error)}") from error
 
@@ -195,10 +213,10 @@ def png_relpath(relpath: str) -> str:
     return f"{os.path.splitext(relpath)[0]}.png"
 
 
-def copy_relpath(relpath: str, pixels: np.ndarray) -> str:
-    """Where a copy of ``relpath`` holding ``pixels`` is written: ``.png`` for 8-bit pixels (as always), ``.tif``
-    for 16-bit and float ones."""
-    return png_relpath(relpath) if pixels.dtype == np.uint8 else f"{os.path.splitext(relpath)[0]}.tif"
+def copy_relpath(relpath: str, depth: str) -> str:
+    """Where a copy of ``relpath`` at ``depth`` is written: ``.png`` for 8-bit pixels (as always), ``.tif`` for
+    16-bit and float ones."""
+    return png_relpath(relpath) if depth == "uint8" else f"{os.path.splitext(relpath)[0]}.tif"
 
 
 # formats that may hold more than 8 bits per channel (their copies' extension needs a look at the header)
@@ -211,10 +229,10 @@ def copy_relpath_of(source: PathLike, relpath: str) -> str:
     if extension(source) not in _DEEP_FORMATS:
         return png_relpath(relpath)
     try:
-        depth = read_image_header(source)[0]
+        depth = read_image_header(source).depth
     except ImageReadError:
         depth = "uint8"
-    return png_relpath(relpath) if depth == "uint8" else f"{os.path.splitext(relpath)[0]}.tif"
+    return copy_relpath(relpath, depth)
 
 
 def save_pixels_atomic(pixels: np.ndarray, path: PathLike, compress_level: int = DEFAULT_PNG_COMPRESSION) -> None:

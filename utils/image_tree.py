@@ -25,7 +25,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from utils.image_io import SCIENTIFIC_EXTENSIONS, as_rgb8, extension, iter_image_files, read_image_size, read_pixels
+from utils.image_io import (SCIENTIFIC_EXTENSIONS, ImageHeader, as_rgb8, extension, iter_image_files, read_image_header,
+                            read_image_size, read_pixels)
 from utils.noise import QUANTIZATION_MODES, noisy_pixels, parse_noise
 
 NOISY_SCHEME = "noisy:"
@@ -130,6 +131,10 @@ class ImageTree:
     def read_pil(self, relpath: str | PurePath) -> Image.Image:
         """Like :meth:`read`, as a PIL RGB image (for torchvision transforms)."""
         return Image.fromarray(self.read(relpath))
+
+    def image_header(self, relpath: str | PurePath) -> ImageHeader:
+        """Depth, channels and size from the file header (noise keeps all three)."""
+        return read_image_header(self.folder / relpath)
 
     def image_size(self, relpath: str | PurePath) -> tuple[int, int]:
         """(height, width) from the file header (noise keeps the size)."""

@@ -9,6 +9,10 @@ with upstream's flip and jitter probabilities by default (``crops.hflip_probabil
 ``crops.color_jitter_probability`` change them). With ``as_uint8`` a crop stops before ``ToTensor``: its uint8
 pixels travel through the loader's shared memory and pinned buffers (a quarter of float32's bytes) and
 :func:`normalize_crops` makes them the same float32 values on the device.
+
+Images of more than 8 bits (16-bit, float: see utils/image_io.py) come as float tensors ``[3, H, W]`` in [0, 1]
+and take the same draws through torchvision's tensor operations (solarize at 128 / 255, blur by
+``TF.gaussian_blur``), ending as normalised float32 crops whatever ``as_uint8`` says: their levels are kept.
 """
 
 from __future__ import annotations
@@ -82,6 +86,11 @@ def gaussian_blur(image: Image.Image, sigma: float, kernel_size: int = BLUR_KERN
     return Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8), mode=image.mode)
 
 
+def _size(image: Image.Image | torch.Tensor) -> tuple[int, int]:
+    """(width, height) of a PIL image or a ``[C, H, W]`` tensor."""
+    return image.size if isinstance(image, Image.Image) else (int(image.shape[-1]), int(image.shape[-2]))
+
+
 def _coin(probability: float) -> bool:
     # Always consume one number so later draws do not depend on earlier outcomes.
     return bool(torch.rand(1).item() < probability)
@@ -127,9 +136,10 @@ class CropRecipe:
         solarize = _coin(self.solarize_probability)
         return CropDraw(tuple(int(v) for v in box), flip, jitter, grayscale, blur_sigma, solarize)
 
-    def apply(self, image: Image.Image, draw: CropDraw) -> torch.Tensor:
+    def apply(self, image: Image.Image | torch.Tensor, draw: CropDraw) -> torch.Tensor:
         """Apply ``draw`` to ``image`` and return the normalised ``[3, size, size]`` tensor (its uint8 pixels with
-        ``as_uint8``)."""
+        ``as_uint8``, for a PIL image)."""
+        deep = isinstance(image, torch.Tensor)
         top, left, height, width = draw.box
         image = TF.resized_crop(image, top, left, height, width, [self.size, self.size],
                                 interpolation=InterpolationMode.BICUBIC, antialias=True)
@@ -143,17 +153,24 @@ class CropRecipe:
                 image = adjust[index](image)
         if draw.grayscale:
             image = TF.rgb_to_grayscale(image, num_output_channels=3)
+        if deep:
+            image = image.clamp(0.0, 1.0)  # bicubic resampling overshoots; PIL clips 8-bit pixels the same way
+            if draw.blur_sigma is not None:
+                image = TF.gaussian_blur(image, [BLUR_KERNEL_SIZE] * 2, [draw.blur_sigma] * 2)
+            if draw.solarize:
+                image = TF.solarize(image, SOLARIZE_THRESHOLD / 255.0)
+            return TF.normalize(image, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
         if draw.blur_sigma is not None:
             image = gaussian_blur(image, draw.blur_sigma)
         if draw.solarize:
             image = TF.solarize(image, SOLARIZE_THRESHOLD)
         return TF.pil_to_tensor(image) if self.as_uint8 else self.normalize(image)
 
-    def __call__(self, *images: Image.Image) -> list[torch.Tensor]:
+    def __call__(self, *images: Image.Image | torch.Tensor) -> list[torch.Tensor]:
         """One draw applied to every image (all must have the first image's size)."""
         first = images[0]
         for other in images[1:]:
-            if other.size != first.size:
-                raise ValueError(f"aligned images must have the same size, got {first.size} and {other.size}")
+            if _size(other) != _size(first):
+                raise ValueError(f"aligned images must have the same size, got {_size(first)} and {_size(other)}")
         draw = self.draw(first)
         return [self.apply(image, draw) for image in images]

@@ -8,11 +8,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.dataset_index import TreeLike, load_split
+from utils.image_io import to_unit
 from utils.tree_pairing import paired_relpaths
-from utils.image_tree import open_tree
+from utils.image_tree import ImageTree, open_tree
 
 SampleKey = int | tuple[int, int]
 
@@ -33,6 +35,17 @@ def seeded_rng(seed: int) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
+def training_image(tree: ImageTree, relpath: str) -> Image.Image | torch.Tensor:
+    """An image for the training augmentations: 8-bit pixels as a PIL RGB image (as they always were), 16-bit or
+    float ones as a float tensor ``[3, H, W]`` in [0, 1] (one channel replicated), so that their levels survive
+    the crops."""
+    pixels = tree.read_pixels(relpath)
+    if pixels.dtype == np.uint8:
+        return Image.fromarray(pixels)
+    tensor = torch.from_numpy(np.ascontiguousarray(to_unit(pixels))).permute(2, 0, 1)
+    return tensor.expand(3, -1, -1).contiguous() if tensor.shape[0] == 1 else tensor
+
+
 def _split_key(item: SampleKey) -> tuple[int, int | None]:
     if isinstance(item, (tuple, list)):
         if len(item) != 2:
@@ -51,7 +64,8 @@ def _apply(transform: Callable | None, image: Any, seed: int | None) -> Any:
 
 
 class ImageFolderDataset(Dataset):
-    """``ROOT/<split>/<class>/<image>`` -> ``(transform(pil_rgb), label)``.
+    """``ROOT/<split>/<class>/<image>`` (or an unlabeled tree) -> ``(transform(image), label)``: a PIL RGB image for
+    8-bit files, a float tensor ``[3, H, W]`` for 16-bit and float ones (see :func:`training_image`).
 
     A key is an index or an ``(index, sample_seed)`` pair (see :class:`dinov2.data.InfiniteSampler`); with a
     seed the transform runs under :func:`seeded_rng`, so crops depend on the seed only, never on worker
@@ -84,7 +98,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        image = self.index.read_pil(index)
+        image = training_image(self.root, self.index.samples[index][0])
         return _apply(self.transform, image, seed), self.get_target(index)
 
 
@@ -104,6 +118,6 @@ class PairedImageFolderDataset(ImageFolderDataset):
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        noisy = self.index.read_pil(index)
-        denoised = self.denoised_root.read_pil(self.denoised_relpaths[index])
+        noisy = training_image(self.root, self.index.samples[index][0])
+        denoised = training_image(self.denoised_root, self.denoised_relpaths[index])
         return _apply(self.transform, (noisy, denoised), seed), self.get_target(index)
