@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from utils.atomic import atomic_write_json, writable_folder
 from utils.cli import EXIT_BAD_INPUT, add_quiet
-from utils.image_io import ImageReadError
+from utils.image_io import ImageReadError, to_unit
 from utils.dataset_index import TreeLike
 from utils.image_tree import ImageTree, open_tree, tree_argument
 from utils.metrics import psnr
-from utils.noise import quantize
+from utils.noise import quantize_like
 
 DEFAULT_BLUR_SIGMAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 2.5)
 
@@ -57,9 +57,9 @@ def paired_images(clean: ImageTree, other: ImageTree, limit: int | None = None) 
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of a uint8 H x W x C image (per channel), rounded back to uint8."""
-    smoothed = gaussian_filter(image.astype(np.float32) / 255.0, sigma=(sigma, sigma, 0), mode="reflect")
-    return quantize(smoothed, "round")
+    """Gaussian blur of an H x W x C image of any depth (per channel), rounded back to that depth."""
+    smoothed = gaussian_filter(to_unit(image), sigma=(sigma, sigma, 0), mode="reflect")
+    return quantize_like(smoothed, image.dtype, "round")
 
 
 def evaluate(
@@ -73,14 +73,14 @@ def evaluate(
     result: dict[str, object] = {"clean": str(clean)}
     if denoised is not None:
         pairs = paired_images(clean, denoised, limit)
-        values = [psnr(clean.read(a), denoised.read(b))
+        values = [psnr(clean.read_pixels(a), denoised.read_pixels(b))
                   for a, b in tqdm(pairs, desc="denoised", unit="img", disable=not progress, leave=False)]
         result.update(denoised=str(denoised), images=len(pairs), denoised_psnr=float(np.mean(values)))
     if noisy is not None:
         pairs = paired_images(clean, noisy, limit)
         noisy_values, blur_values = [], np.zeros((len(pairs), len(blur_sigmas)))
         for i, (a, b) in enumerate(tqdm(pairs, desc="noisy + blur", unit="img", disable=not progress, leave=False)):
-            reference, image = clean.read(a), noisy.read(b)
+            reference, image = clean.read_pixels(a), noisy.read_pixels(b)
             noisy_values.append(psnr(reference, image))
             blur_values[i] = [psnr(reference, blur(image, sigma)) for sigma in blur_sigmas]
         per_sigma = blur_values.mean(axis=0)

@@ -255,12 +255,18 @@ def plot_curves(results: list[dict], out: Path) -> list[Path]:
 
 
 def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, page: Optional[str] = None,
-                 psnr_json: Optional[Path] = None, includes: tuple[Path, ...] = ()) -> dict[str, list]:
-    """Collect, tabulate and plot (and write the page when ``page`` is a title); returns what was written."""
-    results = collect_results(roots, skip_invalid)
-    if not results:
+                 psnr_json: Optional[Path] = None, includes: tuple[Path, ...] = (), allow_empty: bool = False
+                 ) -> dict[str, list]:
+    """Collect, tabulate and plot (and write the page when ``page`` is a title); returns what was written. No
+    result file is an error, unless ``allow_empty`` (a page of runs that were not probed: its includes only)."""
+    roots = list(roots)
+    results = collect_results([root for root in roots if not allow_empty or Path(root).exists()], skip_invalid)
+    if not results and not (allow_empty and page):
         raise FileNotFoundError(f"no result file (schema dinov2-eval-result) under {', '.join(map(str, roots))}")
     make_folder(out)
+    if not results:
+        return {"results": [], "tables": [], "figures": [], "pages": list(write_page(out, page, [], psnr_json,
+                                                                                       includes))}
     tables = write_linear_tables(results, out)
     if write_method_table(results, out):
         tables.append("ssl_methods")
@@ -282,13 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", metavar="TITLE", help="also write OUT/index.md and OUT/index.html with this title")
     parser.add_argument("--n2n-psnr", type=Path, help="with --page: Neighbor2Neighbor/evaluate_psnr.py result JSON")
     parser.add_argument("--include", type=Path, nargs="+", default=[], help="with --page: extra .md / .png files")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="with --page: write the page of its includes when no result file is found (runs "
+                             "without probes)")
     args = parser.parse_args(argv)
     if (args.n2n_psnr or args.include) and not args.page:
         parser.error("--n2n-psnr and --include need --page")
     try:
         check_page_inputs(args.n2n_psnr, tuple(args.include))
         written = build_report(args.roots, args.output_dir, args.skip_invalid, args.page, args.n2n_psnr,
-                               tuple(args.include))
+                               tuple(args.include), args.allow_empty)
     except (OSError, ResultError, ValueError) as error:  # bad results; an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return 2

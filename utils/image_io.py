@@ -236,10 +236,19 @@ def copy_relpath_of(source: PathLike, relpath: str) -> str:
 
 
 def save_pixels_atomic(pixels: np.ndarray, path: PathLike, compress_level: int = DEFAULT_PNG_COMPRESSION) -> None:
-    """Write pixels of any depth atomically: 8-bit as PNG (:func:`save_png_atomic`), 16-bit and float32 as a
-    zlib-compressed TIFF (one channel stored as a 2-D image)."""
+    """Write pixels of any depth atomically: 8-bit as PNG (:func:`save_png_atomic`), one-channel 16-bit as a 16-bit
+    PNG where ``path`` ends in ``.png``, else 16-bit and float32 as a zlib-compressed TIFF (one channel stored as a
+    2-D image)."""
     if pixels.dtype == np.uint8:
         save_png_atomic(pixels, path, compress_level)
+        return
+    if extension(path) == ".png":
+        if pixels.dtype != np.uint16 or pixels.shape[2] != 1:
+            raise ValueError(f"{path}: PNG holds 16-bit pixels of one channel only, got {pixels.dtype} x "
+                             f"{pixels.shape[2]}; write a .tif")
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[:, :, 0]).save(buffer, format="PNG", compress_level=compress_level)
+        atomic_write_bytes(path, buffer.getvalue())
         return
     import tifffile
 
