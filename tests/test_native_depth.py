@@ -16,7 +16,8 @@ import torch
 from astropy.io import fits
 from PIL import Image
 
-from dinov2.data import DataAugmentationDINO, ImageFolderDataset
+from dinov2.data import DataAugmentationDINO, ImageFolderDataset, MaskingGenerator, collate_data_and_cast
+from dinov2.data.crops import normalize_crops
 from dinov2.train.train import main as train_main
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor.denoise import DenoiseTask, denoise_tree, main as denoise_main
@@ -206,3 +207,17 @@ def test_dinov2_pretrains_on_16_bit_single_channel_images(tmp_path):
                        str(tmp_path / "run"), f"train.dataset_path=noisy:pg20_3:{tree}", "optim.epochs=1"]) == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records and all(np.isfinite(r["total_loss"]) for r in records)
+
+
+def test_a_batch_mixing_8_bit_and_16_bit_crops_is_stacked_as_float(tmp_path):
+    tree = _sixteen_bit_tree(tmp_path / "mixed", count=2)
+    write_image(tree / "photo.png", size=(48, 48))
+    transform = DataAugmentationDINO((0.5, 1.0), (0.2, 0.5), 1, global_crops_size=16, local_crops_size=8,
+                                     as_uint8=True)
+    dataset = ImageFolderDataset(tree, "train", transform=transform)
+    samples = [dataset[(i, i)] for i in range(3)]
+    assert {s[0]["global_crops"][0].dtype for s in samples} == {torch.uint8, torch.float32}
+    batch = collate_data_and_cast(samples, (0.1, 0.5), 0.5, torch.float32, 4, MaskingGenerator((2, 2), 2))
+    photo = [i for i, s in enumerate(samples) if s[0]["global_crops"][0].dtype == torch.uint8][0]
+    assert batch["collated_global_crops"].dtype == torch.float32
+    assert torch.equal(batch["collated_global_crops"][photo], normalize_crops(samples[photo][0]["global_crops"][0]))

@@ -159,9 +159,9 @@ def read_pixels(path: PathLike, float_range: FloatRange | None = None) -> np.nda
             array = decode_scientific(path)
         else:
             with Image.open(path) as image:
-                if image.mode not in _SIXTEEN_BIT_MODES:
-                    return load_rgb(path)
                 image.load()
+                if image.mode not in _SIXTEEN_BIT_MODES:
+                    return np.asarray(to_rgb(image), dtype=np.uint8)  # what load_rgb returns, from one open
                 array = np.clip(np.asarray(image), 0, 65535).astype(np.uint16)[:, :, None]
     except _READ_ERRORS as error:
         raise ImageReadError(f"cannot read image {os.fspath(path)}: {_why_unreadable(path, error)}") from error
@@ -190,7 +190,7 @@ def to_unit(pixels: np.ndarray) -> np.ndarray:
 
 def as_rgb8(pixels: np.ndarray) -> np.ndarray:
     """Pixels of any depth as RGB uint8 (for the stages that see 8-bit RGB: the probes, the figures): rounded to
-    the nearest of 255 levels, one channel replicated."""
+    the nearest of the 256 levels, one channel replicated."""
     if pixels.dtype != np.uint8:
         pixels = np.floor(to_unit(pixels) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels

@@ -7,11 +7,18 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from dinov2.data.crops import normalize_crops
+
 
 def _stack_crops(samples_list: Sequence[tuple[dict, Any]], key: str) -> torch.Tensor:
-    """Crop-major stacking: all samples' crop 0, then all samples' crop 1, ..."""
+    """Crop-major stacking: all samples' crop 0, then all samples' crop 1, ... A batch that mixes uint8 crops
+    (8-bit images) with float ones (16-bit or float images of the same tree) is stacked as float: the uint8 crops
+    normalised here, as the device would."""
     n_crops = len(samples_list[0][0][key])
-    return torch.stack([sample[0][key][i] for i in range(n_crops) for sample in samples_list])
+    crops = [sample[0][key][i] for i in range(n_crops) for sample in samples_list]
+    if len({crop.dtype for crop in crops}) > 1:
+        crops = [normalize_crops(crop) if crop.dtype == torch.uint8 else crop for crop in crops]
+    return torch.stack(crops)
 
 
 def _cast(crops: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
