@@ -32,7 +32,12 @@ source exps/lib/miniature_pipeline.sh
 DEMO=0
 ARGS=()
 for arg in "$@"; do
-    if [ "$arg" = --demo ]; then DEMO=1; else ARGS+=("$arg"); fi
+    case "$arg" in
+        --demo) DEMO=1 ;;
+        -*) ARGS+=("$arg") ;;
+        *) echo "own_data.sh: unexpected argument $arg (expected --demo, --dry-run or --help; DATA=... names" \
+                "the images)" >&2; exit 2 ;;
+    esac
 done
 parse_recipe_args "$0" 0 ${ARGS[@]+"${ARGS[@]}"}
 set_threads own_data.sh

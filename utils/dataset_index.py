@@ -211,8 +211,11 @@ def recorded_float_range(folder: PathLike) -> Optional[tuple[float, float]]:
 
 @functools.lru_cache(maxsize=64)
 def _float_range_in(path: str, stamp: int) -> Optional[tuple[float, float]]:  # stamp: reread a rewritten index
-    recorded = json.loads(Path(path).read_text()).get("float_range")
-    return (float(recorded[0]), float(recorded[1])) if recorded else None
+    try:
+        recorded = json.loads(Path(path).read_text()).get("float_range")
+        return (float(recorded[0]), float(recorded[1])) if recorded else None
+    except (OSError, ValueError, TypeError, IndexError, AttributeError):  # a damaged index records nothing usable
+        return None
 
 
 def build_index(root: TreeLike, splits: Sequence[str] = DEFAULT_SPLITS) -> dict:
