@@ -18,6 +18,8 @@ from PIL import Image
 
 from dinov2.data import DataAugmentationDINO, ImageFolderDataset, MaskingGenerator, collate_data_and_cast
 from dinov2.data.crops import normalize_crops
+from dinov2.eval.features import ImageListDataset
+from dinov2.eval.transforms import IMAGENET_MEAN, IMAGENET_STD, make_eval_transform
 from dinov2.train.train import main as train_main
 from dinov2.utils.config import CONFIGS_DIR
 from Neighbor2Neighbor.denoise import DenoiseTask, denoise_tree, main as denoise_main
@@ -221,3 +223,13 @@ def test_a_batch_mixing_8_bit_and_16_bit_crops_is_stacked_as_float(tmp_path):
     photo = [i for i, s in enumerate(samples) if s[0]["global_crops"][0].dtype == torch.uint8][0]
     assert batch["collated_global_crops"].dtype == torch.float32
     assert torch.equal(batch["collated_global_crops"][photo], normalize_crops(samples[photo][0]["global_crops"][0]))
+
+
+def test_the_probes_see_16_bit_images_at_their_depth(tmp_path):
+    tree = _sixteen_bit_tree(tmp_path / "tiles", count=2)
+    dataset = ImageListDataset(tree, [("tile_0.tif", 0)], make_eval_transform(48, 48))
+    image, label = dataset[0]
+    assert image.shape == (3, 48, 48) and label == 0 and len(torch.unique(image)) > 256
+    expected = torch.from_numpy(to_unit(read_pixels(tree / "tile_0.tif"))).permute(2, 0, 1).expand(3, -1, -1)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(image, (expected - mean) / std, atol=1e-5)  # resize and crop at the image's size: none

@@ -35,10 +35,10 @@ def seeded_rng(seed: int) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
-def training_image(tree: ImageTree, relpath: str) -> Image.Image | torch.Tensor:
-    """An image for the training augmentations: 8-bit pixels as a PIL RGB image (as they always were), 16-bit or
-    float ones as a float tensor ``[3, H, W]`` in [0, 1] (one channel replicated), so that their levels survive
-    the crops."""
+def image_for_transforms(tree: ImageTree, relpath: str) -> Image.Image | torch.Tensor:
+    """An image as the transforms take it (training augmentations, the probes' transforms): 8-bit pixels as a PIL
+    RGB image (as they always were), 16-bit or float ones as a float tensor ``[3, H, W]`` in [0, 1] (one channel
+    replicated), so that their levels survive the crops."""
     pixels = tree.read_pixels(relpath)
     if pixels.dtype == np.uint8:
         return Image.fromarray(pixels)
@@ -65,7 +65,7 @@ def _apply(transform: Callable | None, image: Any, seed: int | None) -> Any:
 
 class ImageFolderDataset(Dataset):
     """``ROOT/<split>/<class>/<image>`` (or an unlabeled tree) -> ``(transform(image), label)``: a PIL RGB image for
-    8-bit files, a float tensor ``[3, H, W]`` for 16-bit and float ones (see :func:`training_image`).
+    8-bit files, a float tensor ``[3, H, W]`` for 16-bit and float ones (see :func:`image_for_transforms`).
 
     A key is an index or an ``(index, sample_seed)`` pair (see :class:`dinov2.data.InfiniteSampler`); with a
     seed the transform runs under :func:`seeded_rng`, so crops depend on the seed only, never on worker
@@ -98,7 +98,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        image = training_image(self.root, self.index.samples[index][0])
+        image = image_for_transforms(self.root, self.index.samples[index][0])
         return _apply(self.transform, image, seed), self.get_target(index)
 
 
@@ -118,6 +118,6 @@ class PairedImageFolderDataset(ImageFolderDataset):
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        noisy = training_image(self.root, self.index.samples[index][0])
-        denoised = training_image(self.denoised_root, self.denoised_relpaths[index])
+        noisy = image_for_transforms(self.root, self.index.samples[index][0])
+        denoised = image_for_transforms(self.denoised_root, self.denoised_relpaths[index])
         return _apply(self.transform, (noisy, denoised), seed), self.get_target(index)

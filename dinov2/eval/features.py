@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
 from tqdm import tqdm
 
+from dinov2.data.datasets import image_for_transforms
 from utils.dataset_index import TreeLike
 from utils.image_tree import open_tree
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class ImageListDataset(Dataset):
     """Images at ``root/relpath`` (a tree spelling: stored or noised on the fly) with integer labels, returned as
-    ``(transform(pil), label)``."""
+    ``(transform(image), label)``: a PIL image for 8-bit files, a float tensor for 16-bit and float ones, which
+    skips the transform's ``ToTensor`` (see :func:`apply_transform`), so the probes see their levels."""
 
     def __init__(self, root: TreeLike, samples: Sequence[tuple[str, int]], transform: Callable) -> None:
         self.root = open_tree(root)
@@ -34,7 +40,18 @@ class ImageListDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         relpath, label = self.samples[index]
-        return self.transform(self.root.read_pil(relpath)), label
+        return apply_transform(self.transform, image_for_transforms(self.root, relpath)), label
+
+
+def apply_transform(transform: Callable, image: "Image.Image | torch.Tensor") -> torch.Tensor:
+    """``transform(image)``; for a float tensor (a 16-bit or float image), a ``Compose`` runs without its
+    ``ToTensor`` step (torchvision's resizing, cropping, flipping and normalisation take tensors as they are)."""
+    if isinstance(image, torch.Tensor) and isinstance(transform, transforms.Compose):
+        for step in transform.transforms:
+            if not isinstance(step, transforms.ToTensor):
+                image = step(image)
+        return image
+    return transform(image)
 
 
 @dataclass
