@@ -107,7 +107,9 @@ class WriteError(OSError):
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
-def _naming(path: Path, error: OSError, folder: bool = False) -> WriteError:
+def write_error(path: PathLike, error: OSError, folder: bool = False) -> WriteError:
+    """``error`` as a :class:`WriteError` naming ``path`` (a file, or the folder that could not be made)."""
+    path = Path(path)
     reason = error.strerror or str(error)
     if isinstance(error, (FileExistsError, NotADirectoryError)):
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
@@ -123,7 +125,7 @@ def make_folder(folder: PathLike) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise _naming(folder, error, folder=True) from error
+        raise write_error(folder, error, folder=True) from error
     return folder
 
 
@@ -132,11 +134,8 @@ def writable_folder(folder: PathLike) -> Path:
     a command refuses its output folder before its work rather than after; raises :class:`WriteError`."""
     folder = make_folder(folder)
     if not os.access(folder, os.W_OK | os.X_OK):
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-        code = errno.EROFS if read_only else errno.EACCES
-        named = WriteError(code, os.strerror(code), str(folder))
-        named.folder = True
-        raise named
+        code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+        raise write_error(folder, OSError(code, os.strerror(code)), folder=True)
     return folder
 
 
@@ -167,7 +166,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         except OSError as error:
             if error is input_error or isinstance(error, WriteError):
                 raise
-            raise _naming(path, error) from error
+            raise write_error(path, error) from error
     except BaseException:
         with contextlib.suppress(OSError):  # a temporary never made; a read-only folder refuses the unlink too
             os.unlink(tmp)
@@ -182,7 +181,7 @@ def append_text(path: PathLike, text: str) -> None:
             handle.write(text)
             handle.flush()
     except OSError as error:
-        raise _naming(Path(path), error) from error
+        raise write_error(path, error) from error
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from utils.atomic import PathLike, atomic_write_json
-from utils.image_formats import declares_unit_range, decode_scientific
+from utils.image_formats import decode_scientific
 from utils.image_io import SCIENTIFIC_EXTENSIONS, ImageReadError, is_image_file, iter_image_files, read_image_header
 from utils.image_tree import ImageTree, open_tree
 
@@ -164,18 +164,23 @@ def _unlabeled_index(root: Path) -> dict:
 def measure_float_range(root: Path, relpaths: Sequence[str]) -> Optional[list[float]]:
     """The value range of a tree's float images (float TIFF, FITS, NPY; None when it has none): the lowest 0.5th
     and the highest 99.5th percentile over its images, so that a few hot pixels do not squash the rest; values
-    beyond it are clipped when read."""
+    beyond it are clipped when read. Raises :class:`DatasetError` naming an unreadable image."""
     lows, highs = [], []
     for relpath in relpaths:
         path = root / relpath
         if os.path.splitext(relpath)[1].lower() not in SCIENTIFIC_EXTENSIONS:
             continue
-        if read_image_header(path).depth != "float" or declares_unit_range(path):
-            continue
         try:
-            values = decode_scientific(path).astype(np.float64)
+            if read_image_header(path).depth != "float":
+                continue
+            array, unit_range = decode_scientific(path)
+        except ImageReadError as error:
+            raise DatasetError(str(error)) from None
         except Exception as error:  # the formats' readers raise many types; one line naming the file
             raise DatasetError(f"cannot read image {path}: {error}") from None
+        if unit_range:  # a float copy made here: read on [0, 1], its values set no range
+            continue
+        values = array.astype(np.float64)
         finite = values[np.isfinite(values)]
         if finite.size:
             lows.append(float(np.percentile(finite, 0.5)))
@@ -184,10 +189,7 @@ def measure_float_range(root: Path, relpaths: Sequence[str]) -> Optional[list[fl
 
 
 def _with_float_range(root: Path, index: dict, relpaths: Sequence[str]) -> dict:
-    try:
-        float_range = measure_float_range(root, relpaths)
-    except ImageReadError as error:
-        raise DatasetError(str(error)) from None
+    float_range = measure_float_range(root, relpaths)
     if float_range is not None:
         index["float_range"] = float_range
     return index

@@ -39,8 +39,8 @@ from utils.atomic import atomic_write_json, remove_stale_temporaries
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_quiet
 from utils.cpus import usable_cpus
 from utils.dataset_index import LABELS_FILENAME, DatasetError, measure_float_range, recorded_float_range
-from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, copy_relpath_of, iter_image_files, read_pixels
-from utils.image_io import save_pixels_atomic
+from utils.image_io import DEFAULT_PNG_COMPRESSION, ImageReadError, copy_depth, copy_relpath, iter_image_files
+from utils.image_io import read_pixels, save_pixels_atomic
 from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.image_tree import NOISY_SCHEME
@@ -122,12 +122,16 @@ def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantizati
     if not relpaths:
         raise FileNotFoundError(f"source tree {src} holds no image")
     targets: dict[str, str] = {}
+    floats = []  # the images whose values set the tree's range, when its index records none
     for rel in relpaths:
-        target = copy_relpath_of(src / rel, rel)
+        depth = copy_depth(src / rel)
+        if depth == "float":
+            floats.append(rel)
+        target = copy_relpath(rel, depth)
         if target in targets:
             raise ValueError(f"{src}: {targets[target]} and {rel} would both be written as {target}")
         targets[target] = rel
-    float_range = recorded_float_range(src) or _measured(src, relpaths)
+    float_range = (recorded_float_range(src) or _measured(src, floats)) if floats else None
     tasks = []
     for setting in settings:
         root = output_root(out_prefix, setting).resolve()

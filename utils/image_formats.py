@@ -67,10 +67,16 @@ def channels_last(array: np.ndarray) -> np.ndarray:
     return array[:, :, :3] if array.shape[-1] == 4 else array
 
 
-def _tiff(path: PathLike) -> np.ndarray:
+def _tiff(path: PathLike) -> tuple[np.ndarray | None, bool]:
+    """The first page's pixels (None for an 8-bit TIFF: PIL reads those, as it always did) and whether the file
+    declares the [0, 1] range, from one open of the file."""
     import tifffile
 
-    return tifffile.imread(os.fspath(path), key=0)
+    with tifffile.TiffFile(os.fspath(path)) as tiff:
+        page = tiff.pages[0]
+        if np.dtype(page.dtype) == np.uint8:
+            return None, False
+        return page.asarray(), page.description == UNIT_RANGE_DESCRIPTION
 
 
 def _fits(path: PathLike) -> np.ndarray:
@@ -101,29 +107,23 @@ def _npy(path: PathLike) -> np.ndarray:
     return array
 
 
-_DECODERS: dict[str, Callable[[PathLike], np.ndarray]] = {
-    **{ext: _tiff for ext in TIFF_EXTENSIONS}, **{ext: _fits for ext in FITS_EXTENSIONS},
-    **{ext: _npy for ext in NPY_EXTENSIONS},
+_DECODERS: dict[str, Callable[[PathLike], tuple[np.ndarray | None, bool]]] = {
+    **{ext: _tiff for ext in TIFF_EXTENSIONS}, **{ext: lambda path: (_fits(path), False) for ext in FITS_EXTENSIONS},
+    **{ext: lambda path: (_npy(path), False) for ext in NPY_EXTENSIONS},
 }
 
 
-def decode_scientific(path: PathLike) -> np.ndarray:
-    """The image of a TIFF, FITS or NPY file as H x W x C in its own dtype; raises :class:`FormatError` or the
-    reader's own error (callers turn both into one line naming the file)."""
-    array = _DECODERS[extension(path)](path)
+def decode_scientific(path: PathLike) -> tuple[np.ndarray | None, bool]:
+    """The image of a TIFF, FITS or NPY file as H x W x C in its own dtype (None for an 8-bit TIFF, which PIL
+    reads), and whether the file declares its values on [0, 1] (the float TIFFs this project writes: see
+    ``UNIT_RANGE_DESCRIPTION``); raises :class:`FormatError` or the reader's own error (callers turn both into one
+    line naming the file)."""
+    array, unit_range = _DECODERS[extension(path)](path)
+    if array is None:
+        return None, False
     if array.dtype.kind not in "uif":
         raise FormatError(f"holds {array.dtype} values: expected integers or floats")
-    return channels_last(array.astype(array.dtype.newbyteorder("="), copy=False))  # FITS data are big-endian
-
-
-def declares_unit_range(path: PathLike) -> bool:
-    """True for a TIFF written by this project at float depth (see ``UNIT_RANGE_DESCRIPTION``)."""
-    if extension(path) not in TIFF_EXTENSIONS:
-        return False
-    import tifffile
-
-    with tifffile.TiffFile(os.fspath(path)) as tiff:
-        return tiff.pages[0].description == UNIT_RANGE_DESCRIPTION
+    return channels_last(array.astype(array.dtype.newbyteorder("="), copy=False)), unit_range  # FITS: big-endian
 
 
 def header_kind(path: PathLike) -> tuple[str, tuple[int, int, int]]:
@@ -140,5 +140,5 @@ def header_kind(path: PathLike) -> tuple[str, tuple[int, int, int]]:
         with tifffile.TiffFile(os.fspath(path)) as tiff:
             page = tiff.pages[0]
             return np.dtype(page.dtype).name, image_shape(tuple(page.shape))
-    array = decode_scientific(path)
+    array, _ = decode_scientific(path)  # FITS: no header says which HDU holds the image
     return array.dtype.name, array.shape

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from utils.atomic import PathLike, atomic_write_bytes, is_temporary_file
 from utils.image_formats import (FITS_EXTENSIONS, NPY_EXTENSIONS, TIFF_EXTENSIONS, UNIT_RANGE_DESCRIPTION,
-                                 FormatError, declares_unit_range, decode_scientific, extension, header_kind)
+                                 FormatError, decode_scientific, extension, header_kind)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
@@ -152,11 +152,12 @@ def read_pixels(path: PathLike, float_range: FloatRange | None = None) -> np.nda
     """The pixels of ``path`` at their own depth (see the module docstring): RGB uint8 (exactly :func:`load_rgb`),
     uint16 H x W x C, or float32 H x W x C in [0, 1] mapped from ``float_range`` (lo, hi), which float images
     need; raises :class:`ImageReadError` naming the file."""
+    unit_range = False
     try:
         if extension(path) in SCIENTIFIC_EXTENSIONS:
-            if extension(path) in TIFF_EXTENSIONS and header_kind(path)[0] == "uint8":
+            array, unit_range = decode_scientific(path)
+            if array is None:
                 return load_rgb(path)  # 8-bit TIFF: PIL, as always
-            array = decode_scientific(path)
         else:
             with Image.open(path) as image:
                 image.load()
@@ -169,7 +170,7 @@ def read_pixels(path: PathLike, float_range: FloatRange | None = None) -> np.nda
         return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
     if array.dtype == np.uint16:
         return np.ascontiguousarray(array)
-    if declares_unit_range(path):
+    if unit_range:
         float_range = (0.0, 1.0)
     if float_range is None:
         raise ImageReadError(f"cannot read image {os.fspath(path)}: its {array.dtype.name} values need its tree's "
@@ -223,16 +224,15 @@ def copy_relpath(relpath: str, depth: str) -> str:
 _DEEP_FORMATS = SCIENTIFIC_EXTENSIONS | {".png", ".pgm", ".ppm"}
 
 
-def copy_relpath_of(source: PathLike, relpath: str) -> str:
-    """:func:`copy_relpath` of an image from its header (``.png`` where the header is unreadable: the copy's
-    writer reports the file)."""
+def copy_depth(source: PathLike) -> str:
+    """The depth a copy of ``source`` is written at, from its header where the format may hold more than 8 bits
+    ("uint8" where the header is unreadable: the copy's writer reports the file)."""
     if extension(source) not in _DEEP_FORMATS:
-        return png_relpath(relpath)
+        return "uint8"
     try:
-        depth = read_image_header(source).depth
+        return read_image_header(source).depth
     except ImageReadError:
-        depth = "uint8"
-    return copy_relpath(relpath, depth)
+        return "uint8"
 
 
 def save_pixels_atomic(pixels: np.ndarray, path: PathLike, compress_level: int = DEFAULT_PNG_COMPRESSION) -> None:

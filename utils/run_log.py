@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Iterator, TextIO
 
-from utils.atomic import WriteError, make_folder
+from utils.atomic import make_folder, write_error
 
 LOG_FILENAME = "log.txt"
 
@@ -79,7 +79,7 @@ def run_log(run_dir: Path, enabled: bool = True) -> Iterator[None]:
     try:
         handle = open(path, "a", encoding="utf-8")
     except OSError as error:
-        raise WriteError(error.errno, error.strerror or str(error), str(path)) from error
+        raise write_error(path, error) from error
     with handle:
         stdout, stderr, show_warning = sys.stdout, sys.stderr, warnings.showwarning
         log = _Log(handle, path, stderr)
