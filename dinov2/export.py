@@ -14,9 +14,10 @@ timm's ViT, and through the repository's ``hubconf.py``:
                               pretrained_cfg_overlay=dict(file="OUT/model.safetensors"), **config["timm"]["kwargs"])
     model = torch.hub.load("path/to/this/repo", "backbone", source="local", weights="OUT")
 
-``config.json`` records the architecture (size, patch size, registers, image size, FFN, LayerScale, position
-interpolation), the iteration and the training config when known, and the timm arguments (none for SwiGLU
-backbones, which timm builds differently).
+``config.json`` records the architecture (size, patch size, input channels, registers, image size, FFN,
+LayerScale, position interpolation), the input normalisation (``mean`` / ``std`` per channel, of pixels in
+[0, 1]), the iteration and the training config when known, and the timm arguments (none for SwiGLU backbones,
+which timm builds differently).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dinov2.hub import (EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, is_run_dir
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model
 from dinov2.models import DinoVisionTransformer
 from dinov2.utils.choices import VIT_SIZES
+from dinov2.utils.normalization import channel_normalization
 from utils.cli import one_line
 from utils.atomic import atomic_write_bytes, atomic_write_json, make_folder
 
@@ -51,6 +53,8 @@ def timm_arguments(spec: BackboneSpec) -> Optional[dict[str, Any]]:
         "depth": size["depth"], "num_heads": size["num_heads"], "mlp_ratio": size["mlp_ratio"],
         "init_values": 1e-5 if spec.layerscale else None,
     }
+    if spec.in_chans != 3:
+        kwargs["in_chans"] = spec.in_chans
     if spec.num_register_tokens:  # timm keeps registers and the class token out of the position embedding
         kwargs.update(reg_tokens=spec.num_register_tokens, no_embed_class=True)
     return {"model_name": "vit_base_patch16_224", "kwargs": kwargs}
@@ -86,8 +90,10 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
     # weights first, config last: the config names the weights' digest, so a kill between the two writes leaves a
     # pair that load_export refuses, never new weights read as the old export
     atomic_write_bytes(output_dir / EXPORT_WEIGHTS, data)
+    mean, std = channel_normalization(spec.in_chans)
     atomic_write_json(output_dir / EXPORT_CONFIG, {
         "format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, **spec.to_dict(),
+        "mean": list(mean), "std": list(std),
         "iteration": iteration, "source": str(source), "timm": timm_arguments(spec),
         "training_config": training_config, "weights_sha256": weights_digest(data),
     })
@@ -124,8 +130,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)  # unwritable or full output folder
         return 2
     config = read_export_config(out)
-    print(f"{out}: {config['arch']}/{config['patch_size']} ({config['num_register_tokens']} registers, "
-          f"{config['img_size']} px), {sum(t.numel() for t in load_backbone(out).state_dict().values()):,} "
+    print(f"{out}: {config['arch']}/{config['patch_size']} ({config['in_chans']} input channel(s), "
+          f"{config['num_register_tokens']} registers, {config['img_size']} px), {sum(t.numel() for t in load_backbone(out).state_dict().values()):,} "
           f"parameters")
     return 0
 

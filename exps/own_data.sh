@@ -16,7 +16,8 @@
 # never collide). PROFILE: cpu (tiny ViT, 32 px crops; default), gpu (ViT-S/16, 224 px, the ImageNet-100 recipe)
 # or smoke (a few steps per stage, as the tests run it).
 # WEIGHTS: optional backbone the two from-scratch arms start from (student.pretrained_weights; its architecture
-# must be the profile's). Also: EPOCHS, SWITCH_EPOCH (NC / NCT branch point), EPOCH_ITERS, NCT_WEIGHT (default 1.0),
+# must be the profile's). CHANNELS: 3 (default: grey images reach the ViT replicated to RGB, as official weights
+# expect) or 1 (a single-channel ViT, student.in_chans=1; 3-channel WEIGHTS are converted exactly). Also: EPOCHS, SWITCH_EPOCH (NC / NCT branch point), EPOCH_ITERS, NCT_WEIGHT (default 1.0),
 # SEED, THREADS (torch threads of every stage; default OMP_NUM_THREADS when set, else 2), WORKERS.
 # Every step skips what is done and training resumes, so an interrupted run continues where it stopped.
 #
@@ -69,6 +70,12 @@ if [ "$SWITCH_EPOCH" -lt 1 ] || [ "$SWITCH_EPOCH" -ge "$EPOCHS" ]; then
 fi
 DINO_ARGS=("train.OFFICIAL_EPOCH_LENGTH=$EPOCH_ITERS" "train.checkpoint_period=$EPOCH_ITERS"
            "evaluation.eval_period_iterations=$EPOCH_ITERS" "train.max_to_keep=$EPOCHS")
+CHANNELS="${CHANNELS:-3}"
+case "$CHANNELS" in
+  3) ;;
+  1) DINO_ARGS+=("student.in_chans=1") ;;
+  *) echo "own_data.sh: CHANNELS must be 1 or 3, got '$CHANNELS'" >&2; exit 2 ;;
+esac
 
 is_labelled() {  # is_labelled TREE: true when TREE has train/<class>/ folders
     [ "$DRY_RUN" = 0 ] && python -c "import sys; from utils.dataset_index import is_labelled

@@ -91,6 +91,17 @@ def test_own_data_refuses_a_missing_data_folder(tmp_path):
     assert shown.returncode == 2 and "does not exist" in shown.stderr and not (tmp_path / "out").exists()
 
 
+def test_own_data_trains_single_channel_vits_when_asked(tmp_path):
+    shown = _own_data(tmp_path, "--dry-run", DATA=str(tmp_path), CHANNELS="1")
+    trainings = [line for line in shown.stdout.splitlines() if "dinov2.train" in line]
+    assert shown.returncode == 0 and len(trainings) == 4
+    assert all("student.in_chans=1" in line for line in trainings)
+    default = _own_data(tmp_path, "--dry-run", DATA=str(tmp_path))
+    assert default.returncode == 0 and "in_chans" not in default.stdout
+    shown = _own_data(tmp_path, DATA=str(tmp_path), CHANNELS="2")
+    assert shown.returncode == 2 and "CHANNELS must be 1 or 3, got '2'" in shown.stderr
+
+
 @pytest.mark.slow
 def test_own_data_runs_every_stage_on_16_bit_trees(tmp_path, demo):
     generate_noise(demo / "digits16", ["pg20_10"], tmp_path / "noisy_digits", progress=False)

@@ -99,6 +99,25 @@ def test_retrieval_pipeline_ranks_crops_of_the_same_photograph(toy):
     assert boxed["medium"]["mAP"] > 50
 
 
+class GreyPixelBackbone(PixelBackbone):
+    """The thumbnail stand-in with a single-channel patch embedding: retrieval must give it grey views."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch_embed = torch.nn.Module()
+        self.patch_embed.proj = torch.nn.Conv2d(1, 4, self.patch_size)
+
+    def get_intermediate_layers(self, x, n=1, reshape=False, return_class_token=False, norm=True):
+        assert x.shape[1] == 1, x.shape
+        return super().get_intermediate_layers(x, n, reshape, return_class_token, norm)
+
+
+def test_a_single_channel_backbone_retrieves_from_grey_views(toy):
+    results = instance_recog.evaluate_retrieval(GreyPixelBackbone(), load_retrieval_set(toy, "toy"),
+                                                _args(multiscale=True), torch.device("cpu"))
+    assert results["medium"]["mAP"] > 50
+
+
 def test_cli_end_to_end_with_a_teacher_export(toy, tmp_path):
     checkpoint = make_teacher_export(tmp_path / "run", 9)
     out = tmp_path / "out"

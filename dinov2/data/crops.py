@@ -10,9 +10,12 @@ with upstream's flip and jitter probabilities by default (``crops.hflip_probabil
 pixels travel through the loader's shared memory and pinned buffers (a quarter of float32's bytes) and
 :func:`normalize_crops` makes them the same float32 values on the device.
 
-Images of more than 8 bits (16-bit, float: see utils/image_io.py) come as float tensors ``[3, H, W]`` in [0, 1]
+Images of more than 8 bits (16-bit, float: see utils/image_io.py) come as float tensors ``[C, H, W]`` in [0, 1]
 and take the same draws through torchvision's tensor operations (solarize at 128 / 255, blur by
 ``TF.gaussian_blur``), ending as normalised float32 crops whatever ``as_uint8`` says: their levels are kept.
+Single-channel images (PIL mode ``L`` or ``[1, H, W]`` tensors, for ``student.in_chans=1``) stay single-channel:
+saturation and hue leave them unchanged, grayscale keeps one channel, and they are normalised with
+:data:`dinov2.utils.normalization.GREY_MEAN` / ``GREY_STD``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+from dinov2.utils.normalization import IMAGENET_MEAN, IMAGENET_STD, channel_normalization
+
+IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD = IMAGENET_MEAN, IMAGENET_STD
 JITTER_RANGES = ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))  # ColorJitter(0.4, 0.4, 0.2, 0.1)
 JITTER_PROBABILITY = 0.8
 FLIP_PROBABILITY = 0.5
@@ -39,18 +43,19 @@ SOLARIZE_THRESHOLD = 128
 CROP_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 
 
-def make_normalize_transform() -> transforms.Compose:
-    """PIL image -> float tensor normalised with the ImageNet mean and std."""
-    return transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)]
-    )
+def make_normalize_transform(channels: int = 3) -> transforms.Compose:
+    """PIL image -> float tensor normalised with the mean and std of ``channels``-channel inputs."""
+    mean, std = channel_normalization(channels)
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean=mean, std=std)])
 
 
 def normalize_crops(crops: torch.Tensor) -> torch.Tensor:
-    """uint8 crops ``[..., 3, H, W]`` -> float32 normalised with the ImageNet mean and std, on their device: the
-    operations of ``ToTensor`` then ``Normalize`` in their order, so the values are those of the float pipeline."""
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, dtype=torch.float32, device=crops.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD, dtype=torch.float32, device=crops.device).view(3, 1, 1)
+    """uint8 crops ``[..., C, H, W]`` (C = 3 or 1) -> float32 normalised with that channel count's mean and std, on
+    their device: the operations of ``ToTensor`` then ``Normalize`` in their order, so the values are those of the
+    float pipeline."""
+    channels = int(crops.shape[-3])
+    mean, std = (torch.tensor(values, dtype=torch.float32, device=crops.device).view(channels, 1, 1)
+                 for values in channel_normalization(channels))
     return crops.to(torch.float32).div(255).sub_(mean).div_(std)
 
 
@@ -86,6 +91,11 @@ def gaussian_blur(image: Image.Image, sigma: float, kernel_size: int = BLUR_KERN
     return Image.fromarray(np.clip(np.rint(blurred), 0, 255).astype(np.uint8), mode=image.mode)
 
 
+def image_channels(image: Image.Image | torch.Tensor) -> int:
+    """The channel count of a PIL image (its bands) or a ``[C, H, W]`` tensor."""
+    return len(image.getbands()) if isinstance(image, Image.Image) else int(image.shape[-3])
+
+
 def _size(image: Image.Image | torch.Tensor) -> tuple[int, int]:
     """(width, height) of a PIL image or a ``[C, H, W]`` tensor."""
     return image.size if isinstance(image, Image.Image) else (int(image.shape[-1]), int(image.shape[-2]))
@@ -119,7 +129,6 @@ class CropRecipe:
         self.jitter_probability = float(jitter_probability)
         self.flip_probability = float(flip_probability)
         self.as_uint8 = bool(as_uint8)
-        self.normalize = make_normalize_transform()
 
     def draw(self, image: Image.Image) -> CropDraw:
         """Draw every random choice of one crop of ``image`` from torch's global RNG."""
@@ -137,9 +146,11 @@ class CropRecipe:
         return CropDraw(tuple(int(v) for v in box), flip, jitter, grayscale, blur_sigma, solarize)
 
     def apply(self, image: Image.Image | torch.Tensor, draw: CropDraw) -> torch.Tensor:
-        """Apply ``draw`` to ``image`` and return the normalised ``[3, size, size]`` tensor (its uint8 pixels with
-        ``as_uint8``, for a PIL image)."""
+        """Apply ``draw`` to ``image`` and return the normalised ``[C, size, size]`` tensor (its uint8 pixels with
+        ``as_uint8``, for a PIL image); C is the image's channel count (3, or 1 for a grey image)."""
         deep = isinstance(image, torch.Tensor)
+        channels = image_channels(image)
+        mean, std = channel_normalization(channels)
         top, left, height, width = draw.box
         image = TF.resized_crop(image, top, left, height, width, [self.size, self.size],
                                 interpolation=InterpolationMode.BICUBIC, antialias=True)
@@ -152,19 +163,19 @@ class CropRecipe:
             for index in order:
                 image = adjust[index](image)
         if draw.grayscale:
-            image = TF.rgb_to_grayscale(image, num_output_channels=3)
+            image = TF.rgb_to_grayscale(image, num_output_channels=channels)
         if deep:
             image = image.clamp(0.0, 1.0)  # bicubic resampling overshoots; PIL clips 8-bit pixels the same way
             if draw.blur_sigma is not None:
                 image = TF.gaussian_blur(image, [BLUR_KERNEL_SIZE] * 2, [draw.blur_sigma] * 2)
             if draw.solarize:
                 image = TF.solarize(image, SOLARIZE_THRESHOLD / 255.0)
-            return TF.normalize(image, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+            return TF.normalize(image, mean, std)
         if draw.blur_sigma is not None:
             image = gaussian_blur(image, draw.blur_sigma)
         if draw.solarize:
             image = TF.solarize(image, SOLARIZE_THRESHOLD)
-        return TF.pil_to_tensor(image) if self.as_uint8 else self.normalize(image)
+        return TF.pil_to_tensor(image) if self.as_uint8 else TF.normalize(TF.to_tensor(image), mean, std)
 
     def __call__(self, *images: Image.Image | torch.Tensor) -> list[torch.Tensor]:
         """One draw applied to every image (all must have the first image's size)."""

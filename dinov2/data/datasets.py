@@ -10,6 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
+
+from dinov2.utils.normalization import INPUT_CHANNELS
 
 from utils.dataset_index import TreeLike, load_split
 from utils.image_io import to_unit
@@ -35,15 +38,24 @@ def seeded_rng(seed: int) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
-def image_for_transforms(tree: ImageTree, relpath: str) -> Image.Image | torch.Tensor:
+def image_for_transforms(tree: ImageTree, relpath: str, channels: int = 3) -> Image.Image | torch.Tensor:
     """An image as the transforms take it (training augmentations, the probes' transforms): 8-bit pixels as a PIL
-    RGB image (as they always were), 16-bit or float ones as a float tensor ``[3, H, W]`` in [0, 1] (one channel
-    replicated), so that their levels survive the crops."""
+    image, 16-bit or float ones as a float tensor ``[channels, H, W]`` in [0, 1], so that their levels survive the
+    crops. With ``channels=3`` (the default) a grey image is replicated to RGB, as it always was; with
+    ``channels=1`` (a single-channel backbone, ``student.in_chans=1``) it stays grey (PIL mode ``L``) and a colour
+    image becomes its luminance (ITU-R 601-2 weights: PIL's ``L`` conversion, torchvision's ``rgb_to_grayscale``)."""
+    if channels not in INPUT_CHANNELS:
+        raise ValueError(f"input images have 1 (grey) or 3 (RGB) channels, not {channels}")
     pixels = tree.read_pixels(relpath)
     if pixels.dtype == np.uint8:
-        return Image.fromarray(pixels)
+        image = Image.fromarray(pixels)
+        return image.convert("L") if channels == 1 else image
     tensor = torch.from_numpy(np.ascontiguousarray(to_unit(pixels))).permute(2, 0, 1)
-    return tensor.expand(3, -1, -1).contiguous() if tensor.shape[0] == 1 else tensor
+    if tensor.shape[0] == channels:
+        return tensor
+    if channels == 1:
+        return TF.rgb_to_grayscale(tensor, num_output_channels=1)
+    return tensor.expand(3, -1, -1).contiguous()
 
 
 def _split_key(item: SampleKey) -> tuple[int, int | None]:
@@ -64,21 +76,23 @@ def _apply(transform: Callable | None, image: Any, seed: int | None) -> Any:
 
 
 class ImageFolderDataset(Dataset):
-    """``ROOT/<split>/<class>/<image>`` (or an unlabeled tree) -> ``(transform(image), label)``: a PIL RGB image for
-    8-bit files, a float tensor ``[3, H, W]`` for 16-bit and float ones (see :func:`image_for_transforms`).
+    """``ROOT/<split>/<class>/<image>`` (or an unlabeled tree) -> ``(transform(image), label)``: a PIL image for
+    8-bit files, a float tensor ``[channels, H, W]`` for 16-bit and float ones (see :func:`image_for_transforms`).
 
     A key is an index or an ``(index, sample_seed)`` pair (see :class:`dinov2.data.InfiniteSampler`); with a
     seed the transform runs under :func:`seeded_rng`, so crops depend on the seed only, never on worker
     count or order.
     """
 
-    def __init__(self, root: TreeLike, split: str = "train", transform: Callable | None = None) -> None:
+    def __init__(self, root: TreeLike, split: str = "train", transform: Callable | None = None,
+                 channels: int = 3) -> None:
         self.index = load_split(root, split)
         if len(self.index) == 0:
             raise ValueError(f"{open_tree(root) / split} holds no image")
         self.root = open_tree(root)
         self.split = split
         self.transform = transform
+        self.channels = int(channels)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -98,7 +112,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        image = image_for_transforms(self.root, self.index.samples[index][0])
+        image = image_for_transforms(self.root, self.index.samples[index][0], self.channels)
         return _apply(self.transform, image, seed), self.get_target(index)
 
 
@@ -110,14 +124,14 @@ class PairedImageFolderDataset(ImageFolderDataset):
     """
 
     def __init__(self, noisy_root: TreeLike, denoised_root: TreeLike, split: str = "train",
-                 transform: Callable | None = None) -> None:
-        super().__init__(noisy_root, split, transform)
+                 transform: Callable | None = None, channels: int = 3) -> None:
+        super().__init__(noisy_root, split, transform, channels)
         self.denoised_root = open_tree(denoised_root)
         pairs = paired_relpaths(noisy_root, denoised_root, split)
         self.denoised_relpaths = [pairs[relpath] for relpath, _ in self.index.samples]
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:
         index, seed = self._check_key(item)
-        noisy = image_for_transforms(self.root, self.index.samples[index][0])
-        denoised = image_for_transforms(self.denoised_root, self.denoised_relpaths[index])
+        noisy = image_for_transforms(self.root, self.index.samples[index][0], self.channels)
+        denoised = image_for_transforms(self.denoised_root, self.denoised_relpaths[index], self.channels)
         return _apply(self.transform, (noisy, denoised), seed), self.get_target(index)

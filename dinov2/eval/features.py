@@ -28,19 +28,22 @@ if TYPE_CHECKING:
 class ImageListDataset(Dataset):
     """Images at ``root/relpath`` (a tree spelling: stored or noised on the fly) with integer labels, returned as
     ``(transform(image), label)``: a PIL image for 8-bit files, a float tensor for 16-bit and float ones, which
-    skips the transform's ``ToTensor`` (see :func:`apply_transform`), so the probes see their levels."""
+    skips the transform's ``ToTensor`` (see :func:`apply_transform`), so the probes see their levels. ``channels``
+    is the backbone's (3, or 1: see :func:`dinov2.data.datasets.image_for_transforms`)."""
 
-    def __init__(self, root: TreeLike, samples: Sequence[tuple[str, int]], transform: Callable) -> None:
+    def __init__(self, root: TreeLike, samples: Sequence[tuple[str, int]], transform: Callable,
+                 channels: int = 3) -> None:
         self.root = open_tree(root)
         self.samples = list(samples)
         self.transform = transform
+        self.channels = int(channels)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         relpath, label = self.samples[index]
-        return apply_transform(self.transform, image_for_transforms(self.root, relpath)), label
+        return apply_transform(self.transform, image_for_transforms(self.root, relpath, self.channels)), label
 
 
 def apply_transform(transform: Callable, image: "Image.Image | torch.Tensor") -> torch.Tensor:

@@ -31,6 +31,7 @@ from dinov2.eval.results import make_result, write_result
 from dinov2.eval.retrieval_data import RetrievalImages, RetrievalSet, load_retrieval_set
 from dinov2.eval.revisited import DEFAULT_KAPPAS, evaluate_revisited
 from dinov2.eval.transforms import default_resize_size, make_eval_transform
+from dinov2.models.input_channels import input_channels
 from utils.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from utils.cli import add_num_workers, check_outside, one_line
 from utils.image_io import ImageReadError
@@ -40,13 +41,15 @@ from utils.run_lock import FolderLocked, folder_lock
 DEFAULT_SCALES = (1.0, 0.7071, 0.5)
 
 
-def scale_transforms(crop_size: int, resize_size: Optional[int], scales: Sequence[float], patch_size: int) -> list:
-    """One eval transform per scale; crops are rounded to a multiple of the patch size."""
+def scale_transforms(crop_size: int, resize_size: Optional[int], scales: Sequence[float], patch_size: int,
+                     channels: int = 3) -> list:
+    """One eval transform per scale (of ``channels``-channel images); crops are rounded to a multiple of the patch
+    size."""
     resize_size = resize_size or default_resize_size(crop_size)
     out = []
     for scale in scales:
         crop = max(patch_size, int(round(crop_size * scale / patch_size)) * patch_size)
-        out.append(make_eval_transform(crop, max(crop, int(round(resize_size * scale)))))
+        out.append(make_eval_transform(crop, max(crop, int(round(resize_size * scale))), channels))
     return out
 
 
@@ -74,9 +77,10 @@ def evaluate_retrieval(backbone: torch.nn.Module, data: RetrievalSet, args: argp
                        device: torch.device) -> dict:
     """Features of database and queries, ranking, revisited metrics (``args.precision`` is a resolved one)."""
     scales = tuple(args.scales) if args.multiscale else (1.0,)
-    transforms = scale_transforms(args.crop_size, args.resize_size, scales, int(backbone.patch_size))
+    channels = input_channels(backbone)
+    transforms = scale_transforms(args.crop_size, args.resize_size, scales, int(backbone.patch_size), channels)
     common = dict(transforms=transforms, noise=args.noise, quantization=args.quantization,
-                  denoised_root=args.denoised_root)
+                  denoised_root=args.denoised_root, channels=channels)
     database = RetrievalImages(data.folder, data.imlist, seed=args.noise_seed, **common)
     boxes = [entry["bbx"] for entry in data.gnd] if args.query_bbox else None
     queries = RetrievalImages(data.folder, data.qimlist, seed=args.query_noise_seed, boxes=boxes, **common)

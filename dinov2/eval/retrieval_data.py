@@ -93,11 +93,13 @@ def image_relpath(name: str) -> str:
 
 
 class RetrievalImages(Dataset):
-    """Images of a retrieval set as ``(tuple of transformed views, index)``; noise is a pure function."""
+    """Images of a retrieval set as ``(tuple of transformed views, index)``; noise is a pure function. With
+    ``channels=1`` (a single-channel backbone) the views are of the images' luminance."""
 
     def __init__(self, folder: Path, names: Sequence[str], transforms: Sequence[Callable],
                  noise: Optional[str] = None, seed: int = 42, quantization: str = "truncate",
-                 denoised_root: Optional[Path] = None, boxes: Optional[Sequence[Sequence[float]]] = None) -> None:
+                 denoised_root: Optional[Path] = None, boxes: Optional[Sequence[Sequence[float]]] = None,
+                 channels: int = 3) -> None:
         if noise is not None and denoised_root is not None:
             raise ValueError("pre-denoised images get no extra noise: give either --noise or --denoised-root")
         if noise is not None:
@@ -107,6 +109,7 @@ class RetrievalImages(Dataset):
         self.denoised_root = None if denoised_root is None else Path(denoised_root)
         self.source = ImageTree(self.folder, noise, seed, quantization)  # noised on the fly when ``noise`` is set
         self.boxes = None if boxes is None else [list(map(float, box)) for box in boxes]
+        self.channels = int(channels)
         if self.denoised_root is not None:
             missing = [n for n in self.names if not (self.denoised_root / "jpg" / f"{n}.png").is_file()]
             if missing:
@@ -135,4 +138,6 @@ class RetrievalImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, ...], int]:
         pil = Image.fromarray(self.image(index))
+        if self.channels == 1:
+            pil = pil.convert("L")
         return tuple(transform(pil) for transform in self.transforms), index

@@ -22,6 +22,7 @@ from torchvision import transforms
 from dinov2.eval.arguments import check_arguments
 from dinov2.eval.backbone import checkpoint_info, config_value, iter_checkpoints, load_frozen_backbone
 from dinov2.hub import export_folder
+from dinov2.models.input_channels import input_channels
 from dinov2.eval.features import FeatureSet, ImageListDataset, extract_features, make_loader
 from dinov2.eval.knn_classifier import knn_accuracies
 from dinov2.eval.linear_probe import ProbeDiverged, ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
@@ -67,10 +68,12 @@ class FrozenBackbone:
     device: torch.device
     precision: str  # resolved: fp32, bf16 or fp16
     n_blocks: int
+    channels: int = field(init=False)  # the images' channels: the backbone's (1 for a single-channel one)
     eval_transform: transforms.Compose = field(init=False)
 
     def __post_init__(self) -> None:
-        self.eval_transform = make_eval_transform(self.args.crop_size, self.args.resize_size)
+        self.channels = input_channels(self.module)
+        self.eval_transform = make_eval_transform(self.args.crop_size, self.args.resize_size, self.channels)
 
     def autocast(self) -> ContextManager:
         """A fresh autocast context of the run's precision."""
@@ -78,8 +81,8 @@ class FrozenBackbone:
 
     def features(self, split: SplitIndex, samples: list, desc: str) -> FeatureSet:
         """Centre-crop features of ``samples`` (a part of ``split``), in their order."""
-        loader = make_loader(ImageListDataset(split.root, samples, self.eval_transform), self.args.batch_size,
-                             self.args.num_workers)
+        loader = make_loader(ImageListDataset(split.root, samples, self.eval_transform, self.channels),
+                             self.args.batch_size, self.args.num_workers)
         return extract_features(self.module, loader, self.n_blocks, self.device, self.autocast, desc,
                                 not self.args.quiet)
 
@@ -144,9 +147,10 @@ def linear_results(backbone: FrozenBackbone, settings: ProbeSettings, train: Spl
     if not args.augment:
         fit_features = features.train.subset(torch.as_tensor(fit_idx, dtype=torch.int64))
         return run_linear_probe(fit_features=fit_features, **common)
-    augment = make_train_augment_transform(args.crop_size, tuple(args.augment_scale), args.augment_hflip)
+    augment = make_train_augment_transform(args.crop_size, tuple(args.augment_scale), args.augment_hflip,
+                                           backbone.channels)
     fit_samples = [train.samples[i] for i in fit_idx]
-    batches = augmented_epochs(backbone.module, ImageListDataset(train.root, fit_samples, augment),
+    batches = augmented_epochs(backbone.module, ImageListDataset(train.root, fit_samples, augment, backbone.channels),
                                settings.batch_size, args.num_workers, backbone.n_blocks, backbone.device,
                                backbone.autocast, settings.seed, distributed.rank(), settings.world_size)
     return run_linear_probe(fit_features=None, epoch_batches=batches, num_fit=len(fit_samples), **common)

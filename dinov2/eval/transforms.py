@@ -1,5 +1,6 @@
 """Evaluation transforms: upstream's Resize 256 / CenterCrop 224 scaled to any crop size, and the probe's
-random-resized-crop augmentation."""
+random-resized-crop augmentation; both normalise ``channels``-channel inputs (3, or 1 for a single-channel
+backbone: see :mod:`dinov2.utils.normalization`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Optional
 
 from torchvision import transforms
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from dinov2.utils.normalization import IMAGENET_MEAN, IMAGENET_STD, channel_normalization
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "default_resize_size", "make_eval_transform",
+           "make_train_augment_transform"]
 _BICUBIC = transforms.InterpolationMode.BICUBIC
 
 
@@ -24,15 +27,21 @@ def _check_sizes(crop_size: int, resize_size: int) -> None:
         raise ValueError(f"resize size {resize_size} is smaller than the crop size {crop_size}")
 
 
-def make_eval_transform(crop_size: int = 224, resize_size: Optional[int] = None) -> transforms.Compose:
-    """Resize (shorter side, bicubic), centre crop, ImageNet normalisation."""
+def _normalize(channels: int) -> transforms.Normalize:
+    mean, std = channel_normalization(channels)
+    return transforms.Normalize(mean, std)
+
+
+def make_eval_transform(crop_size: int = 224, resize_size: Optional[int] = None,
+                        channels: int = 3) -> transforms.Compose:
+    """Resize (shorter side, bicubic), centre crop, ImageNet normalisation (of ``channels``-channel images)."""
     resize_size = resize_size or default_resize_size(crop_size)
     _check_sizes(crop_size, resize_size)
     return transforms.Compose([
         transforms.Resize(resize_size, interpolation=_BICUBIC),
         transforms.CenterCrop(crop_size),
         transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        _normalize(channels),
     ])
 
 
@@ -41,7 +50,8 @@ DEFAULT_HFLIP_PROBABILITY = 0.5
 
 
 def make_train_augment_transform(crop_size: int = 224, scale: tuple[float, float] = DEFAULT_AUGMENT_SCALE,
-                                 hflip_probability: float = DEFAULT_HFLIP_PROBABILITY) -> transforms.Compose:
+                                 hflip_probability: float = DEFAULT_HFLIP_PROBABILITY,
+                                 channels: int = 3) -> transforms.Compose:
     """The linear probe's training augmentation: RandomResizedCrop (bicubic) + horizontal flip.
 
     The defaults are upstream's (ImageNet photographs); small or orientation-bearing images such as digits may
@@ -56,5 +66,5 @@ def make_train_augment_transform(crop_size: int = 224, scale: tuple[float, float
         transforms.RandomResizedCrop(crop_size, scale=(low, high), interpolation=_BICUBIC),
         transforms.RandomHorizontalFlip(hflip_probability),
         transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        _normalize(channels),
     ])

@@ -23,14 +23,16 @@ def build_model(args: Any, only_teacher: bool = False, img_size: int = 224) -> t
 
     The teacher has no stochastic depth. Unknown architectures raise ``ValueError`` naming ``student.arch``.
     ``resnet18`` / ``resnet50`` build :class:`ResNetBackbone` with ``resnet_stem`` (ViT keys do not apply).
+    ``in_chans`` (3, or 1 for grey images) sets the input channels of either.
     """
     arch = str(_get(args, "arch", "vit_small"))
+    in_chans = int(_get(args, "in_chans", 3))
     if arch in RESNET_FACTORIES:
         stem = str(_get(args, "resnet_stem", "imagenet"))
-        teacher = ResNetBackbone(arch, stem)
+        teacher = ResNetBackbone(arch, stem, in_chans=in_chans)
         if only_teacher:
             return teacher, teacher.embed_dim
-        return ResNetBackbone(arch, stem), teacher, teacher.embed_dim
+        return ResNetBackbone(arch, stem, in_chans=in_chans), teacher, teacher.embed_dim
     if arch not in VIT_FACTORIES:
         known = sorted(VIT_FACTORIES) + sorted(RESNET_FACTORIES)
         raise ValueError(f"student.arch: unknown architecture {arch!r}; expected one of {known}")
@@ -38,6 +40,7 @@ def build_model(args: Any, only_teacher: bool = False, img_size: int = 224) -> t
     vit_kwargs = {
         "img_size": img_size,
         "patch_size": int(_get(args, "patch_size", 16)),
+        "in_chans": in_chans,
         "init_values": float(layerscale) if layerscale else None,
         "ffn_layer": _get(args, "ffn_layer", "mlp"),
         "qkv_bias": bool(_get(args, "qkv_bias", True)),

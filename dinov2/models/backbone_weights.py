@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from dinov2.models.input_channels import adapt_input_channels, input_channels
 from dinov2.models.vision_transformer import DinoVisionTransformer
 from dinov2.models.vits import VIT_FACTORIES
 from dinov2.utils.choices import VIT_SIZES
@@ -44,11 +45,13 @@ class BackboneSpec:
     layerscale: bool = True
     interpolate_antialias: bool = False
     interpolate_offset: float = 0.1
+    in_chans: int = 3
 
     def build(self) -> DinoVisionTransformer:
         """A fresh backbone of this shape (LayerScale initialised at 1e-5 when present)."""
         return VIT_FACTORIES[self.arch](
             patch_size=self.patch_size, img_size=self.img_size, num_register_tokens=self.num_register_tokens,
+            in_chans=self.in_chans,
             ffn_layer=self.ffn_layer, init_values=1e-5 if self.layerscale else None,
             interpolate_antialias=self.interpolate_antialias, interpolate_offset=self.interpolate_offset)
 
@@ -64,7 +67,7 @@ def spec_of_model(model: DinoVisionTransformer) -> BackboneSpec:
     """The spec of a built backbone (its interpolation settings included)."""
     spec = infer_spec(model.state_dict(), source=type(model).__name__)
     return BackboneSpec(spec.arch, spec.patch_size, spec.img_size, spec.num_register_tokens, spec.ffn_layer,
-                        spec.layerscale, model.interpolate_antialias, model.interpolate_offset)
+                        spec.layerscale, model.interpolate_antialias, model.interpolate_offset, spec.in_chans)
 
 
 def unchunk_blocks(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -122,7 +125,8 @@ def infer_spec(state: Mapping[str, torch.Tensor], arch: Optional[str] = None, pa
         arch=arch or found[0], patch_size=patch, img_size=grid * patch, num_register_tokens=registers,
         ffn_layer="swiglufused" if "blocks.0.mlp.w12.weight" in state else "mlp",
         layerscale="blocks.0.ls1.gamma" in state,
-        interpolate_antialias=registers > 0, interpolate_offset=0.0 if registers else 0.1)
+        interpolate_antialias=registers > 0, interpolate_offset=0.0 if registers else 0.1,
+        in_chans=int(state["patch_embed.proj.weight"].shape[1]))
 
 
 def load_bare_backbone(state: Mapping[str, Any], arch: Optional[str] = None, patch_size: Optional[int] = None,
@@ -157,8 +161,10 @@ def resample_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
 
 def load_pretrained_into(model: DinoVisionTransformer, weights: Mapping[str, torch.Tensor], source: str) -> None:
     """Load a backbone's weights into ``model`` (another image size is fine: ``pos_embed`` is resampled to the
-    model's grid); raises :class:`BackboneWeightsError` naming ``source`` when the shapes do not fit."""
-    flat = dict(weights)
+    model's grid; another input channel count too: the patch embedding is converted exactly for grey images, see
+    :mod:`dinov2.models.input_channels`); raises :class:`BackboneWeightsError` naming ``source`` when the shapes
+    do not fit."""
+    flat = adapt_input_channels(weights, input_channels(model))
     grid = math.isqrt(model.pos_embed.shape[1] - 1)
     if "pos_embed" in flat:
         flat["pos_embed"] = resample_pos_embed(flat["pos_embed"], grid)

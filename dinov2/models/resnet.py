@@ -29,7 +29,8 @@ class ResNetBackbone(nn.Module):
 
     n_blocks = 1  # the probes read one feature layer
 
-    def __init__(self, arch: str = "resnet50", stem: str = "imagenet", zero_init_residual: bool = True) -> None:
+    def __init__(self, arch: str = "resnet50", stem: str = "imagenet", zero_init_residual: bool = True,
+                 in_chans: int = 3) -> None:
         super().__init__()
         if arch not in RESNET_FACTORIES:
             raise ValueError(f"student.arch: unknown ResNet {arch!r}; expected one of {sorted(RESNET_FACTORIES)}")
@@ -38,8 +39,10 @@ class ResNetBackbone(nn.Module):
         # zero-initialised last BN of each residual branch: SimCLR's and SimSiam's ResNet-50 setting
         net = RESNET_FACTORIES[arch](weights=None, zero_init_residual=zero_init_residual)
         if stem == "cifar":
-            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
+        elif in_chans != 3:
+            net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.arch, self.stem = arch, stem

@@ -80,11 +80,13 @@ def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDI
 
 def build_phase_dataset(cfg: DictConfig, phase: Phase) -> ImageFolderDataset:
     """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for NCT."""
+    channels = int(cfg.student.in_chans)
     if not phase.nct:
-        return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg))
+        return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg),
+                                  channels=channels)
     transform = build_transform(cfg, paired=True)
     return PairedImageFolderDataset(phase.dataset_path, phase.denoised_dataset_path, cfg.train.dataset_split,
-                                    transform=transform)
+                                    transform=transform, channels=channels)
 
 
 def build_collate(cfg: DictConfig) -> SeededCollate:

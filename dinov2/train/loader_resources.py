@@ -40,8 +40,8 @@ def capped_workers(requested: int, cpus: int, ranks_on_node: int) -> tuple[int, 
 def batch_bytes(cfg: DictConfig, paired: bool = False) -> int:
     """Estimated bytes of one collated batch of this rank (global and local crops, uint8; a ``paired`` (NCT)
     batch adds the denoised global crops)."""
-    global_values = 2 * 3 * cfg.crops.global_crops_size ** 2
-    local_values = cfg.crops.local_crops_number * 3 * cfg.crops.local_crops_size ** 2
+    global_values = 2 * cfg.student.in_chans * cfg.crops.global_crops_size ** 2
+    local_values = cfg.crops.local_crops_number * cfg.student.in_chans * cfg.crops.local_crops_size ** 2
     per_image = global_values * (2 if paired else 1) + local_values
     return cfg.train.batch_size_per_gpu * per_image * BYTES_PER_VALUE
 

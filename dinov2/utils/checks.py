@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinov2.utils.choices import CONFIG_CHOICES, CONTRASTIVE_METHODS, RESNET_ARCHS
 from dinov2.utils.config import ConfigError
+from dinov2.utils.normalization import INPUT_CHANNELS
 from utils.cli import check_outside
 from utils.image_tree import TreeSpecError, open_tree
 
@@ -88,6 +89,8 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     for key in NON_NEGATIVE:
         if _get(cfg, key) < 0:
             _fail(key, f"must not be negative, got {_get(cfg, key)}")
+    if cfg.student.in_chans not in INPUT_CHANNELS:
+        _fail("student.in_chans", f"expected 1 (grey) or 3 (RGB), got {cfg.student.in_chans!r}")
     patch = cfg.student.patch_size
     for key in ("crops.global_crops_size", "crops.local_crops_size"):
         if key == "crops.local_crops_size" and cfg.crops.local_crops_number == 0:
