@@ -14,7 +14,7 @@ from PIL import Image
 
 from dinov2.data import DataAugmentationDINO, ImageFolderDataset
 from dinov2.data.crops import normalize_crops
-from dinov2.data.datasets import image_for_transforms, seeded_rng
+from dinov2.data.datasets import image_for_transforms
 from dinov2.eval import knn
 from dinov2.eval.features import ImageListDataset
 from dinov2.eval.results import load_result
