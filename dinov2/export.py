@@ -130,8 +130,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)  # unwritable or full output folder
         return 2
     config = read_export_config(out)
+    parameters = sum(t.numel() for t in load_backbone(out).state_dict().values())
     print(f"{out}: {config['arch']}/{config['patch_size']} ({config['in_chans']} input channel(s), "
-          f"{config['num_register_tokens']} registers, {config['img_size']} px), {sum(t.numel() for t in load_backbone(out).state_dict().values()):,} "
+          f"{config['num_register_tokens']} registers, {config['img_size']} px), {parameters:,} "
           f"parameters")
     return 0
 

@@ -17,8 +17,9 @@
 # or smoke (a few steps per stage, as the tests run it).
 # WEIGHTS: optional backbone the two from-scratch arms start from (student.pretrained_weights; its architecture
 # must be the profile's). CHANNELS: 3 (default: grey images reach the ViT replicated to RGB, as official weights
-# expect) or 1 (a single-channel ViT, student.in_chans=1; 3-channel WEIGHTS are converted exactly). Also: EPOCHS, SWITCH_EPOCH (NC / NCT branch point), EPOCH_ITERS, NCT_WEIGHT (default 1.0),
-# SEED, THREADS (torch threads of every stage; default OMP_NUM_THREADS when set, else 2), WORKERS.
+# expect) or 1 (a single-channel ViT, student.in_chans=1; 3-channel WEIGHTS are converted exactly).
+# Also: EPOCHS, SWITCH_EPOCH (NC / NCT branch point), EPOCH_ITERS, NCT_WEIGHT (default 1.0), SEED, THREADS
+# (torch threads of every stage; default OMP_NUM_THREADS when set, else 2), WORKERS.
 # Every step skips what is done and training resumes, so an interrupted run continues where it stopped.
 #
 # --demo builds, from scikit-image's scientific images and the embedded digits (utils/make_demo_data.py, in

@@ -152,7 +152,8 @@ def test_student_in_chans_must_be_one_or_three():
 def test_a_one_channel_run_starts_from_three_channel_weights(tmp_path):
     source = _vit(3)
     torch.save(source.state_dict(), tmp_path / "rgb.pth")
-    cfg = load_config(overrides=[*TINY_OVERRIDES, "student.in_chans=1", f"student.pretrained_weights={tmp_path}/rgb.pth"])
+    cfg = load_config(overrides=[*TINY_OVERRIDES, "student.in_chans=1",
+                                 f"student.pretrained_weights={tmp_path / 'rgb.pth'}"])
     arch = SSLMetaArch(cfg)
     grey = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(5))
     for backbone in (arch.student.backbone.eval(), arch.teacher.backbone):
