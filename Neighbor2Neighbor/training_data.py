@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, to_unit
+from utils.image_io import ImageReadError, one_kind, to_unit
 from utils.image_tree import ImageTree
 from utils.seeding import numpy_generator, torch_generator
 
@@ -45,28 +45,24 @@ def survey_images(root: ImageTree, patch_size: int, small_images: str = "pad", p
     relpaths = list(root.iter_relpaths())
     if not relpaths:
         raise ValueError(f"training folder {root} holds no images")
-    kept, skipped, unreadable = [], 0, []
-    kinds: dict[tuple[str, int], str] = {}  # (depth, channels) -> the first image of that kind
+    kept, skipped, unreadable, headers = [], 0, [], []
     for relpath in tqdm(relpaths, desc="checking images", unit="img", disable=not progress, leave=False):
         try:
             header = root.image_header(relpath)
         except ImageReadError as error:
             unreadable.append(str(error))
             continue
-        height, width = header.height, header.width
-        kinds.setdefault((header.depth, header.channels), f"{root.path(relpath)} ({header.describe()})")
-        if small_images == "skip" and min(height, width) < patch_size:
+        headers.append((str(root.path(relpath)), header))
+        if small_images == "skip" and min(header.height, header.width) < patch_size:
             skipped += 1
         else:
             kept.append(relpath)
     if unreadable:
         raise ImageReadError(f"{len(unreadable)} unreadable training image(s): " + "; ".join(unreadable[:10]))
-    if len(kinds) > 1:
-        raise ValueError(f"{root} mixes images of different depths or channels, which one denoiser cannot take: "
-                         f"{'; '.join(kinds.values())}; convert them to one kind or split the tree")
+    kind = one_kind(headers, str(root), "which one denoiser cannot take")
     if not kept:
         raise ValueError(f"no image in {root} is at least {patch_size} px on both sides (all {skipped} skipped)")
-    return ImageSurvey(kept, skipped, next(iter(kinds))[1])
+    return ImageSurvey(kept, skipped, kind.channels)
 
 
 def crop_or_pad(image: np.ndarray, patch_size: int, rng: np.random.Generator) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 
 from Neighbor2Neighbor.inference import denoise_pixels
 from Neighbor2Neighbor.ssim import ssim
-from utils.image_io import iter_image_files, to_unit
+from utils.image_io import iter_image_files, one_kind, pixels_header, to_unit
 from utils.image_tree import ImageTree
 from utils.metrics import psnr
 from utils.noise import noisy_pixels, parse_noise
@@ -53,11 +53,8 @@ class Validator:
         for relpath in relpaths:
             clean = tree.read_pixels(relpath)
             self.images.append(ValidationImage(relpath, clean, noisy_pixels(clean, spec, seed, relpath)))
-        kinds = {(im.clean.dtype.name, im.clean.shape[2]): im.relpath for im in reversed(self.images)}
-        if len(kinds) > 1:
-            raise ValueError(f"--val-clean folder {clean_root} mixes images of different depths or channels: "
-                             + ", ".join(f"{relpath} ({dtype}, {c} channels)" for (dtype, c), relpath in kinds.items()))
-        self.channels = self.images[0].clean.shape[2]
+        self.channels = one_kind(((im.relpath, pixels_header(im.clean)) for im in self.images),
+                                 f"--val-clean folder {clean_root}", "which one validation cannot score").channels
         self.noisy_psnr = float(np.mean([psnr(im.clean, im.noisy) for im in self.images]))
         self.noisy_ssim = float(np.mean(np.concatenate(
             [_ssim(im.clean[None], im.noisy[None]) for im in self.images])))

@@ -233,3 +233,15 @@ def test_the_probes_see_16_bit_images_at_their_depth(tmp_path):
     expected = torch.from_numpy(to_unit(read_pixels(tree / "tile_0.tif"))).permute(2, 0, 1).expand(3, -1, -1)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(image, (expected - mean) / std, atol=1e-5)  # resize and crop at the image's size: none
+
+
+def test_a_validation_folder_that_mixes_kinds_is_refused_naming_one_file_of_each(tmp_path):
+    from Neighbor2Neighbor.validation import Validator
+
+    mixed = _sixteen_bit_tree(tmp_path / "mixed", count=2)
+    write_image(mixed / "photo.png", size=(48, 48))
+    with pytest.raises(ValueError, match="mixes images of different depths or channels") as refused:
+        Validator(mixed, "pg20_3", seed=0)
+    message = str(refused.value)
+    assert "photo.png (8-bit, 3 channels)" in message and "tile_0.tif (16-bit, 1 channel)" in message
+    assert Validator(_sixteen_bit_tree(tmp_path / "tiles", count=2), "pg20_3", seed=0).channels == 1

@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -118,6 +118,25 @@ class ImageHeader(NamedTuple):
         """E.g. "16-bit, 1 channel" (for messages about trees that mix kinds)."""
         bits = {"uint8": "8-bit", "uint16": "16-bit"}.get(self.depth, "float")
         return f"{bits}, {self.channels} channel{'s' if self.channels > 1 else ''}"
+
+
+def pixels_header(pixels: np.ndarray) -> ImageHeader:
+    """The :class:`ImageHeader` of pixels :func:`read_pixels` returned."""
+    depth = pixels.dtype.name if pixels.dtype in (np.uint8, np.uint16) else "float"
+    return ImageHeader(depth, int(pixels.shape[2]), int(pixels.shape[0]), int(pixels.shape[1]))
+
+
+def one_kind(headers: Iterable[tuple[str, ImageHeader]], where: str, why: str) -> ImageHeader:
+    """The header of the first of ``(name, header)`` pairs, when every one has its depth and channel count;
+    otherwise ``ValueError`` saying that ``where`` mixes kinds (``why`` they must not), naming one file of each."""
+    first_of_kind: dict[tuple[str, int], tuple[str, ImageHeader]] = {}
+    for name, header in headers:
+        first_of_kind.setdefault((header.depth, header.channels), (name, header))
+    if len(first_of_kind) > 1:
+        examples = "; ".join(f"{name} ({header.describe()})" for name, header in first_of_kind.values())
+        raise ValueError(f"{where} mixes images of different depths or channels, {why}: {examples}; convert them "
+                         "to one kind or split the tree")
+    return next(iter(first_of_kind.values()))[1]
 
 
 def read_image_size(path: PathLike) -> tuple[int, int]:
