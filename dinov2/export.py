@@ -3,6 +3,7 @@
     python -m dinov2.export --weights outputs/run --output-dir outputs/run/export        # newest teacher export
     python -m dinov2.export --weights outputs/run/model_0012499.pth --output-dir OUT      # a full checkpoint
     python -m dinov2.export --weights dinov2_vits14_pretrain.pth --output-dir OUT         # official weights
+    python -m dinov2.export --weights outputs/run --output-dir OUT --format hf            # a transformers folder
 
 The safetensors file holds the backbone under upstream DINOv2's key names (no head), so it loads into this
 project (``dinov2.hub.load_backbone(OUT)``, every ``--pretrained-weights``, ``student.pretrained_weights``), into
@@ -13,6 +14,9 @@ timm's ViT, and through the repository's ``hubconf.py``:
     model = timm.create_model(config["timm"]["model_name"], pretrained=True, num_classes=0,
                               pretrained_cfg_overlay=dict(file="OUT/model.safetensors"), **config["timm"]["kwargs"])
     model = torch.hub.load("path/to/this/repo", "backbone", source="local", weights="OUT")
+
+With ``--format hf`` the folder is a transformers ``Dinov2Model`` (``Dinov2WithRegistersModel`` with registers):
+``transformers.AutoModel.from_pretrained("OUT")`` loads it, and so does everything here that takes weights.
 
 ``config.json`` records the architecture (size, patch size, input channels, registers, image size, FFN,
 LayerScale, position interpolation), the input normalisation (``mean`` / ``std`` per channel, of pixels in
@@ -32,6 +36,7 @@ from dinov2.hub import (EXPORT_CONFIG, EXPORT_WEIGHTS, export_folder, is_run_dir
                         read_export_config, weights_digest)
 from dinov2.models.backbone_weights import BackboneSpec, BackboneWeightsError, spec_of_model
 from dinov2.models import DinoVisionTransformer
+from dinov2.models.transformers_weights import flat_to_transformers, transformers_config
 from dinov2.utils.choices import VIT_SIZES
 from dinov2.utils.normalization import channel_normalization
 from utils.cli import one_line
@@ -39,6 +44,7 @@ from utils.atomic import atomic_write_bytes, atomic_write_json, make_folder
 
 EXPORT_FORMAT = "dinov2-backbone"
 EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMATS = ("dinov2", "hf")
 
 
 def timm_arguments(spec: BackboneSpec) -> Optional[dict[str, Any]]:
@@ -61,9 +67,11 @@ def timm_arguments(spec: BackboneSpec) -> Optional[dict[str, Any]]:
 
 
 def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
-                    patch_size: Optional[int] = None) -> Path:
+                    patch_size: Optional[int] = None, export_format: str = "dinov2") -> Path:
     """Write ``output_dir/model.safetensors`` and ``output_dir/config.json`` for the backbone of ``source`` (run
-    directory, teacher export, full checkpoint, export folder or bare state dict); returns ``output_dir``."""
+    directory, teacher export, full checkpoint, export or transformers folder, bare state dict); returns
+    ``output_dir``. ``export_format="hf"`` writes them as a transformers ``Dinov2Model`` (or
+    ``Dinov2WithRegistersModel``) that ``AutoModel.from_pretrained(output_dir)`` loads."""
     from safetensors.torch import save
 
     if is_run_directory(output_dir):
@@ -85,6 +93,12 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
         iteration = info.iteration
         training_config = _yaml(info.config)
     tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
+    if export_format == "hf":
+        data = save(flat_to_transformers(tensors, spec), metadata={"format": "pt"})
+        make_folder(output_dir)
+        atomic_write_bytes(output_dir / EXPORT_WEIGHTS, data)
+        atomic_write_json(output_dir / EXPORT_CONFIG, transformers_config(spec))
+        return output_dir
     data = save(tensors, metadata={"format": "pt"})
     make_folder(output_dir)
     # weights first, config last: the config names the weights' digest, so a kill between the two writes leaves a
@@ -118,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", choices=sorted(VIT_SIZES), default=None,
                         help="check a bare state dict's architecture (it is read from the tensors)")
     parser.add_argument("--patch-size", type=int, default=None, help="check a bare state dict's patch size")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="dinov2", dest="export_format",
+                        help="dinov2: upstream's key names + this project's config.json (timm loads it too); hf: a "
+                             "transformers Dinov2Model folder (AutoModel.from_pretrained)")
     return parser
 
 
@@ -125,15 +142,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Command-line entry point: exit status 2 for a source that is missing or not a backbone."""
     args = build_parser().parse_args(argv)
     try:
-        out = export_backbone(args.weights, args.output_dir, args.arch, args.patch_size)
+        out = export_backbone(args.weights, args.output_dir, args.arch, args.patch_size, args.export_format)
     except (OSError, KeyError, ValueError) as error:  # a bad source (BackboneWeightsError, WeightsFileError); an
         print(f"error: {one_line(error)}", file=sys.stderr)  # unwritable or full output folder
         return 2
-    config = read_export_config(out)
+    spec = spec_of_model(load_backbone(out))
     parameters = sum(t.numel() for t in load_backbone(out).state_dict().values())
-    print(f"{out}: {config['arch']}/{config['patch_size']} ({config['in_chans']} input channel(s), "
-          f"{config['num_register_tokens']} registers, {config['img_size']} px), {parameters:,} "
-          f"parameters")
+    print(f"{out}: {spec.arch}/{spec.patch_size} ({spec.in_chans} input channel(s), {spec.num_register_tokens} "
+          f"registers, {spec.img_size} px), {parameters:,} parameters"
+          + (" as a transformers folder" if args.export_format == "hf" else ""))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Load a trained backbone in one call: a run directory, a teacher export, a full checkpoint, an export folder
-(``model.safetensors`` + ``config.json``, see :mod:`dinov2.export`) or a bare backbone state dict such as
-upstream DINOv2's released weights.
+(``model.safetensors`` + ``config.json``, see :mod:`dinov2.export`), a Hugging Face transformers DINOv2 folder, a
+timm folder, or a bare backbone state dict such as upstream DINOv2's released weights or timm's.
 
     from dinov2.hub import load_backbone
     model = load_backbone("outputs/run")                                   # newest teacher export of the run
@@ -8,9 +8,11 @@ upstream DINOv2's released weights.
     model = load_backbone("outputs/run/model_0000249.pth")                  # the evaluated encoder of a checkpoint
     model = load_backbone("outputs/export")                                 # python -m dinov2.export ...
     model = load_backbone("dinov2_vits14_pretrain.pth", arch="vit_small", patch_size=14)   # official weights
+    model = load_backbone("dinov2-small")            # a transformers folder (facebook/dinov2-small, downloaded)
+    model = load_backbone("vit_small_patch14_dinov2.safetensors")          # timm's weights
 
-The architecture comes from the config stored with the weights (or ``DIR/config.yaml``), an export's
-``config.json``, or a bare state dict's tensors (``arch`` and ``patch_size``, when given, are checked against
+The architecture comes from the config stored with the weights (or ``DIR/config.yaml``), an export's or a
+transformers folder's ``config.json``, or a bare state dict's tensors (``arch`` and ``patch_size``, when given, are checked against
 them). Weights are read with ``weights_only=True`` (or from safetensors) and loaded strictly.
 """
 
@@ -29,6 +31,8 @@ from safetensors import SafetensorError
 from dinov2.models import DinoVisionTransformer, ResNetBackbone, build_model_from_cfg
 from dinov2.models.backbone_weights import (BackboneSpec, BackboneWeightsError, is_bare_backbone, load_bare_backbone,
                                            spec_of_model)
+from dinov2.models.transformers_weights import (TRANSFORMERS_WEIGHTS, load_transformers_backbone,
+                                                transformers_weights_file)
 from dinov2.train.run_files import CONFIG_FILENAME
 from dinov2.utils.checkpoint import newest_teacher_export
 from dinov2.utils.choices import evaluated_encoder
@@ -38,8 +42,9 @@ from utils.weights_file import describe_contents, load_torch_file
 
 PathLike = Union[str, Path]
 EXPORT_WEIGHTS, EXPORT_CONFIG = "model.safetensors", "config.json"
-BACKBONE_SOURCE = ("a backbone: a teacher export, a full checkpoint, a run directory, a python -m dinov2.export folder "
-                   "or a bare backbone state dict")
+FOLDER_WEIGHTS = TRANSFORMERS_WEIGHTS  # what a weights folder may hold beside its config.json
+BACKBONE_SOURCE = ("a backbone: a teacher export, a full checkpoint, a run directory, a python -m dinov2.export, "
+                   "transformers or timm folder, or a bare backbone state dict")
 
 
 def config_from_yaml(text: str) -> DictConfig:
@@ -72,11 +77,12 @@ def is_run_directory(path: Path) -> bool:
 
 
 def export_folder(path: Path) -> Optional[Path]:
-    """The export folder ``path`` is (or whose ``model.safetensors`` it is), else None. An export inside a run
-    directory is ignored, with a warning: the run's newest teacher is what the folder stands for, and an export
-    written there earlier would go stale as the run resumes."""
-    folder = path.parent if path.name == EXPORT_WEIGHTS else path
-    if (folder / EXPORT_WEIGHTS).is_file() and (folder / EXPORT_CONFIG).is_file():
+    """The weights folder ``path`` is (or whose weights file it is): a ``python -m dinov2.export`` folder, a
+    transformers or a timm one (``config.json`` beside ``model.safetensors`` or ``pytorch_model.bin``), else None.
+    A folder inside a run directory is ignored, with a warning: the run's newest teacher is what the folder stands
+    for, and an export written there earlier would go stale as the run resumes."""
+    folder = path.parent if path.name in FOLDER_WEIGHTS else path
+    if (folder / EXPORT_CONFIG).is_file() and any((folder / name).is_file() for name in FOLDER_WEIGHTS):
         if path.name != EXPORT_WEIGHTS and is_run_directory(folder):
             warnings.warn(f"{folder} is a run directory: its newest teacher export is used, not the "
                           f"{EXPORT_WEIGHTS} + {EXPORT_CONFIG} export inside it (pass {folder / EXPORT_WEIGHTS} for "
@@ -129,17 +135,31 @@ def load_export(folder: Path, map_location: Any = "cpu") -> DinoVisionTransforme
     return model.eval()
 
 
+def load_weights_folder(folder: Path, map_location: Any = "cpu") -> DinoVisionTransformer:
+    """The backbone of a weights folder, by what its ``config.json`` says: transformers (``model_type``), timm
+    (``architecture``: the folder's weights are a timm state dict) or this project's export."""
+    config = read_export_config(folder)
+    if "model_type" in config:
+        return load_transformers_backbone(folder, config, map_location)
+    if "architecture" in config:
+        weights = transformers_weights_file(folder)
+        state = load_torch_file(weights, f"timm's {config['architecture']} weights", map_location)
+        return load_bare_backbone(state, source=str(weights))
+    return load_export(folder, map_location)
+
+
 def load_backbone(
     source: PathLike, config: Optional[DictConfig] = None, map_location: Any = "cpu", arch: Optional[str] = None,
     patch_size: Optional[int] = None,
 ) -> Union[DinoVisionTransformer, ResNetBackbone]:
     """The evaluated backbone (DINO-style runs: the EMA teacher; contrastive runs: the student) of a run directory,
-    teacher export or full checkpoint, or the backbone of an export folder or a bare state dict, in eval mode.
+    teacher export or full checkpoint, or the backbone of an export, transformers or timm folder or a bare state
+    dict (upstream's or timm's, ``.pth`` or ``.safetensors``), in eval mode.
     ``arch`` / ``patch_size`` check a bare state dict's shape."""
     path = Path(source)
     folder = export_folder(path)
     if folder is not None:
-        return _as_asked(load_export(folder, map_location), arch, patch_size, folder)
+        return _as_asked(load_weights_folder(folder, map_location), arch, patch_size, folder)
     if path.is_dir():
         path = newest_teacher_export(path)
     if not path.is_file():

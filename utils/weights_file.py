@@ -1,5 +1,5 @@
-"""The one way weight files are read: ``torch.load(weights_only=True)`` whose every failure is one line naming the
-file and what was expected.
+"""The one way weight files are read: ``torch.load(weights_only=True)`` (``.safetensors`` files by safetensors)
+whose every failure is one line naming the file and what was expected.
 
 torch answers a damaged or foreign file with a handful of unrelated exceptions (EOFError for an empty file,
 RuntimeError from the zip reader for a truncated one, UnpicklingError or KeyError for text, a page of documentation
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from utils.cli import squeezed
 
 # what the zip reader says when asked to mmap a file in torch's legacy (non-zip) format: read it without mmap
 _LEGACY_FORMAT_MESSAGE = "mmap can only be used with files saved with"
@@ -50,6 +52,8 @@ def load_torch_file(path: Path, expected: str, map_location: Any = "cpu", mmap: 
         raise WeightsFileError(f"{path} is {what}: expected {expected}")
     if path.stat().st_size == 0:
         raise WeightsFileError(f"{path} is empty: expected {expected}")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, expected, map_location)
     try:
         try:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
@@ -59,6 +63,18 @@ def load_torch_file(path: Path, expected: str, map_location: Any = "cpu", mmap: 
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many unrelated types for damaged files; each becomes one line
         raise WeightsFileError(f"{path}: {_reason(error)}; expected {expected}") from error
+
+
+def _load_safetensors(path: Path, expected: str, map_location: Any) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as error:  # truncated or not safetensors
+        raise WeightsFileError(f"{path}: it is truncated or not a safetensors file ({squeezed(error, 120)}); "
+                               f"expected {expected}") from None
+    return {key: value.to(map_location) for key, value in tensors.items()}
 
 
 def describe_contents(state: Any) -> str:

@@ -1,6 +1,6 @@
 """Backbone weights in the formats researchers hold: bare state dicts as upstream DINOv2 releases them (with or
-without register tokens, saved with block chunking or flat), with a ``module.`` / ``backbone.`` prefix, and this
-project's exports (``model.safetensors`` + ``config.json``).
+without register tokens, saved with block chunking or flat), with a ``module.`` / ``backbone.`` prefix, timm's
+``vit_*_dinov2`` state dicts, and this project's exports (``model.safetensors`` + ``config.json``).
 
 The architecture of a bare state dict is read from its tensors (width and depth give the size, the patch
 embedding the patch size, ``pos_embed`` the image size, ``register_tokens`` the registers, ``mlp.w12`` the SwiGLU
@@ -80,14 +80,40 @@ def unchunk_blocks(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return flat
 
 
+def is_timm_state(tensors: Mapping[str, torch.Tensor]) -> bool:
+    """True for a timm ViT state dict (its registers are ``reg_token``; it holds no mask token)."""
+    return "reg_token" in tensors or ("mask_token" not in tensors and "blocks.0.attn.qkv.weight" in tensors
+                                      and "cls_token" in tensors)
+
+
+def timm_to_flat(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A timm ``vit_*_dinov2`` state dict as this project's flat backbone state dict: the classifier dropped, the
+    registers renamed, a zero class position added where timm keeps the class token out of the position
+    embedding (so nothing is added to it, as before), a zero mask token (used only by iBOT's masking), and
+    packed SwiGLU ``fc1`` / ``fc2`` named ``w12`` / ``w3``."""
+    flat = {key: value for key, value in tensors.items() if not key.startswith(("head.", "fc_norm.", "head_drop."))}
+    if "reg_token" in flat:
+        flat["register_tokens"] = flat.pop("reg_token")
+    positions = flat.get("pos_embed")
+    if positions is not None and positions.ndim == 3 and math.isqrt(positions.shape[1]) ** 2 == positions.shape[1]:
+        flat["pos_embed"] = torch.cat([torch.zeros_like(positions[:, :1]), positions], dim=1)  # patches only
+    flat.setdefault("mask_token", torch.zeros(1, flat["cls_token"].shape[-1], dtype=flat["cls_token"].dtype))
+    fc1, fc2 = flat.get("blocks.0.mlp.fc1.weight"), flat.get("blocks.0.mlp.fc2.weight")
+    if fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]:  # SwiGLU, packed
+        flat = {key.replace(".mlp.fc1.", ".mlp.w12.").replace(".mlp.fc2.", ".mlp.w3."): value
+                for key, value in flat.items()}
+    return flat
+
+
 def bare_backbone_state(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """A flat backbone state dict from a bare one: wrapper prefixes (``module.``, ``backbone.``) removed and
-    chunked blocks flattened."""
+    """A flat backbone state dict from a bare one: wrapper prefixes (``module.``, ``backbone.``) removed, chunked
+    blocks flattened, timm's names made upstream's (:func:`timm_to_flat`)."""
     tensors = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
     for prefix in _WRAPPER_PREFIXES:
         if tensors and all(key.startswith(prefix) for key in tensors):
             tensors = {key[len(prefix):]: value for key, value in tensors.items()}
-    return unchunk_blocks(tensors)
+    tensors = unchunk_blocks(tensors)
+    return timm_to_flat(tensors) if is_timm_state(tensors) else tensors
 
 
 def is_bare_backbone(state: Any) -> bool:
