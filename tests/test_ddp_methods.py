@@ -32,6 +32,8 @@ RUNS = {
     "simsiam_resnet": ("method_simsiam.yaml", (*SMALL_HEADS, *RESNET18)),
 }
 
+WARM_UP = "dinov2_head_warm_up"
+
 RANK_SCRIPT = textwrap.dedent(
     """
     import json
@@ -61,6 +63,11 @@ def trained(tmp_path_factory):
                    "optim.warmup_epochs=0", "train.OFFICIAL_EPOCH_LENGTH=2", "train.checkpoint_period=2",
                    *overrides]
             for name, (config, overrides) in RUNS.items()}
+    # a head warm-up (frozen backbone: outside its DDP wrapper) then both trained, across the phase boundary
+    plan[WARM_UP] = ["--config-file", str(SMOKE), "--output-dir", str(root / WARM_UP), "optim.warmup_epochs=0",
+                     "train.OFFICIAL_EPOCH_LENGTH=2", "train.checkpoint_period=2", "student.drop_path_rate=0.1",
+                     f"curriculum.phases=[{{dataset_path: '{root / 'digits'}', epochs: 1, train_backbone: false}}, "
+                     f"{{dataset_path: '{root / 'digits'}', epochs: 1}}]"]
     (root / "plan.json").write_text(json.dumps(plan))
     (root / "rank_main.py").write_text(RANK_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -71,7 +78,7 @@ def trained(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name", RUNS)
+@pytest.mark.parametrize("name", [*RUNS, WARM_UP])
 def test_two_ranks_train_two_steps_and_stay_identical(trained, name):
     rank0 = torch.load(trained / name / "weights_rank0.pt", weights_only=True)
     rank1 = torch.load(trained / name / "weights_rank1.pt", weights_only=True)

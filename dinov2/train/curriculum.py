@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dinov2.utils.checks import check_dataset_root
+from dinov2.utils.choices import CONTRASTIVE_METHODS
 from dinov2.utils.config import ConfigError
 from dinov2.utils.schedules import Schedules, build_schedules
 
@@ -30,6 +31,7 @@ PHASE_KEYS = {
     "keep_optimizer": bool,
     "nct": bool,
     "denoised_dataset_path": str,
+    "train_backbone": bool,
 }
 REQUIRED_PHASE_KEYS = ("dataset_path", "epochs")
 
@@ -46,6 +48,7 @@ class Phase:
     keep_optimizer: bool
     nct: bool
     denoised_dataset_path: str
+    train_backbone: bool  # false: the student's backbone is frozen in this phase (a head warm-up)
     start: int
     end: int
 
@@ -64,7 +67,7 @@ def _read_phase(index: int, raw: Any) -> dict[str, Any]:
         if key not in raw:
             raise _phase_error(index, key, "is required")
     values = {"restart_schedules": True, "init_from": "", "keep_optimizer": False, "nct": False,
-              "denoised_dataset_path": "", **raw}
+              "denoised_dataset_path": "", "train_backbone": True, **raw}
     for key, kind in PHASE_KEYS.items():
         value = values[key]
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -100,10 +103,15 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
         values = _read_phase(index, raw)
         if values["nct"] and not cfg.nct.enabled:
             raise _phase_error(index, "nct", "is true but nct.enabled is false")
-        if values["nct"] and not values["denoised_dataset_path"]:
+        if values["nct"] and not values["denoised_dataset_path"] and not (cfg.nct.teacher or
+                                                                       cfg.student.pretrained_weights):
+            message = ("is empty: NCT needs the denoised tree, or, to anchor the noisy crops themselves, trained "
+                       "weights to anchor them to (nct.teacher or student.pretrained_weights)")
             if not cfg.curriculum.phases:
-                raise ConfigError("config key 'nct.denoised_dataset_path': is empty; NCT needs the denoised tree")
-            raise _phase_error(index, "denoised_dataset_path", "an NCT phase needs the paired denoised tree")
+                raise ConfigError(f"config key 'nct.denoised_dataset_path': {message}")
+            raise _phase_error(index, "denoised_dataset_path", message)
+        if not values["train_backbone"] and cfg.method.name in CONTRASTIVE_METHODS:
+            raise _phase_error(index, "train_backbone", f"false is for the DINO-style methods, not {cfg.method.name}")
         end = start + values["epochs"] * epoch_length
         phases.append(Phase(index=index, start=start, end=end, **values))
         start = end
@@ -180,11 +188,33 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
         prefix = f"curriculum.phases[{phase.index}]." if explicit else ""
         check_dataset_root(cfg, prefix + "dataset_path" if explicit else "train.dataset_path",
                            phase.dataset_path if explicit else None)
-        if phase.nct:
+        if phase.nct and phase.denoised_dataset_path:
             check_dataset_root(cfg, prefix + "denoised_dataset_path" if explicit else "nct.denoised_dataset_path",
                                phase.denoised_dataset_path)
         if phase.init_from:
             resolve_checkpoint(phase.init_from, epoch_length, f"curriculum.phases[{phase.index}].init_from")
     if cfg.nct.enabled and cfg.nct.teacher:
-        resolve_checkpoint(cfg.nct.teacher, epoch_length, "nct.teacher")
+        check_nct_teacher(cfg.nct.teacher, epoch_length, cfg.nct.head)
     return phases
+
+
+def nct_teacher_checkpoint(reference: str, epoch_length: int) -> Optional[Path]:
+    """The full checkpoint ``nct.teacher`` names (``RUN@EPOCH`` or a ``model_<it>.pth`` file), or None when it
+    names a backbone (export, transformers or timm folder, bare state dict, teacher export, run directory)."""
+    path = Path(reference.rsplit("@", 1)[0]) if "@" in reference else Path(reference)
+    if "@" in reference or (path.is_file() and path.name.startswith("model_") and path.suffix == ".pth"):
+        return resolve_checkpoint(reference, epoch_length, "nct.teacher")
+    return None
+
+
+def check_nct_teacher(reference: str, epoch_length: int, head: str) -> None:
+    """``nct.teacher`` names an existing checkpoint, or a backbone with ``nct.head=live`` (a backbone has no heads
+    of its own); raises :class:`ConfigError` naming the key."""
+    if nct_teacher_checkpoint(reference, epoch_length) is not None:
+        return
+    if not Path(reference).exists():
+        raise ConfigError(f"config key 'nct.teacher': {reference} does not exist (expected a full checkpoint, "
+                          "RUN_DIR@EPOCH, or a backbone: an export, transformers or timm folder, a state dict)")
+    if head != "live":
+        raise ConfigError(f"config key 'nct.teacher': {reference} is a backbone without heads: it needs "
+                          f"nct.head=live (the live EMA teacher's heads project it), not nct.head={head}")

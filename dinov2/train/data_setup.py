@@ -79,9 +79,10 @@ def build_transform(cfg: DictConfig, paired: bool = False) -> DataAugmentationDI
 
 
 def build_phase_dataset(cfg: DictConfig, phase: Phase) -> ImageFolderDataset:
-    """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for NCT."""
+    """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for an NCT phase with
+    a denoised tree."""
     channels = int(cfg.student.in_chans)
-    if not phase.nct:
+    if not (phase.nct and phase.denoised_dataset_path):  # without a denoised tree the anchor sees the noisy crops
         return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg),
                                   channels=channels)
     transform = build_transform(cfg, paired=True)

@@ -25,6 +25,8 @@ from dinov2.loss import DINOLoss, iBOTPatchLoss
 from dinov2.train.ssl_meta_arch import SSLMetaArch
 from dinov2.train.teacher_targets import TeacherTargets
 from dinov2.utils.choices import CONTRASTIVE_METHODS, NCT_HEADS
+from dinov2.utils.config import ConfigError
+from utils.cli import squeezed
 
 TEACHER_PREFIX = "teacher."
 NCT_PREFIX = "nct."
@@ -72,6 +74,18 @@ class FrozenDenoisedTeacher(nn.Module):
         self.freeze()
 
     @torch.no_grad()
+    def load_backbone(self, backbone_state: dict[str, torch.Tensor], source: str) -> None:
+        """Freeze a bare backbone (an official one, an export: no heads, no centers) as the anchor; the live EMA
+        teacher's heads project it (``nct.head=live``: checked with the config), and its centers start at zero."""
+        from dinov2.models.backbone_weights import load_pretrained_into
+
+        load_pretrained_into(self.teacher["backbone"], backbone_state, source)
+        self.dino_loss.center.zero_()
+        self.ibot_patch_loss.center.zero_()
+        self.initialized.fill_(1)
+        self.freeze()
+
+    @torch.no_grad()
     def load_from_model_state(self, model_state: dict[str, torch.Tensor], source: str) -> None:
         """Freeze the teacher and centers of a full checkpoint's ``model`` dict (keys ``teacher.*``, centers)."""
         teacher_state = {k[len(TEACHER_PREFIX):]: v for k, v in model_state.items() if k.startswith(TEACHER_PREFIX)}
@@ -114,16 +128,16 @@ class NCTMetaArch(SSLMetaArch):
 
     @torch.no_grad()
     def nct_targets(self, batch: dict, teacher_temp: float) -> TeacherTargets:
-        """Targets of the frozen backbone on the denoised global crops, with the regulariser's centers; heads of
-        the live EMA teacher (``nct.head=live``, the paper) or of the frozen one (``frozen``)."""
+        """Targets of the frozen backbone on the denoised global crops (on the noisy ones themselves when the phase
+        has no denoised tree: an anchor to the frozen weights), with the regulariser's centers; heads of the live
+        EMA teacher (``nct.head=live``, the paper) or of the frozen one (``frozen``)."""
         frozen = self.nct
         if not frozen.is_initialized:
             raise RuntimeError("the NCT frozen teacher was never given weights")
-        if "collated_global_crops_denoised" not in batch:
-            raise KeyError("an NCT step needs 'collated_global_crops_denoised' (a paired noisy/denoised dataset)")
+        crops = batch.get("collated_global_crops_denoised", batch["collated_global_crops"])
         heads = self.teacher_forward if frozen.head_mode == "live" else dict(frozen.teacher.items())
-        return self.targets_of(frozen.teacher["backbone"], heads, batch["collated_global_crops_denoised"], batch,
-                               teacher_temp, frozen.dino_loss, frozen.ibot_patch_loss, frozen.update_centers)
+        return self.targets_of(frozen.teacher["backbone"], heads, crops, batch, teacher_temp, frozen.dino_loss,
+                               frozen.ibot_patch_loss, frozen.update_centers)
 
 
 def build_meta_arch(cfg: DictConfig) -> nn.Module:
@@ -134,6 +148,18 @@ def build_meta_arch(cfg: DictConfig) -> nn.Module:
 
         return ContrastiveMetaArch(cfg)
     return NCTMetaArch(cfg) if cfg.nct.enabled else SSLMetaArch(cfg)
+
+
+def freeze_backbone_anchor(nct: FrozenDenoisedTeacher, reference: str) -> str:
+    """``nct.teacher`` naming a backbone (export, transformers or timm folder, bare state dict, teacher export, run
+    directory), frozen as the anchor; returns the log line. :class:`ConfigError` naming the key when it is not one."""
+    from dinov2.hub import load_backbone  # here: the hub reads run files of the training package
+
+    try:
+        nct.load_backbone(load_backbone(reference).state_dict(), reference)
+    except (ValueError, OSError, KeyError) as error:  # BackboneWeightsError, WeightsFileError, a missing file
+        raise ConfigError(f"config key 'nct.teacher': {squeezed(error, 300)}") from None
+    return f"NCT: frozen the backbone {reference} as the anchor (the live heads project it; centers from zero)"
 
 
 def split_model_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

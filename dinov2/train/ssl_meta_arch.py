@@ -10,6 +10,8 @@ and iBOT uses the masked patch tokens of the global crops.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -106,6 +108,7 @@ class SSLMetaArch(nn.Module):
             param.requires_grad = False
         # forward callables; the training loop may replace them by DDP / compiled wrappers of the same modules
         self.student_forward: dict[str, Callable] = dict(self.student.items())
+        self.train_backbone = True  # False in a head warm-up phase: the student's backbone is frozen
         self.last_dino_targets: Optional[torch.Tensor] = None  # of the last batch, for dino_target_entropy()
         self.teacher_forward: dict[str, Callable] = dict(self.teacher.items())
 
@@ -151,18 +154,24 @@ class SSLMetaArch(nn.Module):
         return None if self.last_dino_targets is None else mean_entropy(self.last_dino_targets)
 
     # ----- student -----
+    def set_train_backbone(self, train: bool) -> None:
+        """Train the student's backbone (the default) or freeze it (a phase's ``train_backbone: false``): it then
+        runs without autograd, so its parameters get no gradient and the optimizer leaves them (and their weight
+        decay) alone; DDP prepares no gradient reduction for a forward without autograd."""
+        self.train_backbone = bool(train)
+
     def student_outputs(self, batch: dict) -> StudentOutputs:
         """Student backbone on global (masked) and local crops, then the heads."""
         global_crops, local_crops = batch["collated_global_crops"], batch["collated_local_crops"]
         masks = batch["collated_masks"]
         has_locals = self.cfg.crops.local_crops_number > 0
-        if has_locals:
-            global_out, local_out = self.student_forward["backbone"](
-                [global_crops, local_crops], masks=[masks, None], is_training=True
-            )
-        else:
-            global_out = self.student_forward["backbone"](global_crops, masks=masks, is_training=True)
-            local_out = None
+        backbone = self.student_forward["backbone"]
+        with contextlib.nullcontext() if self.train_backbone else torch.no_grad():
+            if has_locals:
+                global_out, local_out = backbone([global_crops, local_crops], masks=[masks, None], is_training=True)
+            else:
+                global_out = backbone(global_crops, masks=masks, is_training=True)
+                local_out = None
         global_cls = global_out["x_norm_clstoken"]
         head_inputs = [global_cls]
         if has_locals:
@@ -219,9 +228,12 @@ class SSLMetaArch(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        """EMA: ``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter."""
+        """EMA: ``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (not the backbone's
+        while it is frozen: it would only drift from the student by rounding)."""
         student_params, teacher_params = [], []
         for name in self.student:
+            if name == "backbone" and not self.train_backbone:
+                continue
             student_params += list(self.student[name].parameters())
             teacher_params += list(self.teacher[name].parameters())
         torch._foreach_mul_(teacher_params, momentum)

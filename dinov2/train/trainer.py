@@ -15,9 +15,10 @@ from tqdm import tqdm
 
 from utils import distributed
 from utils.distributed import DistributedContext
-from dinov2.train.curriculum import Phase, build_curriculum_schedules, build_phases, phase_at, resolve_checkpoint
+from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_phases, nct_teacher_checkpoint, phase_at,
+                                     resolve_checkpoint)
 from dinov2.train.data_setup import batch_to_device, build_data_loader
-from dinov2.train.nct import build_meta_arch, split_model_state
+from dinov2.train.nct import build_meta_arch, freeze_backbone_anchor, split_model_state
 from dinov2.train.run_files import config_changes, git_sha, open_metrics_log
 from dinov2.utils.checkpoint import (
     CheckpointError,
@@ -201,19 +202,24 @@ class Trainer:
             self.optimizer.state.clear()  # fresh AdamW moments, as a new run would have
         nct = self.model.nct if phase.nct else None  # NCT phases exist only with nct.enabled (an NCTMetaArch)
         if nct is not None and not nct.is_initialized:
-            if self.cfg.nct.teacher:
-                path = resolve_checkpoint(self.cfg.nct.teacher, epoch_length, "nct.teacher")
-                state = checkpoint_of(path, "nct.teacher")
+            reference = self.cfg.nct.teacher
+            path = nct_teacher_checkpoint(reference, epoch_length) if reference else None
+            if path is not None:
                 try:
-                    nct.load_from_model_state(state["model"], str(path))
+                    nct.load_from_model_state(checkpoint_of(path, "nct.teacher")["model"], str(path))
                 except ValueError as error:  # a checkpoint of another model
                     raise ConfigError(f"config key 'nct.teacher': {squeezed(error, 300)}") from None
                 self._log(f"NCT: frozen teacher and centers from {path}")
+            elif reference:
+                self._log(freeze_backbone_anchor(nct, reference))
             else:
                 nct.copy_from_live(self.model)
                 self._log(f"NCT: frozen the current teacher and centers (iteration {phase.start})")
+        if phase.nct and not phase.denoised_dataset_path:
+            self._log("NCT: no denoised tree in this phase: the frozen teacher anchors the noisy crops themselves")
         self.phase_start_samples = self.samples_consumed
-        self._log(f"phase {phase.index}: {phase.dataset_path}, iterations {phase.start}..{phase.end - 1}")
+        self._log(f"phase {phase.index}: {phase.dataset_path}, iterations {phase.start}..{phase.end - 1}"
+                  + ("" if phase.train_backbone else " (backbone frozen: heads only)"))
 
     def _reseed_for_rank(self, iteration: int = 0) -> None:
         seed_everything(torch_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration))
@@ -312,6 +318,8 @@ class Trainer:
                    progress: tqdm) -> None:
         """Iterations ``start..stop-1`` of ``phase`` (``end``: where this invocation stops)."""
         cfg = self.cfg
+        if hasattr(self.model, "set_train_backbone"):  # the DINO-style methods (build_phases refuses the others)
+            self.model.set_train_backbone(phase.train_backbone)
         global_batch = self.derived["global_batch_size"]
         # the first phase keeps the plain run's sample stream; later ones get their own
         seed = cfg.train.seed if phase.index == 0 else stable_seed(cfg.train.seed, "phase", phase.index) % 2**31
