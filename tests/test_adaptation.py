@@ -51,7 +51,8 @@ def test_a_warm_up_phase_trains_the_heads_only_and_the_next_phase_the_backbone(d
               f"{{dataset_path: '{noisy}', epochs: 1, restart_schedules: false, keep_optimizer: true}}]")
     run = tmp_path / "run"
     assert train_main(["--config-file", SMOKE, "--output-dir", str(run), f"train.OFFICIAL_EPOCH_LENGTH={EPOCH}",
-                       "train.checkpoint_period=1", "train.max_to_keep=10", f"student.pretrained_weights={start}", phases]) == 0
+                       "train.checkpoint_period=1", "train.max_to_keep=10", f"student.pretrained_weights={start}",
+                       phases]) == 0
     initial = load_backbone(start).state_dict()
     warm, adapted = load_checkpoint(run / "model_0000001.pth"), load_checkpoint(run / "model_0000003.pth")
     for encoder in ("student", "teacher"):
