@@ -176,3 +176,11 @@ def test_an_unknown_compile_backend_is_refused_before_training():
         check_config(cfg)
     cfg = load_config(CONFIGS_DIR / "train" / "smoke_cpu.yaml", ["train.compile=true", "train.compile_backend=aot_eager"])
     check_config(cfg)
+
+
+def test_an_override_that_is_not_yaml_is_one_error_naming_it():
+    override = "curriculum.phases=[{dataset_path: ${train.dataset_path}, epochs: 1}]"  # ${...} unquoted in a flow map
+    with pytest.raises(ConfigError, match=r"override 'curriculum.phases=.*' is not valid YAML .*quote values"):
+        load_config(overrides=[override])
+    quoted = load_config(overrides=["curriculum.phases=[{dataset_path: '${train.dataset_path}', epochs: 1}]"])
+    assert quoted.curriculum.phases[0].dataset_path == quoted.train.dataset_path

@@ -91,6 +91,8 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
     unresolved = OmegaConf.to_container(cfg.curriculum.phases, resolve=False)
     for index, raw in enumerate(unresolved or []):
         for key, value in (raw.items() if isinstance(raw, dict) else ()):
+            if key == "denoised_dataset_path" and (cfg.nct.teacher or cfg.student.pretrained_weights):
+                continue  # may be empty: the anchor then sees the noisy crops themselves
             if isinstance(value, str) and value.startswith("${") and raw_phases[index][key] == "":
                 target = value[2:-1]
                 raise ConfigError(f"config key '{target}': is empty, but curriculum.phases[{index}].{key} uses it; "

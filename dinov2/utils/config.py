@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Union
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -120,7 +121,12 @@ def _parsed_override(cfg: DictConfig, item: str) -> DictConfig:
     """``key=value`` as a one-key config. YAML reads a value ending in ``:`` (``noisy:``, ``noisy:gauss100:``)
     as a mapping; for a key that holds no mapping that is never what was meant, so the text is kept as a string
     and the key's own check names what is wrong with it."""
-    parsed = OmegaConf.from_dotlist([item])
+    try:
+        parsed = OmegaConf.from_dotlist([item])
+    except yaml.YAMLError as error:  # e.g. an unquoted ${...} inside a [{...}] flow value
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"override {item!r} is not valid YAML ({reason}); quote values that hold ${{...}}, "
+                          "':' or ','") from None
     key, _, raw = item.partition("=")
     value = OmegaConf.select(parsed, key.strip(), default=None)
     if isinstance(value, DictConfig) and not raw.lstrip().startswith("{") \
