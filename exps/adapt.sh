@@ -27,17 +27,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-MINIATURE=0
-ARGS=()
-for arg in "$@"; do
-    case "$arg" in
-        --miniature) MINIATURE=1 ;;
-        -*) ARGS+=("$arg") ;;
-        *) echo "adapt.sh: unexpected argument $arg (expected --miniature, --dry-run or --help; WEIGHTS=... and" \
-                "DATA=... name the inputs)" >&2; exit 2 ;;
-    esac
-done
-parse_recipe_args "$0" 0 ${ARGS[@]+"${ARGS[@]}"}
+take_flag --miniature adapt.sh "WEIGHTS=... and DATA=... name the inputs" "$@"
+MINIATURE="$FLAG_GIVEN"
+parse_recipe_args "$0" 0 ${FLAG_OTHERS[@]+"${FLAG_OTHERS[@]}"}
 set_threads adapt.sh
 OUT="${OUT:-outputs/adapt}"
 PROFILE="${PROFILE:-cpu}"

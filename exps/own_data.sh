@@ -31,17 +31,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
 source exps/lib/miniature_pipeline.sh
 
-DEMO=0
-ARGS=()
-for arg in "$@"; do
-    case "$arg" in
-        --demo) DEMO=1 ;;
-        -*) ARGS+=("$arg") ;;
-        *) echo "own_data.sh: unexpected argument $arg (expected --demo, --dry-run or --help; DATA=... names" \
-                "the images)" >&2; exit 2 ;;
-    esac
-done
-parse_recipe_args "$0" 0 ${ARGS[@]+"${ARGS[@]}"}
+take_flag --demo own_data.sh "DATA=... names the images" "$@"
+DEMO="$FLAG_GIVEN"
+parse_recipe_args "$0" 0 ${FLAG_OTHERS[@]+"${FLAG_OTHERS[@]}"}
 set_threads own_data.sh
 OUT="${OUT:-outputs/own_data}"
 PROFILE="${PROFILE:-cpu}"

@@ -40,3 +40,17 @@ parse_recipe_args() {  # parse_recipe_args SCRIPT MAX ARG...: --dry-run, -h/--he
         exit 2
     fi
 }
+
+take_flag() {  # take_flag FLAG SCRIPT INPUTS ARG...: FLAG_GIVEN=1 when FLAG is among ARG..., the other options in
+    local flag="$1" script="$2" inputs="$3" arg   # FLAG_OTHERS (for parse_recipe_args); a positional argument
+    shift 3                                        # exits 2, saying that INPUTS (e.g. "DATA=...") name the inputs
+    FLAG_GIVEN=0
+    FLAG_OTHERS=()
+    for arg in "$@"; do
+        case "$arg" in
+            "$flag") FLAG_GIVEN=1 ;;
+            -*) FLAG_OTHERS+=("$arg") ;;
+            *) echo "$script: unexpected argument $arg (expected $flag, --dry-run or --help; $inputs)" >&2; exit 2 ;;
+        esac
+    done
+}
