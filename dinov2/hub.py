@@ -12,8 +12,8 @@ timm folder, or a bare backbone state dict such as upstream DINOv2's released we
     model = load_backbone("vit_small_patch14_dinov2.safetensors")          # timm's weights
 
 The architecture comes from the config stored with the weights (or ``DIR/config.yaml``), an export's or a
-transformers folder's ``config.json``, or a bare state dict's tensors (``arch`` and ``patch_size``, when given, are checked against
-them). Weights are read with ``weights_only=True`` (or from safetensors) and loaded strictly.
+transformers folder's ``config.json``, or a bare state dict's tensors (``arch`` and ``patch_size``, when given,
+are checked against them). Weights are read with ``weights_only=True`` (or from safetensors) and loaded strictly.
 """
 
 from __future__ import annotations
