@@ -128,8 +128,9 @@ def test_a_trained_run_exports_to_transformers_and_the_probes_read_it(tmp_path):
 
 def test_foreign_files_that_do_not_fit_are_one_line_naming_the_file(tmp_path, capsys):
     vit = tmp_path / "vit"
-    transformers.ViTModel(transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                 intermediate_size=64, image_size=16, patch_size=8)).save_pretrained(vit)
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    image_size=16, patch_size=8)
+    transformers.ViTModel(config).save_pretrained(vit)
     with pytest.raises(BackboneWeightsError, match="model of type 'vit', not a DINOv2 backbone"):
         load_backbone(vit)
     wrong = tmp_path / "wrong"
