@@ -77,7 +77,10 @@ if [ "$MINIATURE" = 1 ]; then
 fi
 for name in WEIGHTS DATA LABELED_CLEAN LABELED_NOISY; do
     if [ -z "${!name:-}" ]; then
-        echo "adapt.sh: set $name (see --help), or run the CPU miniature with --miniature" >&2; exit 2
+        if [ "$DRY_RUN" = 0 ]; then
+            echo "adapt.sh: set $name (see --help), or run the CPU miniature with --miniature" >&2; exit 2
+        fi
+        printf -v "$name" '%s' "$name"  # the plan of a --dry-run without it
     fi
 done
 if [ "$DRY_RUN" = 0 ] && [ "$MINIATURE" = 0 ] && [ ! -e "$WEIGHTS" ]; then

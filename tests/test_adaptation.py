@@ -158,5 +158,5 @@ def test_the_adaptation_recipe_plans_warm_up_control_anchor_and_probes(tmp_path)
     assert f"nct.teacher={weights}" in anchored and "nct.denoised_dataset_path=data/x_denoised" in anchored
     probes = [line for line in plan.stdout.splitlines() if "dinov2.eval.linear" in line]
     assert len(probes) == 6 and sum(f"--pretrained-weights {weights} " in line for line in probes) == 2
-    missing = _adapt(tmp_path, "--dry-run", DATA="x", LABELED_CLEAN="y", LABELED_NOISY="z")
-    assert missing.returncode == 2 and "set WEIGHTS" in missing.stderr
+    missing = _adapt(tmp_path, DATA="x", LABELED_CLEAN="y", LABELED_NOISY="z")
+    assert missing.returncode == 2 and "set WEIGHTS" in missing.stderr and not (tmp_path / "out").exists()
