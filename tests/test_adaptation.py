@@ -160,3 +160,18 @@ def test_the_adaptation_recipe_plans_warm_up_control_anchor_and_probes(tmp_path)
     assert len(probes) == 6 and sum(f"--pretrained-weights {weights} " in line for line in probes) == 2
     missing = _adapt(tmp_path, DATA="x", LABELED_CLEAN="y", LABELED_NOISY="z")
     assert missing.returncode == 2 and "set WEIGHTS" in missing.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_anchor_is_a_checkpoint_by_its_contents_not_its_name(start, tmp_path):
+    import shutil
+
+    from dinov2.train.curriculum import nct_teacher_checkpoint
+
+    run = start.parent / "run"
+    (checkpoint,) = run.glob("model_*.pth")
+    renamed = shutil.copy(checkpoint, tmp_path / "renamed.pth")
+    assert nct_teacher_checkpoint(str(renamed), EPOCH) == renamed  # its teacher and centers are frozen
+    assert nct_teacher_checkpoint(f"{run}@1", EPOCH) == run / "model_0000001.pth"
+    (export,) = run.glob("eval/training_*/teacher_checkpoint.pth")
+    for backbone in (export, start, run):  # a teacher export, a transformers folder, a run directory: backbones
+        assert nct_teacher_checkpoint(str(backbone), EPOCH) is None

@@ -22,6 +22,7 @@ from dinov2.utils.checks import check_dataset_root
 from dinov2.utils.choices import CONTRASTIVE_METHODS
 from dinov2.utils.config import ConfigError
 from dinov2.utils.schedules import Schedules, build_schedules
+from utils.weights_file import WeightsFileError, load_torch_file
 
 PHASE_KEYS = {
     "dataset_path": str,
@@ -201,11 +202,19 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
 
 
 def nct_teacher_checkpoint(reference: str, epoch_length: int) -> Optional[Path]:
-    """The full checkpoint ``nct.teacher`` names (``RUN@EPOCH`` or a ``model_<it>.pth`` file), or None when it
-    names a backbone (export, transformers or timm folder, bare state dict, teacher export, run directory)."""
-    path = Path(reference.rsplit("@", 1)[0]) if "@" in reference else Path(reference)
-    if "@" in reference or (path.is_file() and path.name.startswith("model_") and path.suffix == ".pth"):
+    """The full checkpoint ``nct.teacher`` names (``RUN@EPOCH``, or a file holding a full checkpoint: its teacher
+    and centers are frozen), or None when it names a backbone (export, transformers or timm folder, bare state dict,
+    teacher export, run directory)."""
+    if "@" in reference:
         return resolve_checkpoint(reference, epoch_length, "nct.teacher")
+    path = Path(reference)
+    if path.is_file() and path.suffix == ".pth":
+        try:
+            state = load_torch_file(path, "a checkpoint or a backbone", mmap=True)
+        except WeightsFileError:
+            return None  # not a checkpoint: load_backbone names what is wrong with it
+        if isinstance(state, dict) and "model" in state and "optimizer" in state:
+            return path
     return None
 
 
