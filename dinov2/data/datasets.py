@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from dinov2.utils.normalization import INPUT_CHANNELS
+from dinov2.utils.normalization import check_channels
 
 from utils.dataset_index import TreeLike, load_split
 from utils.image_io import to_unit
@@ -44,8 +44,7 @@ def image_for_transforms(tree: ImageTree, relpath: str, channels: int = 3) -> Im
     crops. With ``channels=3`` (the default) a grey image is replicated to RGB, as it always was; with
     ``channels=1`` (a single-channel backbone, ``student.in_chans=1``) it stays grey (PIL mode ``L``) and a colour
     image becomes its luminance (ITU-R 601-2 weights: PIL's ``L`` conversion, torchvision's ``rgb_to_grayscale``)."""
-    if channels not in INPUT_CHANNELS:
-        raise ValueError(f"input images have 1 (grey) or 3 (RGB) channels, not {channels}")
+    check_channels(channels)
     pixels = tree.read_pixels(relpath)
     if pixels.dtype == np.uint8:
         image = Image.fromarray(pixels)

@@ -14,10 +14,13 @@ GREY_STD = (sum(IMAGENET_STD) / 3,)
 INPUT_CHANNELS = (1, 3)
 
 
+def check_channels(channels: int) -> int:
+    """``channels`` when it is an input channel count this project builds (1 or 3); ``ValueError`` otherwise."""
+    if channels not in INPUT_CHANNELS:
+        raise ValueError(f"input images have 1 (grey) or 3 (RGB) channels, not {channels}")
+    return channels
+
+
 def channel_normalization(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``(mean, std)`` per channel of inputs with ``channels`` channels (1 or 3)."""
-    if channels == 3:
-        return IMAGENET_MEAN, IMAGENET_STD
-    if channels == 1:
-        return GREY_MEAN, GREY_STD
-    raise ValueError(f"input images have 1 (grey) or 3 (RGB) channels, not {channels}")
+    return (IMAGENET_MEAN, IMAGENET_STD) if check_channels(channels) == 3 else (GREY_MEAN, GREY_STD)
