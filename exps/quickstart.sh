@@ -93,6 +93,7 @@ run_cmd python exps/expected_values.py check "$EXPECTED" "$OUT/eval" --psnr "$N2
 step "9. tables, figures and the page: $REPORT/index.html"
 run_cmd python exps/report.py "$OUT/eval" --output-dir "$REPORT" \
     --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" --n2n-psnr "$N2N_DIR/psnr.json" \
+    --runs "$OUT/dinov2_noisy" "$OUT/dinov2_denoised" "$OUT/nc" "$OUT/nct" \
     --include "$REPORT/expected.md" "$OUT/toy_mnist/results.md" "$OUT/toy_mnist/probe_accuracy.png"
 if [ "$DRY_RUN" = 0 ]; then
     cat "$REPORT/summary.md"

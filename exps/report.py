@@ -16,6 +16,9 @@ Method, noise setting and epoch come from the files' fields, never from their na
 * ``summary.{md,csv}``: per noise setting and method, the probe, k-NN and retrieval (Medium / Hard mAP) numbers
   side by side;
 * ``linear_curve_<noise>.png``: top-1 versus epoch, one line per method;
+* with ``--runs RUN_DIR ...`` (training run folders): ``training_health.{md,png}``, each run's loss, DINO target
+  entropy, effective rank and online k-NN against the iteration, and the health alarm's verdicts
+  (``exps/training_curves.py``);
 * with ``--page TITLE``: ``index.md`` and ``index.html`` showing every table and figure of the folder
   (``exps/report_page.py``), plus ``--n2n-psnr`` (the denoiser's PSNR JSON) and ``--include`` (.md / .png files).
 """
@@ -36,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from dinov2.eval.results import ResultError, iter_result_files, load_result
 from exps.report_page import check_page_inputs, write_page
+from exps.training_curves import curves_markdown, plot_curves as plot_training_curves, read_curves
 from utils.atomic import atomic_write_text, make_folder
 from utils.cli import add_output_dir
 from utils.figures import pyplot, save_png
@@ -254,27 +258,41 @@ def plot_curves(results: list[dict], out: Path) -> list[Path]:
     return written
 
 
+HEALTH = "training_health"
+
+
+def write_training_health(runs: Iterable[Path], out: Path) -> Path:
+    """``training_health.md`` (first and last values, the alarm's verdicts) and ``.png`` of training runs."""
+    curves = {Path(run).name: read_curves(Path(run)) for run in runs}
+    atomic_write_text(out / f"{HEALTH}.md", "## Training health\n\n" + curves_markdown(curves))
+    return plot_training_curves(curves, out / f"{HEALTH}.png")
+
+
 def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, page: Optional[str] = None,
-                 psnr_json: Optional[Path] = None, includes: tuple[Path, ...] = (), allow_empty: bool = False
-                 ) -> dict[str, list]:
+                 psnr_json: Optional[Path] = None, includes: tuple[Path, ...] = (), allow_empty: bool = False,
+                 runs: Iterable[Path] = ()) -> dict[str, list]:
     """Collect, tabulate and plot (and write the page when ``page`` is a title); returns what was written. No
-    result file is an error, unless ``allow_empty`` (a page of runs that were not probed: its includes only)."""
+    result file is an error, unless ``allow_empty`` (a page of runs that were not probed: its includes only).
+    ``runs``: training run folders whose health is plotted."""
     roots = list(roots)
     results = collect_results([root for root in roots if not allow_empty or Path(root).exists()], skip_invalid)
     if not results and not (allow_empty and page):
         raise FileNotFoundError(f"no result file (schema dinov2-eval-result) under {', '.join(map(str, roots))}")
     make_folder(out)
+    runs = list(runs)
+    health_figures = [write_training_health(runs, out)] if runs else []
+    health_tables = [HEALTH] if runs else []
     if not results:
-        return {"results": [], "tables": [], "figures": [], "pages": list(write_page(out, page, [], psnr_json,
-                                                                                       includes))}
-    tables = write_linear_tables(results, out)
+        return {"results": [], "tables": health_tables, "figures": health_figures,
+                "pages": list(write_page(out, page, health_tables, psnr_json, includes)) if page else []}
+    tables = write_linear_tables(results, out) + health_tables
     if write_method_table(results, out):
         tables.append("ssl_methods")
     if write_retrieval_table(results, out):
         tables.append("retrieval")
     if write_summary(results, out):
         tables.append("summary")
-    figures = plot_curves(results, out)
+    figures = plot_curves(results, out) + health_figures
     pages = list(write_page(out, page, tables, psnr_json, includes)) if page else []
     return {"results": [r["_path"] for r in results], "tables": tables, "figures": figures, "pages": pages}
 
@@ -288,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", metavar="TITLE", help="also write OUT/index.md and OUT/index.html with this title")
     parser.add_argument("--n2n-psnr", type=Path, help="with --page: Neighbor2Neighbor/evaluate_psnr.py result JSON")
     parser.add_argument("--include", type=Path, nargs="+", default=[], help="with --page: extra .md / .png files")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[],
+                        help="training run folders whose health curves and alarm verdicts are shown")
     parser.add_argument("--allow-empty", action="store_true",
                         help="with --page: write the page of its includes when no result file is found (runs "
                              "without probes)")
@@ -297,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_page_inputs(args.n2n_psnr, tuple(args.include))
         written = build_report(args.roots, args.output_dir, args.skip_invalid, args.page, args.n2n_psnr,
-                               tuple(args.include), args.allow_empty)
-    except (OSError, ResultError, ValueError) as error:  # bad results; an unwritable or full output folder
+                               tuple(args.include), args.allow_empty, args.runs)
+    except (OSError, ResultError, ValueError, KeyError) as error:  # bad results; an unwritable or full output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{len(written['results'])} result files -> {args.output_dir}: tables {', '.join(written['tables'])}; "

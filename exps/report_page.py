@@ -19,8 +19,10 @@ FIGURE_CAPTIONS = {
     "noise_grid": "The noise settings on val digits (PSNR under each panel).",
     "denoising_examples": "Neighbor2Neighbor on val digits: clean, noisy, denoised (PSNR under each panel).",
     "probe_accuracy": "Toy MLP experiment: linear-probe accuracy per arm and repetition.",
+    "training_health": "Training health per run, against the iteration: loss, DINO target entropy (ln(prototypes): "
+                       "uniform targets), effective rank of the class tokens (1: collapsed) and online k-NN top-1.",
 }
-TABLE_ORDER = ("summary", "linear_top1", "linear_top1_paper_best", "knn_top1", "retrieval")
+TABLE_ORDER = ("summary", "linear_top1", "linear_top1_paper_best", "knn_top1", "retrieval", "training_health")
 
 
 def psnr_markdown(path: Path) -> str:

@@ -14,6 +14,7 @@ import torch
 from tests.environment import command_env
 from tests.test_contrastive_methods import SMALL_HEADS
 from tests.test_dinov2_method_recipes import SMOKE, SMOKE_SIZES, TRAIN_CONFIGS
+from dinov2.train.run_files import read_metrics
 from utils.make_toy_dataset import build_toy_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,15 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 # 0's), while every parameter stays identical
 BATCHNORM_STATISTICS = {"running_mean", "running_var", "num_batches_tracked"}
 RESNET18 = ("student.arch=resnet18", "student.resnet_stem=cifar")
+HEALTH = ("evaluation.health.rank_images=8",)  # rank 0 measures every iteration, every rank learns the verdict
 # name -> (method config, overrides): the recipes' methods, each on the backbone family its recipes train
 RUNS = {
-    "dinov2_vit": (None, ("student.drop_path_rate=0.1",)),
+    "dinov2_vit": (None, ("student.drop_path_rate=0.1", *HEALTH)),
     "dino_vit": ("method_dino.yaml", SMOKE_SIZES),
     "dino_resnet": ("method_dino.yaml", (*SMOKE_SIZES, *RESNET18)),
     "ibot_vit": ("method_ibot.yaml", SMOKE_SIZES),
     "mocov3_vit": ("method_mocov3.yaml", SMALL_HEADS),
     "simclr_resnet50": ("method_simclr.yaml", (*SMALL_HEADS, "student.resnet_stem=cifar")),
-    "simsiam_resnet": ("method_simsiam.yaml", (*SMALL_HEADS, *RESNET18)),
+    "simsiam_resnet": ("method_simsiam.yaml", (*SMALL_HEADS, *RESNET18, *HEALTH)),
 }
 
 WARM_UP = "dinov2_head_warm_up"
@@ -94,3 +96,9 @@ def test_two_ranks_train_two_steps_and_stay_identical(trained, name):
 def test_dinov2_ranks_share_the_centers_they_updated(trained):
     rank0 = torch.load(trained / "dinov2_vit" / "weights_rank0.pt", weights_only=True)
     assert not torch.equal(rank0["dino_loss.center"], torch.zeros_like(rank0["dino_loss.center"]))  # it trained
+
+
+@pytest.mark.parametrize("name", ["dinov2_vit", "simsiam_resnet"])
+def test_health_is_measured_on_rank_0_while_the_ranks_stay_in_step(trained, name):
+    ranks = [record["effective_rank"] for record in read_metrics(trained / name)]
+    assert len(ranks) == 2 and all(0.99 <= rank <= 8.0 for rank in ranks)  # 8 images: a rank of at most 8

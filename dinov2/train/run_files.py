@@ -13,7 +13,9 @@ from utils.jsonl_log import JsonlLog, read_jsonl
 # keys that may differ when a run resumes: where and how fast it runs, not what it computes
 RESUME_MUTABLE_KEYS = {"train.output_dir", "train.device", "train.num_workers", "train.stop_after_iterations",
                        "train.log_period", "train.tensorboard", "train.allow_config_change",
-                       "train.keep_freed_cpu_memory", "train.activation_checkpointing"}
+                       "train.keep_freed_cpu_memory", "train.activation_checkpointing", "train.stop_on_collapse"}
+# prefixes of keys that may differ too: what is measured and logged about the run, never what it computes
+RESUME_MUTABLE_SECTIONS = ("evaluation.health.", "evaluation.online_knn.")
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tensorboard"
 CONFIG_FILENAME = "config.yaml"
@@ -39,7 +41,8 @@ def config_changes(saved_yaml: str, cfg: DictConfig) -> list[str]:
     saved_flat = _flatten(saved)
     now_flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
     return [f"{key}: {saved_flat[key]!r} -> {now_flat[key]!r}" for key in sorted(now_flat)
-            if key in saved_flat and key not in RESUME_MUTABLE_KEYS and saved_flat[key] != now_flat[key]]
+            if key in saved_flat and key not in RESUME_MUTABLE_KEYS and not key.startswith(RESUME_MUTABLE_SECTIONS)
+            and saved_flat[key] != now_flat[key]]
 
 
 def git_sha() -> str:

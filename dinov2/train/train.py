@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 EXIT_CONFIG_ERROR = 2
 EXIT_TRAINING_ERROR = 1
+EXIT_COLLAPSED = 3  # the health alarm found the representation collapsed (train.stop_on_collapse)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -105,6 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_CONFIG_ERROR
     from utils import distributed
     from dinov2.utils.checkpoint import CheckpointError
+    from dinov2.train.health_monitor import RepresentationCollapsed
 
     try:
         ctx = distributed.setup(cfg.train.device, key="train.device")
@@ -116,6 +118,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DatasetError, FolderLocked, ImageReadError, OSError) as error:  # bad input; full disk
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    except RepresentationCollapsed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_COLLAPSED
     except (FloatingPointError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_TRAINING_ERROR

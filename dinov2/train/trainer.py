@@ -18,8 +18,9 @@ from utils.distributed import DistributedContext
 from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_phases, nct_teacher_checkpoint, phase_at,
                                      resolve_checkpoint)
 from dinov2.train.data_setup import batch_to_device, build_data_loader
+from dinov2.train.health_monitor import HealthMonitor, RepresentationCollapsed
 from dinov2.train.nct import build_meta_arch, freeze_backbone_anchor, split_model_state
-from dinov2.train.run_files import config_changes, git_sha, open_metrics_log
+from dinov2.train.run_files import config_changes, git_sha, open_metrics_log, read_metrics
 from dinov2.utils.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -90,6 +91,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, groups, use_cuda)
         self._wrap_forwards()
         self.skipped_steps_in_a_row = 0
+        self.health = HealthMonitor(cfg, self.phases, self.total_iterations, ctx.is_main, distributed.broadcast_object)
 
     # ----- set-up -----
     def _wrap_forwards(self) -> None:
@@ -329,25 +331,33 @@ class Trainer:
             batches = iter(loader)
         epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
         for iteration, batch in zip(range(start, stop), batches):
-            logged = iteration % cfg.train.log_period == 0 or iteration + 1 == end
+            measured = self.health.due(iteration)  # a health check's values join its iteration's record
+            logged = iteration % cfg.train.log_period == 0 or iteration + 1 == end or measured
             record = self.train_step(batch_to_device(batch, self.ctx.device), iteration, diagnose=logged)
             self.samples_consumed += global_batch
-            done = iteration + 1
+            done, stop = iteration + 1, None
             if logged:
                 now = time.perf_counter()
                 elapsed = max(now - self._last_time, 1e-9)
                 record = {"iteration": iteration, "epoch": iteration // epoch_length, "phase": phase.index, **record,
                           "images_per_s": global_batch * (done - self._last_iteration) / elapsed}
-                self._last_time, self._last_iteration = now, done
+                if measured:
+                    record.update(self.health.measure(iteration, self.model, self.ctx.device, self.precision))
+                stop = self.health.observe(record)
+                self._last_time, self._last_iteration = time.perf_counter(), done  # health time aside
                 if metrics is not None:
                     metrics.write(record)
                 progress.set_postfix(loss=f"{record['total_loss']:.4f}", lr=f"{record['lr']:.2e}")
+            stop = self.health.stop_message(iteration, stop)
             # a phase's last iteration is always checkpointed: another run may branch off there (RUN@EPOCH)
-            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end or done == phase.end
+            checkpoint = done % cfg.train.checkpoint_period == 0 or done == end or done == phase.end or bool(stop)
             export = self._is_export_iteration(iteration)
             if checkpoint or export:
                 self.save(iteration, export=export, checkpoint=checkpoint)
             progress.update(1)
+            if stop:
+                raise RepresentationCollapsed(f"{stop}; stopped (train.stop_on_collapse), checkpoint of iteration "
+                                              f"{iteration} kept: rerun to continue anyway")
 
     def run(self) -> int:
         """Train from the resume point to the end (or ``train.stop_after_iterations``); returns the next iteration."""
@@ -361,6 +371,8 @@ class Trainer:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
         metrics = open_metrics_log(self.output_dir, start, cfg.train.tensorboard) if self.ctx.is_main else None
+        kept = metrics is not None and metrics.path.is_file()  # the records before ``start`` (a resumed run's)
+        self.health.start(read_metrics(self.output_dir) if kept else [], self._log)
         self._last_time, self._last_iteration = time.perf_counter(), start
         iteration = start
         # closed on an error too, so that the error message starts on a line of its own

@@ -53,15 +53,21 @@ NON_NEGATIVE = (
     "ibot.loss_weight",
     "student.num_register_tokens",
     "nct.weight",
+    "evaluation.health.period_iterations",
+    "evaluation.health.rank_images",
+    "evaluation.health.entropy_margin",
+    "evaluation.online_knn.images",
 )
+HEALTH_POSITIVE = ("evaluation.health.entropy_patience", "evaluation.health.collapse_patience",
+                   "evaluation.health.collapsed_rank", "evaluation.health.chance_factor", "evaluation.online_knn.k",
+                   "evaluation.online_knn.temperature")
 
 PROBABILITIES = ("ibot.mask_sample_probability", "crops.solarize_probability", "crops.color_jitter_probability",
                  "crops.hflip_probability")
 
 
 def _get(cfg: DictConfig, key: str):
-    section, name = key.split(".", 1)
-    return cfg[section][name]
+    return OmegaConf.select(cfg, key, throw_on_missing=True)
 
 
 def _fail(key: str, message: str) -> None:
@@ -83,12 +89,20 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     for key, allowed in CONFIG_CHOICES.items():
         if _get(cfg, key) not in allowed:
             _fail(key, f"expected one of {', '.join(allowed)}, got {_get(cfg, key)!r}")
-    for key in POSITIVE_INTS + POSITIVE_FLOATS:
+    for key in POSITIVE_INTS + POSITIVE_FLOATS + HEALTH_POSITIVE:
         if _get(cfg, key) <= 0:
             _fail(key, f"must be positive, got {_get(cfg, key)}")
     for key in NON_NEGATIVE:
         if _get(cfg, key) < 0:
             _fail(key, f"must not be negative, got {_get(cfg, key)}")
+    if cfg.evaluation.health.rank_images == 1 or cfg.evaluation.online_knn.images == 1:
+        _fail("evaluation.health.rank_images" if cfg.evaluation.health.rank_images == 1
+              else "evaluation.online_knn.images", "needs 2 or more images (0: off)")
+    if not cfg.evaluation.health.entropy_margin < 1.0:
+        _fail("evaluation.health.entropy_margin", f"expected a fraction of ln(prototypes) below 1, got "
+                                                   f"{cfg.evaluation.health.entropy_margin}")
+    if cfg.evaluation.health.warmup_iterations < -1:
+        _fail("evaluation.health.warmup_iterations", "expected -1 (the learning-rate warm-up) or an iteration >= 0")
     if cfg.student.in_chans not in INPUT_CHANNELS:
         _fail("student.in_chans", f"expected 1 (grey) or 3 (RGB), got {cfg.student.in_chans!r}")
     patch = cfg.student.patch_size
