@@ -6,7 +6,8 @@
 Each repeat trains ``dinov2/configs/train/tiny_cpu.yaml`` twice (health off: ``evaluation.health.rank_images=0
 evaluation.online_knn.images=0``; on: the recipe's settings), off first then on, and prints the wall times and
 their ratio (``--override`` adds config overrides to both: ``--iterations 120 --override
-evaluation.eval_period_iterations=40`` is the size of the quick start's NC / NCT arms), beside the run's own account: the cumulative ``health_seconds`` of its last metrics record (reading
+evaluation.eval_period_iterations=40`` is the size of the quick start's NC / NCT arms), beside the run's own
+account: the cumulative ``health_seconds`` of its last metrics record (reading
 the image sets, the effective-rank and k-NN passes) over the rest of its wall time. Both runs write the same
 weights (the health pass draws no random number), so the difference is the health pass alone. Results:
 ``OUT/results.json`` and ``OUT/table.md``.

@@ -200,7 +200,8 @@ def test_uniform_targets_are_flagged_within_5_percent_of_the_budget_without_stop
 
 def test_a_recipe_that_learns_raises_no_alarm(digits, tmp_path):
     out = tmp_path / "run"  # the quick start's recipe with mild views: one epoch of 40 iterations
-    assert _train(digits, out, *LEARNS, "optim.epochs=1", "optim.warmup_epochs=0", "evaluation.eval_period_iterations=20",
+    assert _train(digits, out, *LEARNS, "optim.epochs=1", "optim.warmup_epochs=0",
+                  "evaluation.eval_period_iterations=20",
                   "evaluation.health.period_iterations=5", "evaluation.health.rank_images=64",
                   "evaluation.online_knn.images=80", "evaluation.health.warmup_iterations=0",
                   "train.stop_on_collapse=true", "train.num_workers=0", config=TINY) == 0
@@ -246,7 +247,8 @@ def test_the_report_shows_each_runs_health_curves_and_verdicts(tmp_path):
     table = (out / "training_health.md").read_text()
     assert "| quiet | 3 |" in table and "1.000 -> 3.000" in table and f"2: {UNIFORM_TARGETS}" in table
     assert "online k-NN" in table and "clean" not in table  # only the curves measured
-    assert (out / "training_health.png").stat().st_size > 1000 and "training_health.png" in (out / "index.md").read_text()
+    assert (out / "training_health.png").stat().st_size > 1000
+    assert "training_health.png" in (out / "index.md").read_text()
 
 
 @pytest.mark.parametrize("override, key", [
