@@ -3,7 +3,7 @@
 # Neighbor2Neighbor on it, write the denoised tree, pretrain DINOv2 on the denoised images and on the noisy ones,
 # branch the curriculum (NC) and NC with the frozen denoised teacher (NCT) into the noisy images, export the final
 # NCT teacher (OUT/export: model.safetensors + config.json), and write a report page (noisy and denoised examples,
-# loss and DINO target-entropy curves, the probes when LABELED is given).
+# loss, DINO target-entropy and health curves, the probes when LABELED is given).
 #
 #   DATA=path/to/noisy_images OUT=outputs/mine bash exps/own_data.sh [--dry-run]
 #   DATA=... LABELED=path/to/labelled_tree bash exps/own_data.sh   # + linear probe and k-NN on LABELED's train/val
@@ -112,12 +112,16 @@ own_data() {  # own_data DATA LABELED OUT: the whole command on one tree
 
     step "3. DINOv2 on the noisy and on the denoised images; NC and NCT branch into the noisy ones at epoch" \
         "$SWITCH_EPOCH of $EPOCHS"
-    local start=()
+    local start=() recipe_args=("${DINO_ARGS[@]}")
     if [ -n "${WEIGHTS:-}" ]; then start=("student.pretrained_weights=$WEIGHTS"); fi
+    if [ -n "$labeled" ]; then  # every arm's online k-NN on LABELED's val images (DATA may have no labels)
+        DINO_ARGS+=("evaluation.online_knn.dataset_path=$labeled")
+    fi
     train_arm "$OUT/dinov2_noisy" "$data" ${start[@]+"${start[@]}"}
     train_arm "$OUT/dinov2_denoised" "$DENOISED" ${start[@]+"${start[@]}"}
     branch_arm "$OUT" nc
     branch_arm "$OUT" nct
+    DINO_ARGS=("${recipe_args[@]}")
 
     step "4. the final NCT teacher as model.safetensors + config.json: $OUT/export"
     run_cmd python -m dinov2.export --weights "$OUT/nct" --output-dir "$OUT/export"

@@ -172,7 +172,8 @@ def test_an_injected_collapse_stops_the_run_within_5_percent_of_its_budget_and_a
         identical, tmp_path, capsys):
     out, budget = tmp_path / "run", 60  # 20 epochs of 3 iterations
     overrides = [*HEALTH_ON, "optim.epochs=20", "train.stop_on_collapse=true", "evaluation.health.warmup_iterations=0",
-                 "student.layerscale=0"]  # no LayerScale: a collapse of the data, not of the initialisation
+                 "student.layerscale=0",  # no LayerScale: a collapse of the data, not of the initialisation
+                 "train.checkpoint_period=50"]  # the stop's own checkpoint
     assert _train(identical, out, *overrides) == EXIT_COLLAPSED
     ((iteration, verdict),) = _health(out)
     assert verdict == COLLAPSED and iteration + 1 <= 0.05 * budget

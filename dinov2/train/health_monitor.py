@@ -63,8 +63,8 @@ class ImageSet:
 def draw_image_set(cfg: DictConfig, name: str, root: str, split: str, count: int, key: str,
                    labelled: bool) -> Optional[ImageSet]:
     """A seeded draw of ``count`` images of ``root/split`` (all of them when fewer): the same draw for every tree
-    with the same listing, so a noisy tree and its clean copy give the same images. ``labelled``: None when the
-    tree has no labels (:class:`ConfigError` naming ``key`` when it has no such split)."""
+    with the same listing, so a noisy tree and its clean copy give the same images. With ``labelled``, None when
+    the tree has no labels; :class:`ConfigError` naming ``key`` when it has no such split."""
     try:
         index = load_split(root, split)
     except (DatasetError, KeyError, OSError) as error:
@@ -108,20 +108,28 @@ class HealthMonitor:
     def __init__(self, cfg: DictConfig, phases: list[Phase], total_iterations: int, is_main: bool,
                  broadcast: Callable[[Any], Any] = lambda obj: obj) -> None:
         self.cfg, self.is_main, self.broadcast = cfg, is_main, broadcast
-        health, knn = cfg.evaluation.health, cfg.evaluation.online_knn
-        self.period = int(health.period_iterations) or max(1, cfg.evaluation.eval_period_iterations // 4)
+        self.period = int(cfg.evaluation.health.period_iterations) or max(1, cfg.evaluation.eval_period_iterations // 4)
         self.total_iterations = total_iterations
         self.last_tree = phases[-1].dataset_path
         self.rank_set: Optional[ImageSet] = None
         self.knn_sets: list[ImageSet] = []
-        self.enabled = health.rank_images > 0 or knn.images > 0
         self.alarm: Optional[HealthAlarm] = None
         self.seconds = 0.0  # spent reading the sets and measuring, logged as health_seconds (cumulative)
 
     def start(self, earlier_records: list[dict[str, Any]], log: Callable[[str], None]) -> None:
-        """Read the image sets (rank 0) and replay the records a resumed run kept through the alarm."""
-        if not self.is_main:
-            return
+        """Read the image sets (rank 0) and replay the records a resumed run kept through the alarm; a set that
+        cannot be read is a :class:`ConfigError` on every rank (a collective: every rank calls it)."""
+        error = None
+        if self.is_main:
+            try:
+                self._start_main(earlier_records, log)
+            except ConfigError as exc:
+                error = str(exc)
+        error = self.broadcast(error)
+        if error is not None:
+            raise ConfigError(error)
+
+    def _start_main(self, earlier_records: list[dict[str, Any]], log: Callable[[str], None]) -> None:
         started = time.perf_counter()
         cfg, knn = self.cfg, self.cfg.evaluation.online_knn
         if cfg.evaluation.health.rank_images > 0:
