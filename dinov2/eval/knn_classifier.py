@@ -31,7 +31,8 @@ def knn_accuracies(
     num_train = train_features.shape[0]
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     if exclude_self and test_features.shape[0] != num_train:
-        raise ValueError(f"leave-one-out k-NN needs the same samples twice, got {num_train} and {test_features.shape[0]}")
+        raise ValueError(f"leave-one-out k-NN needs the same samples twice, got {num_train} and "
+                         f"{test_features.shape[0]}")
     max_k = min(max(ks), num_train - 1 if exclude_self else num_train)
     train = F.normalize(train_features.float().to(device), dim=1)
     train_labels = train_labels.to(device)
