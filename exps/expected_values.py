@@ -29,32 +29,15 @@ from typing import Any, Optional
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
-from scipy import stats
-
 from exps.report import collect_results, final_scores
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.environment import describe_text, read
+from utils.statistics import interval_of, t_interval  # noqa: F401  (t_interval: imported from here too)
 
 METRICS = {"linear": "linear top-1 (%)", "knn": "k-NN top-1 (%)"}
 # the quick start's denoiser recipe was chosen to vary by at most this much over thread counts and seeds
 # (bench/n2n_stability.py), so a PSNR further than this from every measured value is not the recipe's variation
 PSNR_TOLERANCE_DB = 0.2
-
-
-def t_interval(values: list[float], of: str = "mean") -> dict[str, Optional[float]]:
-    """Mean, std (n - 1) and a 95 % t interval: of the mean (``of="mean"``: half-width t x std / sqrt(n)) or of one
-    more value (``of="value"``, the prediction range: t x std x sqrt(1 + 1/n)); None bounds below 2 values."""
-    array = np.asarray(values, dtype=np.float64)
-    return _interval(len(array), float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else None, of)
-
-
-def _interval(n: int, mean: float, std: Optional[float], of: str) -> dict[str, Optional[float]]:
-    if n < 2 or std is None:
-        return {"n": n, "mean": mean, "std": None, "low": None, "high": None}
-    spread = math.sqrt(1 + 1 / n) if of == "value" else 1 / math.sqrt(n)
-    half = float(stats.t.ppf(0.975, n - 1)) * std * spread
-    return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
 def pooled(blocks: list[dict]) -> dict[str, Optional[float]]:
@@ -64,7 +47,7 @@ def pooled(blocks: list[dict]) -> dict[str, Optional[float]]:
     mean = sum(block["n"] * block["mean"] for block in blocks) / n
     squares = sum((block["n"] - 1) * (block["std"] or 0.0) ** 2 + block["n"] * (block["mean"] - mean) ** 2
                   for block in blocks)
-    return _interval(n, mean, math.sqrt(squares / (n - 1)) if n > 1 else None, of="value")
+    return interval_of(n, mean, math.sqrt(squares / (n - 1)) if n > 1 else None, of="value")
 
 
 def _source(expected: dict) -> str:

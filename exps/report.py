@@ -12,6 +12,9 @@ Method, noise setting and epoch come from the files' fields, never from their na
 * ``knn_top1.{md,csv}`` (when k-NN was run): top-1 at the last checkpoint for the largest k;
 * ``ssl_methods.{md,csv}`` (when several SSL methods have results, as ``exps/table2.sh`` writes them): the paper's
   Table 2, per method and noise the linear top-1 on noisy data, with NC and with N2N;
+* ``few_shot.{md,csv}`` (when ``python -m dinov2.eval.few_shot`` was run): per method and noise, few-shot k-NN and
+  logistic regression top-1 (mean [95 % interval] over the draws) for each number of shots, and the regression on
+  all the labels, at each run's last checkpoint;
 * ``retrieval.{md,csv}``: revisited Oxford/Paris Easy / Medium / Hard mAP per method, noise and checkpoint label;
 * ``summary.{md,csv}``: per noise setting and method, the probe, k-NN and retrieval (Medium / Hard mAP) numbers
   side by side;
@@ -184,6 +187,32 @@ def write_method_table(results: list[dict], out: Path) -> bool:
     return True
 
 
+def _mean_interval(block: dict) -> str:
+    if block.get("low") is None:
+        return f"{block['mean']:.1f}"
+    return f"{block['mean']:.1f} [{block['low']:.1f}, {block['high']:.1f}]"
+
+
+def write_few_shot_table(results: list[dict], out: Path) -> bool:
+    """Rows (method, noise), columns k-NN / logistic regression per number of shots; the last checkpoint wins."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for result in results:
+        if result["protocol"] == "few_shot":
+            groups[(_label(result["method"]), _label(result["noise"]))].append(result)
+    if not groups:
+        return False
+    last = {key: max(group, key=_sort_key)["results"] for key, group in groups.items()}
+    shots = sorted({n for cells in last.values() for n in cells["shots"]}, key=int)
+    header = ["method", "noise"] + [f"{n}-shot {p}" for n in shots for p in ("k-NN", "logreg")] + ["logreg, all"]
+    keys = sorted(last, key=lambda k: (_ordered({m for m, _ in last}, METHOD_ORDER).index(k[0]), k[1]))
+    rows = [list(key) + [_mean_interval(last[key]["shots"][n][p]) if n in last[key]["shots"] else MISSING
+                         for n in shots for p in ("knn", "logreg")]
+            + [f"{last[key]['logreg_all']['top1']:.1f}" if "logreg_all" in last[key] else MISSING] for key in keys]
+    write_table(out, "few_shot", "Few-shot top-1 (%): mean [95 % interval] over the draws; logistic regression on all "
+                "labels", header, rows)
+    return True
+
+
 def write_retrieval_table(results: list[dict], out: Path) -> bool:
     """Rows (method, noise, arm, checkpoint label), columns <dataset> E/M/H mAP; the newest result wins."""
     cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
@@ -288,6 +317,8 @@ def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, p
     tables = write_linear_tables(results, out) + health_tables
     if write_method_table(results, out):
         tables.append("ssl_methods")
+    if write_few_shot_table(results, out):
+        tables.append("few_shot")
     if write_retrieval_table(results, out):
         tables.append("retrieval")
     if write_summary(results, out):

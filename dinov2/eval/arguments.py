@@ -1,7 +1,9 @@
-"""Command line of the linear-probe and k-NN evaluations: one parser per protocol, and the checks of its values.
+"""Command line of the linear-probe, k-NN and few-shot evaluations: one parser per protocol, and the checks of its
+values.
 
-Both protocols share the checkpoint, data, label and run arguments and the k-NN ones; only the linear probe has
-the probe's arguments (and ``--no-knn``), so ``python -m dinov2.eval.knn --help`` lists nothing it ignores.
+The protocols share the checkpoint, data, label and run arguments and the k-NN ones; only the linear probe has
+the probe's arguments (and ``--no-knn``), only the few-shot protocol its shots and draws, so
+``python -m dinov2.eval.knn --help`` lists nothing it ignores.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from dinov2.eval.knn_classifier import DEFAULT_KS, DEFAULT_TEMPERATURE
+from dinov2.eval.label_efficient import DEFAULT_CS, DEFAULT_DRAWS, DEFAULT_SHOTS
 from dinov2.eval.linear_heads import AVGPOOL_OPTIONS, BASE_LEARNING_RATES, N_LAST_BLOCKS
 from dinov2.eval.linear_probe import ProbeSettings, check_holdout_fraction
 from dinov2.eval.transforms import (
@@ -21,7 +24,7 @@ from utils.cli import add_num_workers
 from utils.device import PRECISIONS
 from utils.image_tree import tree_argument
 
-PROTOCOLS = ("linear", "knn")
+PROTOCOLS = ("linear", "knn", "few_shot")
 PAPER_EPOCH_LENGTH = 1250  # upstream's default "epoch" of the linear probe: 10 x 1,250 iterations at batch 128
 # the linear probe's protocols: what each sets unless the command line gives the value
 PROBE_PROTOCOLS = {
@@ -47,6 +50,8 @@ def build_parser(protocol: str, description: Optional[str] = None) -> argparse.A
     _add_checkpoint_and_data_arguments(parser, protocol)
     if protocol == "linear":
         _add_linear_arguments(parser)
+    if protocol == "few_shot":
+        _add_few_shot_arguments(parser)
     _add_knn_arguments(parser, optional=protocol == "linear")
     _add_run_arguments(parser)
     return parser
@@ -112,6 +117,19 @@ def _add_linear_arguments(parser: argparse.ArgumentParser) -> None:
     probe.add_argument("--seed", type=int, default=0)
 
 
+def _add_few_shot_arguments(parser: argparse.ArgumentParser) -> None:
+    few = parser.add_argument_group("few-shot and logistic regression")
+    few.add_argument("--shots", type=int, nargs="+", default=list(DEFAULT_SHOTS),
+                     help="labelled training images per class of each few-shot setting (default 1 10 100)")
+    few.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="seeded draws per setting (default 5)")
+    few.add_argument("--logreg-c", type=float, nargs="+", default=list(DEFAULT_CS),
+                     help="inverse L2 strengths searched by the logistic regressions")
+    few.add_argument("--holdout-fraction", type=float, default=0.1,
+                     help="share of train that chooses C of the regression on all labels (default 0.1)")
+    few.add_argument("--no-full", action="store_true", help="skip the logistic regression on all the labels")
+    few.add_argument("--seed", type=int, default=0)
+
+
 def _add_knn_arguments(parser: argparse.ArgumentParser, optional: bool) -> None:
     knn = parser.add_argument_group("k-NN")
     knn.add_argument("--nb-knn", type=int, nargs="+", default=list(DEFAULT_KS))
@@ -134,6 +152,13 @@ def check_arguments(args: argparse.Namespace, protocol: str) -> Optional[ProbeSe
     """Check the values before any work; the linear probe's settings (None for k-NN)."""
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
+    if protocol == "few_shot":
+        if min(args.shots) < 1 or args.draws < 1:
+            raise ValueError(f"--shots and --draws must be at least 1, got {args.shots} and {args.draws}")
+        if min(args.logreg_c) <= 0:
+            raise ValueError(f"--logreg-c must be positive, got {args.logreg_c}")
+        if not 0.0 < args.holdout_fraction < 1.0:
+            raise ValueError(f"--holdout-fraction must lie in (0, 1), got {args.holdout_fraction}")
     return settings_from_args(args) if protocol == "linear" else None
 
 

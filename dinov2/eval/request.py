@@ -27,7 +27,8 @@ OPTION_NAMES = {
     "protocol": "--protocol", "epochs": "--epochs", "base_learning_rates": "--learning-rates",
     "n_last_blocks": "--n-last-blocks", "avgpool_options": "--avgpool", "holdout_fraction": "--holdout-fraction",
     "seed": "--seed", "world_size": "the number of torchrun ranks", "epoch_length": "--epoch-length",
-    "eval_period": "--eval-period",
+    "eval_period": "--eval-period", "shots": "--shots", "draws": "--draws", "logreg_c": "--logreg-c",
+    "full": "--no-full",
 }
 
 
@@ -50,8 +51,11 @@ def evaluation_request(args: argparse.Namespace, protocol: str, checkpoint: Path
         "train_dataset": str(args.train_dataset), "val_dataset": str(args.val_dataset),
         "crop_size": args.crop_size, "resize_size": args.resize_size, "batch_size": args.batch_size,
         "precision": precision, "method": args.method, "noise": args.noise, "epoch_offset": args.epoch_offset,
-        "knn": protocol == "knn" or not args.no_knn, "nb_knn": list(args.nb_knn), "temperature": args.temperature,
+        "knn": protocol != "linear" or not args.no_knn, "nb_knn": list(args.nb_knn), "temperature": args.temperature,
     }
+    if protocol == "few_shot":
+        request.update({"shots": list(args.shots), "draws": args.draws, "logreg_c": list(args.logreg_c),
+                        "holdout_fraction": args.holdout_fraction, "seed": args.seed, "full": not args.no_full})
     if settings is not None:
         request.update({key: _plain(value) for key, value in dataclasses.asdict(settings).items()})
         request.update({"protocol": args.probe_protocol, "augment": args.augment})

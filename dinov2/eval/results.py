@@ -2,7 +2,7 @@
 
 Common fields (every protocol)::
 
-    schema: "dinov2-eval-result", schema_version: 1, protocol: "linear" | "knn" | "instance_recog",
+    schema: "dinov2-eval-result", schema_version: 1, protocol: "linear" | "knn" | "instance_recog" | "few_shot",
     method: str | null, noise: str | null, checkpoint: str, iteration: int | null, epoch: float | null,
     created: ISO time, settings: {...}, results: {...}
 
@@ -21,7 +21,7 @@ from utils.atomic import atomic_write_json
 
 RESULT_SCHEMA = "dinov2-eval-result"
 SCHEMA_VERSION = 1
-PROTOCOLS = ("linear", "knn", "instance_recog")
+PROTOCOLS = ("linear", "knn", "instance_recog", "few_shot")
 _COMMON_FIELDS: dict[str, tuple[type, ...]] = {
     "schema": (str,), "schema_version": (int,), "protocol": (str,), "method": (str, type(None)),
     "noise": (str, type(None)), "checkpoint": (str,), "iteration": (int, type(None)),
@@ -98,7 +98,24 @@ def _validate_instance_recog(results: dict, where: str) -> None:
     _require(results, "dataset", (str,), where)
 
 
-_VALIDATORS = {"linear": _validate_linear, "knn": _validate_knn, "instance_recog": _validate_instance_recog}
+def _validate_few_shot(results: dict, where: str) -> None:
+    shots = _require(results, "shots", (dict,), where)
+    if not shots:
+        raise ResultError(f"{where}.shots: no number of shots evaluated")
+    for n_shots, block in shots.items():
+        for protocol in ("knn", "logreg"):
+            scores = _require(block, protocol, (dict,), f"{where}.shots.{n_shots}")
+            _fraction(_require(scores, "mean", (int, float), f"{where}.shots.{n_shots}.{protocol}"),
+                      f"{where}.shots.{n_shots}.{protocol}.mean")
+            for index, value in enumerate(_require(scores, "values", (list,), f"{where}.shots.{n_shots}.{protocol}")):
+                _fraction(value, f"{where}.shots.{n_shots}.{protocol}.values[{index}]")
+    if "logreg_all" in results:
+        block = _require(results, "logreg_all", (dict,), where)
+        _fraction(_require(block, "top1", (int, float), f"{where}.logreg_all"), f"{where}.logreg_all.top1")
+
+
+_VALIDATORS = {"linear": _validate_linear, "knn": _validate_knn, "instance_recog": _validate_instance_recog,
+               "few_shot": _validate_few_shot}
 
 
 def validate_result(result: Any, source: str = "result") -> dict:

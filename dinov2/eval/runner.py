@@ -25,6 +25,7 @@ from dinov2.hub import export_folder
 from dinov2.models.input_channels import input_channels
 from dinov2.eval.features import FeatureSet, ImageListDataset, extract_features, make_loader
 from dinov2.eval.knn_classifier import knn_accuracies
+from dinov2.eval.label_efficient import few_shot_scores, logistic_regression_all
 from dinov2.eval.linear_probe import ProbeDiverged, ProbeSettings, augmented_epochs, holdout_split, run_linear_probe
 from dinov2.eval.request import check_same_request, evaluation_request
 from dinov2.eval.results import ResultError, load_result, make_result, write_result
@@ -98,8 +99,8 @@ class ExtractedFeatures:
 
 
 def runs_knn(args: argparse.Namespace, protocol: str) -> bool:
-    """k-NN runs alone, or after the linear probe unless ``--no-knn``."""
-    return protocol == "knn" or not args.no_knn
+    """k-NN runs alone, or after the linear probe unless ``--no-knn`` (the few-shot protocol runs its own)."""
+    return protocol == "knn" or (protocol == "linear" and not args.no_knn)
 
 
 def valid_result_exists(out_path: Path, checkpoint: Path, overwrite: bool, request: Optional[dict] = None) -> bool:
@@ -128,7 +129,7 @@ def extract_protocol_features(backbone: FrozenBackbone, protocol: str, train: Sp
     started = time.perf_counter()
     val_features = backbone.features(val, val.samples, "val features")
     train_features = holdout = None
-    if runs_knn(backbone.args, protocol) or not backbone.args.augment:
+    if protocol != "linear" or runs_knn(backbone.args, protocol) or not backbone.args.augment:
         train_features = backbone.features(train, train.samples, "train features")
         if holdout_idx is not None:
             holdout = train_features.subset(torch.as_tensor(holdout_idx, dtype=torch.int64))
@@ -165,6 +166,18 @@ def knn_results(args: argparse.Namespace, features: ExtractedFeatures, num_class
     return {"k": accuracies, "temperature": args.temperature}
 
 
+def label_efficient_results(args: argparse.Namespace, features: ExtractedFeatures, num_classes: int) -> dict:
+    """Few-shot k-NN and logistic regression over seeded draws, and the regression on all the labels."""
+    train, val = features.train.class_tokens[:, -1], features.val.class_tokens[:, -1]
+    results = {"shots": few_shot_scores(train, features.train.labels, val, features.val.labels, num_classes,
+                                        args.shots, args.draws, max(args.nb_knn), args.temperature, args.logreg_c,
+                                        args.seed)}
+    if not args.no_full:
+        results["logreg_all"] = logistic_regression_all(train, features.train.labels, val, features.val.labels,
+                                                        args.logreg_c, args.holdout_fraction, args.seed)
+    return results
+
+
 def run_settings(backbone: FrozenBackbone, train: SplitIndex, val: SplitIndex,
                  settings: Optional[ProbeSettings], split: Optional[tuple[np.ndarray, np.ndarray]]) -> dict:
     """Everything that defines the evaluation, as written into the result (the linear probe's part if any)."""
@@ -177,6 +190,10 @@ def run_settings(backbone: FrozenBackbone, train: SplitIndex, val: SplitIndex,
     }
     if settings is not None:
         record.update(_probe_settings(args, settings, split))
+    if hasattr(args, "shots"):  # the few-shot protocol
+        record.update({"shots": list(args.shots), "draws": args.draws, "logreg_c": list(args.logreg_c),
+                       "logreg_holdout_fraction": args.holdout_fraction, "seed": args.seed,
+                       "features": "last block's class token, L2-normalised"})
     return {**record, "precision": backbone.precision, "device": str(backbone.device),
             "nb_knn": list(args.nb_knn), "knn_temperature": args.temperature}
 
@@ -244,6 +261,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     split = probe_split(train, settings)
     features = extract_protocol_features(backbone, protocol, train, val, None if split is None else split[1])
     results = linear_results(backbone, settings, train, split[0], features) if settings is not None else {}
+    if protocol == "few_shot":
+        results = label_efficient_results(args, features, len(train.classes))
     if runs_knn(args, protocol):
         knn = knn_results(args, features, len(train.classes), device)
         results = {**results, "knn": knn} if protocol == "linear" else knn
