@@ -48,17 +48,27 @@ def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def _unit(features: torch.Tensor) -> np.ndarray:
+def unit_features(features: torch.Tensor) -> np.ndarray:
+    """``[N, D]`` features L2-normalised, as float64 for scikit-learn."""
     return F.normalize(features.float(), dim=1).numpy().astype(np.float64)
+
+
+def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, c: float) -> LogisticRegression:
+    """An L2-regularised multinomial logistic regression fitted on ``(train_x, train_y)`` at ``c``."""
+    model = LogisticRegression(C=c, max_iter=MAX_ITER)
+    with warnings.catch_warnings():  # a separable few-shot draw may stop at max_iter: its score is still defined
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(train_x, train_y)
+
+
+def top1_of(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 (%) of ``model`` on ``(x, y)``."""
+    return 100.0 * float((model.predict(x) == y).mean())
 
 
 def logistic_top1(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, c: float) -> float:
     """Top-1 (%) on val of an L2-regularised multinomial logistic regression fitted on train at ``c``."""
-    model = LogisticRegression(C=c, max_iter=MAX_ITER)
-    with warnings.catch_warnings():  # a separable few-shot draw may stop at max_iter: its score is still defined
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(train_x, train_y)
-        return 100.0 * float((model.predict(val_x) == val_y).mean())
+    return top1_of(fit_logistic(train_x, train_y, c), val_x, val_y)
 
 
 def choose_c_by_folds(x: np.ndarray, y: np.ndarray, cs: Sequence[float], seed: int) -> float:
@@ -78,7 +88,7 @@ def few_shot_scores(train: torch.Tensor, train_labels: torch.Tensor, val: torch.
                     k: int = 20, temperature: float = 0.07, cs: Sequence[float] = DEFAULT_CS, seed: int = 0) -> dict:
     """``{shots: {"knn": interval, "logreg": interval, "C": [per draw]}}``, each interval a :func:`t_interval` of the
     draws' top-1 (%) with ``values`` (every draw's); ``train`` / ``val`` are ``[N, D]`` features."""
-    train_x, val_x = _unit(train), _unit(val)
+    train_x, val_x = unit_features(train), unit_features(val)
     train_y, val_y = train_labels.numpy(), val_labels.numpy()
     out = {}
     for n_shots in shots:
@@ -95,14 +105,21 @@ def few_shot_scores(train: torch.Tensor, train_labels: torch.Tensor, val: torch.
     return out
 
 
-def logistic_regression_all(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor,
-                            val_labels: torch.Tensor, cs: Sequence[float] = DEFAULT_CS, holdout_fraction: float = 0.1,
-                            seed: int = 0) -> dict:
+def fit_on_all_labels(train: torch.Tensor, train_labels: torch.Tensor, cs: Sequence[float] = DEFAULT_CS,
+                      holdout_fraction: float = 0.1, seed: int = 0) -> tuple[LogisticRegression, float, dict]:
     """Logistic regression on every training label: ``C`` chosen on a stratified held-out part of train, refitted
-    on all of train; ``{"top1", "C", "holdout_top1": {C: top1}}``."""
-    x, y = _unit(train), train_labels.numpy()
+    on all of train; ``(model, C, {C: held-out top-1})`` (the model takes :func:`unit_features`)."""
+    x, y = unit_features(train), train_labels.numpy()
     fit, held = train_test_split(np.arange(len(y)), test_size=holdout_fraction, stratify=y, random_state=seed)
     holdout = {c: logistic_top1(x[fit], y[fit], x[held], y[held], c) for c in cs}
     best = max(cs, key=lambda c: (holdout[c], -c))
-    top1 = logistic_top1(x, y, _unit(val), val_labels.numpy(), best)
-    return {"top1": top1, "C": best, "holdout_top1": {str(c): value for c, value in holdout.items()}}
+    return fit_logistic(x, y, best), best, holdout
+
+
+def logistic_regression_all(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor,
+                            val_labels: torch.Tensor, cs: Sequence[float] = DEFAULT_CS, holdout_fraction: float = 0.1,
+                            seed: int = 0) -> dict:
+    """:func:`fit_on_all_labels` scored on val: ``{"top1", "C", "holdout_top1": {C: top1}}``."""
+    model, best, holdout = fit_on_all_labels(train, train_labels, cs, holdout_fraction, seed)
+    return {"top1": top1_of(model, unit_features(val), val_labels.numpy()), "C": best,
+            "holdout_top1": {str(c): value for c, value in holdout.items()}}

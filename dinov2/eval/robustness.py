@@ -1,0 +1,177 @@
+"""One probe scored across noise types and levels: how well a frozen backbone's features hold up on noisy inputs.
+
+    python -m dinov2.eval.robustness --pretrained-weights W --train-dataset ROOT/train --clean-val ROOT/val \
+        --noises all --output-dir OUT [--crop-size 224] [--nb-knn 20] [--psnr-images 200]
+
+One logistic-regression head is fitted on the cached features of the training tree (all its labels; C chosen on a
+held-out part of it, ``dinov2/eval/label_efficient.py``) and weighted k-NN uses the same features as its bank.
+Both score the clean val images and every listed noise setting (``all``: the paper's nine; any ``gauss``,
+``shot``, ``speckle`` or ``pg`` setting) noised on the fly with the trees' seeded noise (``noisy:SETTING:ROOT:val``,
+the same noisy images every run). Each setting's PSNR is the mean over the first ``--psnr-images`` val images.
+Per noise family, the area under accuracy-versus-PSNR is given as the mean accuracy over the family's PSNR span
+(trapezoids divided by the span, in %; a family of one setting gives its accuracy). Writes
+``OUT/robustness_<checkpoint>.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from dinov2.eval.arguments import add_weights_arguments
+from dinov2.eval.backbone import checkpoint_info, load_frozen_backbone
+from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
+from dinov2.eval.label_efficient import DEFAULT_CS, fit_on_all_labels, top1_of, unit_features
+from dinov2.eval.runner import FrozenBackbone, load_splits, split_of
+from dinov2.hub import export_folder
+from utils.atomic import atomic_write_json, atomic_write_text
+from utils.cli import EXIT_BAD_INPUT, add_num_workers, one_line
+from utils.dataset_index import DatasetError, load_split
+from utils.device import PRECISIONS, resolve_device, resolve_precision
+from utils.figures import pyplot, save_png
+from utils.image_io import ImageReadError
+from utils.image_tree import open_tree, tree_argument
+from utils.metrics import psnr
+from utils.noise import expand_noise_settings, parse_noise
+
+
+def mean_psnr(clean_root: str, noisy_root: str, relpaths: list[str]) -> float:
+    """Mean PSNR (dB) of the noisy tree's images against the clean ones."""
+    clean, noisy = open_tree(clean_root), open_tree(noisy_root)
+    return float(np.mean([psnr(clean.read_pixels(rel), noisy.read_pixels(rel)) for rel in relpaths]))
+
+
+def family_areas(points: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Per noise family, the mean accuracy over its PSNR span (trapezoids / span) of ``{setting: (psnr, top1)}``."""
+    families: dict[str, list[tuple[float, float]]] = {}
+    for setting, point in points.items():
+        families.setdefault(parse_noise(setting).family, []).append(point)
+    areas = {}
+    for family, values in families.items():
+        values.sort()
+        x, y = np.array([v[0] for v in values]), np.array([v[1] for v in values])
+        span = x[-1] - x[0]
+        areas[family] = float(y[0]) if span <= 0 else float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum() / span)
+    return areas
+
+
+def score(backbone: FrozenBackbone, model, train, val_root: str, k: int, temperature: float,
+          num_classes: int) -> tuple[float, float]:
+    """(logistic regression top-1, k-NN top-1) on the val tree ``val_root`` (a tree spelling)."""
+    tree, split = split_of(val_root)
+    index = load_split(tree, split)
+    features = backbone.features(index, index.samples, f"{split} features of {tree.folder.name}")
+    cls = features.class_tokens[:, -1]
+    knn = knn_accuracies(train.class_tokens[:, -1], train.labels, cls, features.labels, [k], temperature,
+                         num_classes)[str(k)]["top1"]
+    return top1_of(model, unit_features(cls), features.labels.numpy()), knn
+
+
+def plot(table: dict, clean: dict, out: Path) -> Path:
+    """Accuracy against PSNR, a line per noise family, the clean accuracy dashed; logistic regression and k-NN."""
+    figure, axes = pyplot().subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    for axis, (key, label) in zip(axes[0], (("logreg", "logistic regression top-1 (%)"), ("knn", "k-NN top-1 (%)"))):
+        families: dict[str, list[tuple[float, float]]] = {}
+        for setting, row in table.items():
+            families.setdefault(parse_noise(setting).family, []).append((row["psnr"], row[key]))
+        for family, points in sorted(families.items()):
+            points.sort()
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
+        axis.axhline(clean[key], linestyle="--", color="grey", label="clean")
+        axis.set_xlabel("PSNR of the val images (dB)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return save_png(figure, out)
+
+
+def markdown(table: dict, clean: dict, areas: dict) -> str:
+    """The table of every setting and the families' areas."""
+    lines = ["| val images | PSNR (dB) | logistic regression top-1 (%) | k-NN top-1 (%) |", "| --- | --- | --- | --- |",
+             f"| clean | - | {clean['logreg']:.1f} | {clean['knn']:.1f} |"]
+    lines += [f"| {s} | {r['psnr']:.1f} | {r['logreg']:.1f} | {r['knn']:.1f} |" for s, r in table.items()]
+    lines += ["", "| noise family | area: logistic regression (%) | area: k-NN (%) |", "| --- | --- | --- |"]
+    lines += [f"| {f} | {areas['logreg'][f]:.1f} | {areas['knn'][f]:.1f} |" for f in areas["logreg"]]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(args: argparse.Namespace) -> Path:
+    """Fit once on the training tree, score the clean val and every noise setting; returns the JSON path."""
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    module = load_frozen_backbone(args.pretrained_weights, device, args.arch, args.patch_size)
+    backbone = FrozenBackbone(args, module, device, precision, 1)
+    train_index, clean_index = load_splits(args.train_dataset, args.clean_val)
+    train = backbone.features(train_index, train_index.samples, "train features")
+    model, c, _ = fit_on_all_labels(train.class_tokens[:, -1], train.labels, args.logreg_c, args.holdout_fraction,
+                                    args.seed)
+    classes = len(train_index.classes)
+    clean_root, split = split_of(args.clean_val)
+    logreg, knn = score(backbone, model, train, str(args.clean_val), args.nb_knn, args.temperature, classes)
+    clean = {"logreg": logreg, "knn": knn}
+    relpaths = [rel for rel, _ in clean_index.samples[:args.psnr_images]]
+    table = {}
+    for setting in args.noises:
+        noisy = f"noisy:{setting}:{clean_root.folder}:{split}"
+        logreg, knn = score(backbone, model, train, noisy, args.nb_knn, args.temperature, classes)
+        table[setting] = {"psnr": mean_psnr(str(clean_root.folder), f"noisy:{setting}:{clean_root.folder}", relpaths),
+                          "logreg": logreg, "knn": knn}
+    areas = {key: family_areas({s: (r["psnr"], r[key]) for s, r in table.items()}) for key in ("logreg", "knn")}
+    tag = checkpoint_info(Path(args.pretrained_weights)).tag if Path(args.pretrained_weights).is_file() \
+        else Path(args.pretrained_weights).name
+    stem = args.output_dir / f"robustness_{tag}"
+    atomic_write_json(stem.with_suffix(".json"), {
+        "checkpoint": str(args.pretrained_weights), "train_dataset": str(args.train_dataset),
+        "clean_val": str(args.clean_val), "logreg_C": c, "nb_knn": args.nb_knn, "psnr_images": len(relpaths),
+        "clean": clean, "noises": table, "areas": areas})
+    atomic_write_text(stem.with_suffix(".md"), markdown(table, clean, areas))
+    if table:
+        plot(table, clean, stem.with_suffix(".png"))
+    return stem.with_suffix(".json")
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_weights_arguments(parser)
+    parser.add_argument("--train-dataset", type=tree_argument, required=True, help="ROOT/train the head is fitted on")
+    parser.add_argument("--clean-val", type=tree_argument, required=True, help="ROOT/val of the clean tree")
+    parser.add_argument("--noises", nargs="+", default=["all"], help="noise settings of the val images ('all': nine)")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--crop-size", type=int, default=224)
+    parser.add_argument("--resize-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=128)
+    add_num_workers(parser, 4)
+    parser.add_argument("--nb-knn", type=int, default=20)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument("--logreg-c", type=float, nargs="+", default=list(DEFAULT_CS))
+    parser.add_argument("--holdout-fraction", type=float, default=0.1)
+    parser.add_argument("--psnr-images", type=int, default=200, help="val images whose mean PSNR labels a setting")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.pretrained_weights is None:
+            raise ValueError("--pretrained-weights is required")
+        if not Path(args.pretrained_weights).exists() and export_folder(Path(args.pretrained_weights)) is None:
+            raise FileNotFoundError(f"--pretrained-weights {args.pretrained_weights}: no such file or folder")
+        args.noises = expand_noise_settings(args.noises)
+        path = evaluate(args)
+    except (ValueError, FileNotFoundError, DatasetError, ImageReadError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{args.pretrained_weights} -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
