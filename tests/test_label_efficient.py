@@ -41,7 +41,8 @@ def _direct_knn_top1(train_x, train_y, val_x, val_y, k, temperature):
     hits = 0
     for query, label in zip(val_u, val_y):
         top = (train_u @ query).topk(k)
-        votes = torch.zeros(int(train_y.max()) + 1).index_add_(0, train_y[top.indices], (top.values / temperature).exp())
+        weights = (top.values / temperature).exp()
+        votes = torch.zeros(int(train_y.max()) + 1).index_add_(0, train_y[top.indices], weights)
         hits += int(votes.argmax() == label)
     return 100.0 * hits / len(val_y)
 

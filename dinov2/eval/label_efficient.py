@@ -1,8 +1,8 @@
 """Label-efficient protocols on cached features (last block's class token, L2-normalised).
 
 - **Few-shot**: for each number of labelled images per class (1, 10, 100 by default) and each of ``draws`` seeded
-  draws of that many training images per class, weighted k-NN (the DINO vote; all of the draw when it has k images or fewer) and
-  logistic regression score the whole val split; each is reported as the mean over draws with a 95 % t interval
+  draws of that many training images per class, weighted k-NN (the DINO vote; all of the draw when it has k images
+  or fewer) and logistic regression score the whole val split; each is reported as the mean over draws with a 95 % t interval
   of the mean and every draw's value. The regularisation of a few-shot regression is chosen by stratified
   cross-validation inside the draw (at most 5 folds), so no label beyond the draw is used; a 1-shot draw cannot be
   split and keeps ``C = 1``.
@@ -29,7 +29,8 @@ from utils.statistics import t_interval
 
 DEFAULT_SHOTS = (1, 10, 100)
 DEFAULT_DRAWS = 5
-DEFAULT_CS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # inverse L2 strengths searched (unit-norm features need weak ones)
+# inverse L2 strengths searched: unit-norm features need weak penalties (the quick start's picked 100 and 1,000)
+DEFAULT_CS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
 ONE_SHOT_C = 1.0  # a 1-shot draw has no second image per class to validate on: scikit-learn's default
 MAX_FOLDS = 5
 MAX_ITER = 1000
