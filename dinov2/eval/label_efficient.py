@@ -3,9 +3,9 @@
 - **Few-shot**: for each number of labelled images per class (1, 10, 100 by default) and each of ``draws`` seeded
   draws of that many training images per class, weighted k-NN (the DINO vote; all of the draw when it has k images
   or fewer) and logistic regression score the whole val split; each is reported as the mean over draws with a
-  95 % t interval of the mean and every draw's value. The regularisation of a few-shot regression is chosen by stratified
-  cross-validation inside the draw (at most 5 folds), so no label beyond the draw is used; a 1-shot draw cannot be
-  split and keeps ``C = 1``.
+  95 % t interval of the mean and every draw's value. The regularisation of a few-shot regression is chosen by
+  stratified cross-validation inside the draw (at most 5 folds), so no label beyond the draw is used; a 1-shot
+  draw cannot be split and keeps ``C = 1``.
 - **Logistic regression on all the training labels**: ``C`` chosen on a held-out part of the training images
   (stratified, ``holdout_fraction``), then the regression refitted on all of them and scored on val.
 
