@@ -15,6 +15,9 @@ Method, noise setting and epoch come from the files' fields, never from their na
 * ``few_shot.{md,csv}`` (when ``python -m dinov2.eval.few_shot`` was run): per method and noise, few-shot k-NN and
   logistic regression top-1 (mean [95 % interval] over the draws) for each number of shots, and the regression on
   all the labels, at each run's last checkpoint;
+* ``robustness.{md,csv}`` and ``robustness_curve.png`` (when ``python -m dinov2.eval.robustness`` was run): per method
+  and noise, clean and per-family area of the logistic-regression / k-NN top-1, and accuracy against the PSNR of the
+  val images, a panel per noise family and a line per method;
 * ``retrieval.{md,csv}``: revisited Oxford/Paris Easy / Medium / Hard mAP per method, noise and checkpoint label;
 * ``summary.{md,csv}``: per noise setting and method, the probe, k-NN and retrieval (Medium / Hard mAP) numbers
   side by side;
@@ -46,7 +49,7 @@ from exps.training_curves import curves_markdown, plot_curves as plot_training_c
 from utils.atomic import atomic_write_text, make_folder
 from utils.cli import add_output_dir
 from utils.figures import pyplot, save_png
-from utils.noise import PAPER_NOISE_SETTINGS
+from utils.noise import PAPER_NOISE_SETTINGS, parse_noise
 
 METHOD_ORDER = ("dinov2", "n2n_dinov2", "nc", "nct")
 MISSING = "-"
@@ -195,13 +198,9 @@ def _mean_interval(block: dict) -> str:
 
 def write_few_shot_table(results: list[dict], out: Path) -> bool:
     """Rows (method, noise), columns k-NN / logistic regression per number of shots; the last checkpoint wins."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for result in results:
-        if result["protocol"] == "few_shot":
-            groups[(_label(result["method"]), _label(result["noise"]))].append(result)
-    if not groups:
+    last = _last_of(results, "few_shot")
+    if not last:
         return False
-    last = {key: max(group, key=_sort_key)["results"] for key, group in groups.items()}
     shots = sorted({n for cells in last.values() for n in cells["shots"]}, key=int)
     header = ["method", "noise"] + [f"{n}-shot {p}" for n in shots for p in ("k-NN", "logreg")] + ["logreg, all"]
     keys = sorted(last, key=lambda k: (_ordered({m for m, _ in last}, METHOD_ORDER).index(k[0]), k[1]))
@@ -211,6 +210,43 @@ def write_few_shot_table(results: list[dict], out: Path) -> bool:
     write_table(out, "few_shot", "Few-shot top-1 (%): mean [95 % interval] over the draws; logistic regression on all "
                 "labels", header, rows)
     return True
+
+
+def _last_of(results: list[dict], protocol: str) -> dict[tuple[str, str], dict]:
+    """{(method, noise): results of the last checkpoint} of one protocol."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for result in results:
+        if result["protocol"] == protocol:
+            groups[(_label(result["method"]), _label(result["noise"]))].append(result)
+    return {key: max(group, key=_sort_key)["results"] for key, group in groups.items()}
+
+
+def write_robustness(results: list[dict], out: Path) -> Optional[Path]:
+    """``robustness.{md,csv}`` and ``robustness_curve.png``; None without robustness results."""
+    last = _last_of(results, "robustness")
+    if not last:
+        return None
+    families = sorted({f for cells in last.values() for f in cells["areas"]["logreg"]})
+    header = ["method", "noise", "clean"] + [f"area {f}" for f in families]
+    keys = sorted(last, key=lambda k: (_ordered({m for m, _ in last}, METHOD_ORDER).index(k[0]), k[1]))
+    pair = lambda a, b: f"{a:.1f} / {b:.1f}"  # noqa: E731
+    rows = [list(key) + [pair(last[key]["clean"]["logreg"], last[key]["clean"]["knn"])]
+            + [pair(last[key]["areas"]["logreg"][f], last[key]["areas"]["knn"][f]) if f in last[key]["areas"]["logreg"]
+               else MISSING for f in families] for key in keys]
+    write_table(out, "robustness", "Robustness: logistic regression / k-NN top-1 (%) on clean val images and the area "
+                "of each noise family (mean top-1 over its PSNR span)", header, rows)
+    figure, axes = pyplot().subplots(1, len(families), figsize=(4.5 * len(families), 3.6), squeeze=False)
+    for axis, family in zip(axes[0], families):
+        for key in keys:
+            points = sorted((row["psnr"], row["logreg"]) for setting, row in last[key]["noises"].items()
+                            if parse_noise(setting).family == family)
+            axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=f"{key[0]} ({key[1]})")
+        axis.set_title(f"noise: {family}")
+        axis.set_xlabel("PSNR of the val images (dB)")
+        axis.set_ylabel("logistic regression top-1 (%)")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return save_png(figure, out / "robustness_curve.png")
 
 
 def write_retrieval_table(results: list[dict], out: Path) -> bool:
@@ -319,11 +355,14 @@ def build_report(roots: Iterable[Path], out: Path, skip_invalid: bool = False, p
         tables.append("ssl_methods")
     if write_few_shot_table(results, out):
         tables.append("few_shot")
+    robustness_figure = write_robustness(results, out)
+    if robustness_figure is not None:
+        tables.append("robustness")
     if write_retrieval_table(results, out):
         tables.append("retrieval")
     if write_summary(results, out):
         tables.append("summary")
-    figures = plot_curves(results, out) + health_figures
+    figures = plot_curves(results, out) + health_figures + ([robustness_figure] if robustness_figure else [])
     pages = list(write_page(out, page, tables, psnr_json, includes)) if page else []
     return {"results": [r["_path"] for r in results], "tables": tables, "figures": figures, "pages": pages}
 

@@ -19,6 +19,8 @@ FIGURE_CAPTIONS = {
     "noise_grid": "The noise settings on val digits (PSNR under each panel).",
     "denoising_examples": "Neighbor2Neighbor on val digits: clean, noisy, denoised (PSNR under each panel).",
     "probe_accuracy": "Toy MLP experiment: linear-probe accuracy per arm and repetition.",
+    "robustness_curve": "Robustness: logistic-regression top-1 against the PSNR of the noised val images, a panel "
+                        "per noise family.",
     "training_health": "Training health per run, against the iteration: loss, DINO target entropy (ln(prototypes): "
                        "uniform targets), effective rank of the class tokens (1: collapsed) and online k-NN top-1.",
 }

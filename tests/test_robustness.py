@@ -3,14 +3,13 @@ computations, and k-NN on the clean val images equal to the k-NN probe's."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from dinov2.eval.knn import main as knn_main
 from dinov2.eval.results import load_result
 from dinov2.eval.robustness import family_areas, main as robustness_main
+from exps import report
 from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from utils.dataset_index import load_split
 from utils.image_io import load_rgb
@@ -34,7 +33,9 @@ def test_one_head_is_scored_on_clean_and_noisy_val_images(tmp_path, capsys):
                             "--output-dir", str(out), "--crop-size", "32", "--nb-knn", "5", "--logreg-c", "1", "100",
                             "--holdout-fraction", "0.34", "--num-workers", "0", "--quiet"]) == 0
     (path,) = out.glob("robustness_*.json")
-    result = json.loads(path.read_text())
+    stored = load_result(path)  # an evaluation result of the schema
+    assert stored["protocol"] == "robustness" and stored["iteration"] == 9 and path.name == "robustness_training_9.json"
+    result = stored["results"]
     assert list(result["noises"]) == ["gauss100", "speckle0.4", "gauss255"]
     samples = load_split(data, "val").samples
     clean = [load_rgb(data / rel) for rel, _ in samples]
@@ -43,6 +44,11 @@ def test_one_head_is_scored_on_clean_and_noisy_val_images(tmp_path, capsys):
     assert result["noises"]["gauss255"]["psnr"] < result["noises"]["gauss100"]["psnr"]
     assert set(result["areas"]["knn"]) == {"gauss", "speckle"} and path.with_suffix(".png").stat().st_size > 1000
     assert "| gauss255 |" in path.with_suffix(".md").read_text()
+    assert report.main([str(out), "--output-dir", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "robustness.md").read_text()
+    assert "| area gauss | area speckle |" in table
+    assert f"{result['areas']['logreg']['gauss']:.1f} / {result['areas']['knn']['gauss']:.1f}" in table
+    assert (tmp_path / "report" / "robustness_curve.png").stat().st_size > 1000
     # each k-NN is the k-NN probe's on the same images, clean or noised on the fly
     for name, val in (("clean", str(data / "val")), ("gauss255", f"noisy:gauss255:{data}:val")):
         assert knn_main(["--pretrained-weights", str(checkpoint), "--train-dataset", str(data / "train"),
@@ -60,3 +66,10 @@ def test_an_unknown_noise_setting_is_refused_before_any_work(tmp_path, capsys):
                             str(data / "train"), "--clean-val", str(data / "val"), "--noises", "blur3",
                             "--output-dir", str(tmp_path / "out")]) == 2
     assert "blur3" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_run_dir_is_refused_for_one_checkpoint_protocol(tmp_path, capsys):
+    data = make_separable_tree(tmp_path / "data", num_classes=2, train_per_class=2, val_per_class=1)
+    assert robustness_main(["--run-dir", str(tmp_path / "run"), "--train-dataset", str(data / "train"),
+                            "--clean-val", str(data / "val"), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "--pretrained-weights" in capsys.readouterr().err

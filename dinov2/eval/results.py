@@ -2,7 +2,8 @@
 
 Common fields (every protocol)::
 
-    schema: "dinov2-eval-result", schema_version: 1, protocol: "linear" | "knn" | "instance_recog" | "few_shot",
+    schema: "dinov2-eval-result", schema_version: 1,
+    protocol: "linear" | "knn" | "instance_recog" | "few_shot" | "robustness",
     method: str | null, noise: str | null, checkpoint: str, iteration: int | null, epoch: float | null,
     created: ISO time, settings: {...}, results: {...}
 
@@ -21,7 +22,7 @@ from utils.atomic import atomic_write_json
 
 RESULT_SCHEMA = "dinov2-eval-result"
 SCHEMA_VERSION = 1
-PROTOCOLS = ("linear", "knn", "instance_recog", "few_shot")
+PROTOCOLS = ("linear", "knn", "instance_recog", "few_shot", "robustness")
 _COMMON_FIELDS: dict[str, tuple[type, ...]] = {
     "schema": (str,), "schema_version": (int,), "protocol": (str,), "method": (str, type(None)),
     "noise": (str, type(None)), "checkpoint": (str,), "iteration": (int, type(None)),
@@ -114,8 +115,19 @@ def _validate_few_shot(results: dict, where: str) -> None:
         _fraction(_require(block, "top1", (int, float), f"{where}.logreg_all"), f"{where}.logreg_all.top1")
 
 
+def _validate_robustness(results: dict, where: str) -> None:
+    rows = {"clean": _require(results, "clean", (dict,), where),
+            **{f"noises.{s}": row for s, row in _require(results, "noises", (dict,), where).items()}}
+    for name, row in rows.items():
+        for key in ("logreg", "knn"):
+            _fraction(_require(row, key, (int, float), f"{where}.{name}"), f"{where}.{name}.{key}")
+        if name != "clean":
+            _require(row, "psnr", (int, float), f"{where}.{name}")
+    _require(results, "areas", (dict,), where)
+
+
 _VALIDATORS = {"linear": _validate_linear, "knn": _validate_knn, "instance_recog": _validate_instance_recog,
-               "few_shot": _validate_few_shot}
+               "few_shot": _validate_few_shot, "robustness": _validate_robustness}
 
 
 def validate_result(result: Any, source: str = "result") -> dict:

@@ -10,7 +10,8 @@ Both score the clean val images and every listed noise setting (``all``: the pap
 the same noisy images every run). Each setting's PSNR is the mean over the first ``--psnr-images`` val images.
 Per noise family, the area under accuracy-versus-PSNR is given as the mean accuracy over the family's PSNR span
 (trapezoids divided by the span, in %; a family of one setting gives its accuracy). Writes
-``OUT/robustness_<checkpoint>.{json,md,png}``.
+``OUT/robustness_<checkpoint>.{json,md,png}``; the JSON is an evaluation result (protocol ``robustness``, see
+``dinov2/eval/results.py``) that ``exps/report.py`` tabulates.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from dinov2.eval.arguments import add_weights_arguments
 from dinov2.eval.backbone import checkpoint_info, load_frozen_backbone
 from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
 from dinov2.eval.label_efficient import DEFAULT_CS, fit_on_all_labels, top1_of, unit_features
-from dinov2.eval.runner import FrozenBackbone, load_splits, split_of
+from dinov2.eval.runner import FrozenBackbone, label, load_splits, split_of
 from dinov2.hub import export_folder
-from utils.atomic import atomic_write_json, atomic_write_text
+from dinov2.eval.results import make_result, write_result
+from utils.atomic import atomic_write_text
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, one_line
 from utils.dataset_index import DatasetError, load_split
 from utils.device import PRECISIONS, resolve_device, resolve_precision
@@ -74,7 +76,7 @@ def score(backbone: FrozenBackbone, model, train, val_root: str, k: int, tempera
 def plot(table: dict, clean: dict, out: Path) -> Path:
     """Accuracy against PSNR, a line per noise family, the clean accuracy dashed; logistic regression and k-NN."""
     figure, axes = pyplot().subplots(1, 2, figsize=(10, 3.8), squeeze=False)
-    for axis, (key, label) in zip(axes[0], (("logreg", "logistic regression top-1 (%)"), ("knn", "k-NN top-1 (%)"))):
+    for axis, (key, title) in zip(axes[0], (("logreg", "logistic regression top-1 (%)"), ("knn", "k-NN top-1 (%)"))):
         families: dict[str, list[tuple[float, float]]] = {}
         for setting, row in table.items():
             families.setdefault(parse_noise(setting).family, []).append((row["psnr"], row[key]))
@@ -83,7 +85,7 @@ def plot(table: dict, clean: dict, out: Path) -> Path:
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
         axis.axhline(clean[key], linestyle="--", color="grey", label="clean")
         axis.set_xlabel("PSNR of the val images (dB)")
-        axis.set_ylabel(label)
+        axis.set_ylabel(title)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     return save_png(figure, out)
@@ -121,13 +123,16 @@ def evaluate(args: argparse.Namespace) -> Path:
         table[setting] = {"psnr": mean_psnr(str(clean_root.folder), f"noisy:{setting}:{clean_root.folder}", relpaths),
                           "logreg": logreg, "knn": knn}
     areas = {key: family_areas({s: (r["psnr"], r[key]) for s, r in table.items()}) for key in ("logreg", "knn")}
-    tag = checkpoint_info(Path(args.pretrained_weights)).tag if Path(args.pretrained_weights).is_file() \
-        else Path(args.pretrained_weights).name
-    stem = args.output_dir / f"robustness_{tag}"
-    atomic_write_json(stem.with_suffix(".json"), {
-        "checkpoint": str(args.pretrained_weights), "train_dataset": str(args.train_dataset),
-        "clean_val": str(args.clean_val), "logreg_C": c, "nb_knn": args.nb_knn, "psnr_images": len(relpaths),
-        "clean": clean, "noises": table, "areas": areas})
+    info = checkpoint_info(Path(args.pretrained_weights))
+    stem = args.output_dir / f"robustness_{info.tag}"
+    settings = {"train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "logreg_C": c,
+                "logreg_c_searched": list(args.logreg_c), "holdout_fraction": args.holdout_fraction,
+                "nb_knn": args.nb_knn, "knn_temperature": args.temperature, "psnr_images": len(relpaths),
+                "crop_size": args.crop_size, "seed": args.seed}
+    write_result(make_result("robustness", str(info.path), settings, {"clean": clean, "noises": table, "areas": areas},
+                             method=label(args.method, info.config, "method"),
+                             noise=label(args.noise, info.config, "noise"),
+                             iteration=info.iteration, epoch=info.epoch), stem.with_suffix(".json"))
     atomic_write_text(stem.with_suffix(".md"), markdown(table, clean, areas))
     if table:
         plot(table, clean, stem.with_suffix(".png"))
@@ -141,6 +146,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--clean-val", type=tree_argument, required=True, help="ROOT/val of the clean tree")
     parser.add_argument("--noises", nargs="+", default=["all"], help="noise settings of the val images ('all': nine)")
     parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--method", default=None, help="the result's method label (else the run config's)")
+    parser.add_argument("--noise", default=None, help="the result's label of the training data's noise")
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--resize-size", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -160,8 +167,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        if args.pretrained_weights is None:
-            raise ValueError("--pretrained-weights is required")
+        if args.pretrained_weights is None or args.run_dir is not None:
+            raise ValueError("give --pretrained-weights (one checkpoint; a run directory means its newest export), "
+                             "not --run-dir")
         if not Path(args.pretrained_weights).exists() and export_folder(Path(args.pretrained_weights)) is None:
             raise FileNotFoundError(f"--pretrained-weights {args.pretrained_weights}: no such file or folder")
         args.noises = expand_noise_settings(args.noises)

@@ -222,7 +222,8 @@ def probe_split(train: SplitIndex, settings: Optional[ProbeSettings]) -> Optiona
     return holdout_split([label for _, label in train.samples], settings.holdout_fraction, settings.seed)
 
 
-def _label(cli_value: Optional[str], config, key: str) -> Optional[str]:
+def label(cli_value: Optional[str], config, key: str) -> Optional[str]:
+    """A result's label: the command line's, else the run config's ``experiment.<key>``."""
     if cli_value is not None:
         return cli_value
     value = config_value(config, f"experiment.{key}")
@@ -269,8 +270,8 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
     results["timing"] = {"extract_seconds": round(features.seconds, 3),
                          "total_seconds": round(time.perf_counter() - started, 3)}
     result = make_result(protocol, str(checkpoint), run_settings(backbone, train, val, settings, split), results,
-                         method=_label(args.method, info.config, "method"),
-                         noise=_label(args.noise, info.config, "noise"), iteration=info.iteration,
+                         method=label(args.method, info.config, "method"),
+                         noise=label(args.noise, info.config, "noise"), iteration=info.iteration,
                          epoch=None if info.epoch is None else info.epoch + args.epoch_offset, request=request)
     if main_rank:  # every rank computed the same result
         write_result(result, out_path)
