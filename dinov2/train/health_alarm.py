@@ -13,11 +13,12 @@ are near uniform and a LayerScale ViT's class tokens identical at initialisation
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from omegaconf import DictConfig
+
+from dinov2.train.health_signals import uniform_entropy
 
 UNIFORM_TARGETS = "dino_targets_uniform"
 COLLAPSED = "representation_collapsed"
@@ -49,7 +50,7 @@ class AlarmSettings:
 
     @property
     def uniform_entropy(self) -> Optional[float]:
-        return math.log(self.n_prototypes) if self.n_prototypes else None
+        return uniform_entropy(self.n_prototypes) if self.n_prototypes else None
 
     @property
     def chance_top1(self) -> Optional[float]:
