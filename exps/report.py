@@ -44,12 +44,13 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dinov2.eval.results import ResultError, iter_result_files, load_result
+from dinov2.eval.noise_curves import curves_by_family
 from exps.report_page import check_page_inputs, write_page
 from exps.training_curves import curves_markdown, plot_curves as plot_training_curves, read_curves
 from utils.atomic import atomic_write_text, make_folder
 from utils.cli import add_output_dir
 from utils.figures import pyplot, save_png
-from utils.noise import PAPER_NOISE_SETTINGS, parse_noise
+from utils.noise import PAPER_NOISE_SETTINGS
 
 METHOD_ORDER = ("dinov2", "n2n_dinov2", "nc", "nct")
 MISSING = "-"
@@ -238,8 +239,7 @@ def write_robustness(results: list[dict], out: Path) -> Optional[Path]:
     figure, axes = pyplot().subplots(1, len(families), figsize=(4.5 * len(families), 3.6), squeeze=False)
     for axis, family in zip(axes[0], families):
         for key in keys:
-            points = sorted((row["psnr"], row["logreg"]) for setting, row in last[key]["noises"].items()
-                            if parse_noise(setting).family == family)
+            points = curves_by_family(last[key]["noises"], "logreg").get(family, [])
             axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=f"{key[0]} ({key[1]})")
         axis.set_title(f"noise: {family}")
         axis.set_xlabel("PSNR of the val images (dB)")

@@ -8,7 +8,8 @@ import pytest
 
 from dinov2.eval.knn import main as knn_main
 from dinov2.eval.results import load_result
-from dinov2.eval.robustness import family_areas, main as robustness_main
+from dinov2.eval.noise_curves import family_areas
+from dinov2.eval.robustness import main as robustness_main
 from exps import report
 from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from utils.dataset_index import load_split
@@ -19,7 +20,7 @@ from utils.noise import noisy_image
 
 def test_the_area_of_a_family_is_its_mean_accuracy_over_its_psnr_span():
     points = {"gauss50": (17.0, 60.0), "gauss255": (6.0, 20.0), "gauss100": (11.0, 50.0), "shot3": (18.0, 40.0)}
-    areas = family_areas(points)
+    areas = family_areas({setting: {"psnr": x, "top1": y} for setting, (x, y) in points.items()}, "top1")
     trapezoids = (20.0 + 50.0) / 2 * 5.0 + (50.0 + 60.0) / 2 * 6.0
     assert areas == {"gauss": pytest.approx(trapezoids / 11.0), "shot": 40.0}
 

@@ -27,9 +27,10 @@ from dinov2.eval.arguments import add_weights_arguments
 from dinov2.eval.backbone import checkpoint_info, load_frozen_backbone
 from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
 from dinov2.eval.label_efficient import DEFAULT_CS, fit_on_all_labels, top1_of, unit_features
+from dinov2.eval.noise_curves import curves_by_family, family_areas
+from dinov2.eval.results import make_result, write_result
 from dinov2.eval.runner import FrozenBackbone, label, load_splits, split_of
 from dinov2.hub import export_folder
-from dinov2.eval.results import make_result, write_result
 from utils.atomic import atomic_write_text
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, one_line
 from utils.dataset_index import DatasetError, load_split
@@ -38,27 +39,13 @@ from utils.figures import pyplot, save_png
 from utils.image_io import ImageReadError
 from utils.image_tree import open_tree, tree_argument
 from utils.metrics import psnr
-from utils.noise import expand_noise_settings, parse_noise
+from utils.noise import expand_noise_settings
 
 
-def mean_psnr(clean_root: str, noisy_root: str, relpaths: list[str]) -> float:
-    """Mean PSNR (dB) of the noisy tree's images against the clean ones."""
-    clean, noisy = open_tree(clean_root), open_tree(noisy_root)
-    return float(np.mean([psnr(clean.read_pixels(rel), noisy.read_pixels(rel)) for rel in relpaths]))
-
-
-def family_areas(points: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Per noise family, the mean accuracy over its PSNR span (trapezoids / span) of ``{setting: (psnr, top1)}``."""
-    families: dict[str, list[tuple[float, float]]] = {}
-    for setting, point in points.items():
-        families.setdefault(parse_noise(setting).family, []).append(point)
-    areas = {}
-    for family, values in families.items():
-        values.sort()
-        x, y = np.array([v[0] for v in values]), np.array([v[1] for v in values])
-        span = x[-1] - x[0]
-        areas[family] = float(y[0]) if span <= 0 else float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum() / span)
-    return areas
+def mean_psnr(clean: dict[str, np.ndarray], noisy_root: str) -> float:
+    """Mean PSNR (dB) of the noisy tree's images against ``clean`` (``{relpath: pixels}``, read once per run)."""
+    noisy = open_tree(noisy_root)
+    return float(np.mean([psnr(pixels, noisy.read_pixels(rel)) for rel, pixels in clean.items()]))
 
 
 def score(backbone: FrozenBackbone, model, train, val_root: str, k: int, temperature: float,
@@ -77,11 +64,7 @@ def plot(table: dict, clean: dict, out: Path) -> Path:
     """Accuracy against PSNR, a line per noise family, the clean accuracy dashed; logistic regression and k-NN."""
     figure, axes = pyplot().subplots(1, 2, figsize=(10, 3.8), squeeze=False)
     for axis, (key, title) in zip(axes[0], (("logreg", "logistic regression top-1 (%)"), ("knn", "k-NN top-1 (%)"))):
-        families: dict[str, list[tuple[float, float]]] = {}
-        for setting, row in table.items():
-            families.setdefault(parse_noise(setting).family, []).append((row["psnr"], row[key]))
-        for family, points in sorted(families.items()):
-            points.sort()
+        for family, points in curves_by_family(table, key).items():
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
         axis.axhline(clean[key], linestyle="--", color="grey", label="clean")
         axis.set_xlabel("PSNR of the val images (dB)")
@@ -115,19 +98,20 @@ def evaluate(args: argparse.Namespace) -> Path:
     clean_root, split = split_of(args.clean_val)
     logreg, knn = score(backbone, model, train, str(args.clean_val), args.nb_knn, args.temperature, classes)
     clean = {"logreg": logreg, "knn": knn}
-    relpaths = [rel for rel, _ in clean_index.samples[:args.psnr_images]]
+    clean_tree = open_tree(clean_root.folder)
+    clean_pixels = {rel: clean_tree.read_pixels(rel) for rel, _ in clean_index.samples[:args.psnr_images]}
     table = {}
     for setting in args.noises:
         noisy = f"noisy:{setting}:{clean_root.folder}:{split}"
         logreg, knn = score(backbone, model, train, noisy, args.nb_knn, args.temperature, classes)
-        table[setting] = {"psnr": mean_psnr(str(clean_root.folder), f"noisy:{setting}:{clean_root.folder}", relpaths),
+        table[setting] = {"psnr": mean_psnr(clean_pixels, f"noisy:{setting}:{clean_root.folder}"),
                           "logreg": logreg, "knn": knn}
-    areas = {key: family_areas({s: (r["psnr"], r[key]) for s, r in table.items()}) for key in ("logreg", "knn")}
+    areas = {key: family_areas(table, key) for key in ("logreg", "knn")}
     info = checkpoint_info(Path(args.pretrained_weights))
     stem = args.output_dir / f"robustness_{info.tag}"
     settings = {"train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "logreg_C": c,
                 "logreg_c_searched": list(args.logreg_c), "holdout_fraction": args.holdout_fraction,
-                "nb_knn": args.nb_knn, "knn_temperature": args.temperature, "psnr_images": len(relpaths),
+                "nb_knn": args.nb_knn, "knn_temperature": args.temperature, "psnr_images": len(clean_pixels),
                 "crop_size": args.crop_size, "seed": args.seed}
     write_result(make_result("robustness", str(info.path), settings, {"clean": clean, "noises": table, "areas": areas},
                              method=label(args.method, info.config, "method"),
