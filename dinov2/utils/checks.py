@@ -27,6 +27,9 @@ POSITIVE_INTS = (
     "method.projection_dim",
     "method.projection_layers",
     "method.prediction_hidden_dim",
+    "evaluation.health.entropy_patience",
+    "evaluation.health.collapse_patience",
+    "evaluation.online_knn.k",
 )
 POSITIVE_FLOATS = (  # a zero or negative value would make the run meaningless (or divide by zero)
     "optim.base_lr",
@@ -34,6 +37,9 @@ POSITIVE_FLOATS = (  # a zero or negative value would make the run meaningless (
     "teacher.warmup_teacher_temp",
     "optim.layerwise_decay",
     "method.temperature",
+    "evaluation.health.collapsed_rank",
+    "evaluation.health.chance_factor",
+    "evaluation.online_knn.temperature",
 )
 NON_NEGATIVE = (
     "optim.patch_embed_lr_mult",  # 0 freezes the patch projection (MoCo v3)
@@ -58,9 +64,6 @@ NON_NEGATIVE = (
     "evaluation.health.entropy_margin",
     "evaluation.online_knn.images",
 )
-HEALTH_POSITIVE = ("evaluation.health.entropy_patience", "evaluation.health.collapse_patience",
-                   "evaluation.health.collapsed_rank", "evaluation.health.chance_factor", "evaluation.online_knn.k",
-                   "evaluation.online_knn.temperature")
 
 PROBABILITIES = ("ibot.mask_sample_probability", "crops.solarize_probability", "crops.color_jitter_probability",
                  "crops.hflip_probability")
@@ -89,7 +92,7 @@ def check_config(cfg: DictConfig, world_size: int = 1) -> None:
     for key, allowed in CONFIG_CHOICES.items():
         if _get(cfg, key) not in allowed:
             _fail(key, f"expected one of {', '.join(allowed)}, got {_get(cfg, key)!r}")
-    for key in POSITIVE_INTS + POSITIVE_FLOATS + HEALTH_POSITIVE:
+    for key in POSITIVE_INTS + POSITIVE_FLOATS:
         if _get(cfg, key) <= 0:
             _fail(key, f"must be positive, got {_get(cfg, key)}")
     for key in NON_NEGATIVE:
