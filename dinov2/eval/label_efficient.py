@@ -72,6 +72,11 @@ def logistic_top1(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, v
     return top1_of(fit_logistic(train_x, train_y, c), val_x, val_y)
 
 
+def best_c(scores: dict[float, float]) -> float:
+    """The ``C`` of the best score; ties go to the smallest (the strongest regularisation)."""
+    return max(scores, key=lambda c: (scores[c], -c))
+
+
 def choose_c_by_folds(x: np.ndarray, y: np.ndarray, cs: Sequence[float], seed: int) -> float:
     """The ``c`` of best mean accuracy over stratified folds of ``(x, y)`` (ties: the smallest, the strongest
     regularisation); :data:`ONE_SHOT_C` when a class has a single image."""
@@ -79,9 +84,8 @@ def choose_c_by_folds(x: np.ndarray, y: np.ndarray, cs: Sequence[float], seed: i
     if folds < 2:
         return ONE_SHOT_C
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = {c: np.mean([logistic_top1(x[fit], y[fit], x[held], y[held], c) for fit, held in splitter.split(x, y)])
-              for c in cs}
-    return max(cs, key=lambda c: (scores[c], -c))
+    return best_c({c: np.mean([logistic_top1(x[fit], y[fit], x[held], y[held], c)
+                               for fit, held in splitter.split(x, y)]) for c in cs})
 
 
 def few_shot_scores(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor, val_labels: torch.Tensor,
@@ -113,7 +117,7 @@ def fit_on_all_labels(train: torch.Tensor, train_labels: torch.Tensor, cs: Seque
     x, y = unit_features(train), train_labels.numpy()
     fit, held = train_test_split(np.arange(len(y)), test_size=holdout_fraction, stratify=y, random_state=seed)
     holdout = {c: logistic_top1(x[fit], y[fit], x[held], y[held], c) for c in cs}
-    best = max(cs, key=lambda c: (holdout[c], -c))
+    best = best_c(holdout)
     return fit_logistic(x, y, best), best, holdout
 
 
