@@ -16,25 +16,32 @@ from typing import Any, Optional
 from utils.atomic import append_text, atomic_write_text
 
 
-def _step(line: str, step_key: str) -> int:
+def _record(line: str, step_key: str) -> Optional[tuple[int, dict[str, Any]]]:
+    """(step, record) of a line; None for an unreadable one (it is dropped with the redone steps)."""
     try:
-        return int(json.loads(line)[step_key])
+        record = json.loads(line)
+        return int(record[step_key]), record
     except (ValueError, KeyError, TypeError):
-        return 1 << 62  # an unreadable line is dropped with the redone steps
+        return None
 
 
 class JsonlLog:
     """Append-only JSON-lines file; opening it keeps only the records whose ``step_key`` is below ``resume_step``
-    (``resume_step=0`` empties it: a run that starts afresh)."""
+    (``resume_step=0`` empties it: a run that starts afresh), and holds them in ``kept`` (read once)."""
 
     def __init__(self, path: Path, step_key: str, resume_step: int, tensorboard_dir: Optional[Path] = None) -> None:
         self.path = Path(path)
         self.step_key = step_key
         self.tensorboard = _summary_writer(tensorboard_dir, resume_step) if tensorboard_dir is not None else None
+        self.kept: list[dict[str, Any]] = []
         if self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            kept = [line for line in lines if line.strip() and _step(line, step_key) < resume_step]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            lines = []
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                parsed = _record(line, step_key) if line.strip() else None
+                if parsed is not None and parsed[0] < resume_step:
+                    lines.append(line)
+                    self.kept.append(parsed[1])
+            atomic_write_text(self.path, "".join(line + "\n" for line in lines))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (flushed at once, so a crash loses at most the line being written)."""

@@ -20,7 +20,7 @@ from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_ph
 from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.health_monitor import HealthMonitor, RepresentationCollapsed
 from dinov2.train.nct import build_meta_arch, freeze_backbone_anchor, split_model_state
-from dinov2.train.run_files import config_changes, git_sha, open_metrics_log, read_metrics
+from dinov2.train.run_files import config_changes, git_sha, open_metrics_log
 from dinov2.utils.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -371,8 +371,7 @@ class Trainer:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
         metrics = open_metrics_log(self.output_dir, start, cfg.train.tensorboard) if self.ctx.is_main else None
-        kept = metrics is not None and metrics.path.is_file()  # the records before ``start`` (a resumed run's)
-        self.health.start(read_metrics(self.output_dir) if kept else [], self._log)
+        self.health.start(metrics.kept if metrics is not None else [], self._log)  # a resumed run's records
         self._last_time, self._last_iteration = time.perf_counter(), start
         iteration = start
         # closed on an error too, so that the error message starts on a line of its own
