@@ -8,7 +8,8 @@
 
 Every image under --data-dir (any depth) gives one random square crop per epoch. The loss is the paper's:
 reconstruction between neighbour sub-images plus a regulariser whose weight rises linearly to
---increase-ratio; Adam, learning rate halved after every 20% of the epochs. OUT receives config.json,
+--increase-ratio; Adam, learning rate halved after every 20% of the epochs. ``--objective zs_n2n`` trains
+Zero-Shot Noise2Noise's three-layer network with its residual + consistency loss instead (Neighbor2Neighbor/zs_n2n.py). OUT receives config.json,
 metrics.jsonl (one line per epoch), log.txt (everything printed), last.pt (complete training state, written
 atomically after every epoch),
 epoch_XXX.pt with --save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same
@@ -41,6 +42,7 @@ from Neighbor2Neighbor.arch_unet import UNet, memory_format
 from Neighbor2Neighbor.training_data import SMALL_IMAGE_POLICIES, ImageSurvey, NoisyCropDataset, epoch_order
 from Neighbor2Neighbor.training_data import rank_order, survey_images
 from Neighbor2Neighbor.loss import regularizer_weight, training_loss
+from Neighbor2Neighbor.zs_n2n import ZeroShotNet, zs_n2n_loss
 from Neighbor2Neighbor.padding import apply_padded
 from Neighbor2Neighbor.validation import Validator
 from Neighbor2Neighbor.weights import CHECKPOINT_FORMAT, load_checkpoint, model_config
@@ -59,11 +61,12 @@ from utils.seeding import seed_everything, torch_generator, worker_init_fn
 
 # arguments that change what an exact resume would compute; the others (workers, device, ...) may change
 RESUME_KEYS = ("data_dir", "epochs", "batch_size", "patch_size", "lr", "gamma", "increase_ratio", "lambda_rec",
-               "lambda_reg", "n_feature", "seed", "small_images",
+               "lambda_reg", "n_feature", "seed", "small_images", "objective",
                # validation decides the metrics.jsonl PSNR and which epoch is best.pt: one setting per run
                "val_clean", "val_noise", "val_seed", "val_limit", "val_every")
 LAST, BEST, METRICS, CONFIG = "last.pt", "best.pt", "metrics.jsonl", "config.json"
 WALL_CLOCK_KEYS = ("seconds", "images_per_s")  # in metrics.jsonl only
+OBJECTIVES = ("neighbor2neighbor", "zs_n2n")
 
 
 class TrainingError(RuntimeError):
@@ -84,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--increase-ratio", type=float, default=2.0, help="regulariser weight at the last epoch")
     parser.add_argument("--lambda-rec", type=float, default=1.0, help="weight of the reconstruction term")
     parser.add_argument("--lambda-reg", type=float, default=1.0, help="weight of the regulariser term")
-    parser.add_argument("--n-feature", type=int, default=48, help="U-Net width")
+    parser.add_argument("--n-feature", type=int, default=48, help="network width")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="neighbor2neighbor",
+                        help="neighbor2neighbor (the U-Net, the paper's) or zs_n2n (Zero-Shot Noise2Noise's network "
+                             "and loss, fitted on the training crops)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--small-images", choices=SMALL_IMAGE_POLICIES, default="pad",
                         help="images smaller than the crop: reflect-pad them, or skip them (counted)")
@@ -151,7 +157,7 @@ class TrainingState:
     """What training updates and a checkpoint restores: the model, its optimizer, lr schedule, fp16 loss scaler,
     the generator of the sub-sampling masks, and the best validation PSNR so far."""
 
-    model: UNet
+    model: torch.nn.Module  # the U-Net, or ZeroShotNet with --objective zs_n2n
     optimizer: torch.optim.Adam
     scheduler: torch.optim.lr_scheduler.MultiStepLR
     scaler: torch.amp.GradScaler
@@ -165,7 +171,8 @@ class TrainingState:
         """Seed every RNG, then build the parts in a fixed order (it fixes the initial weights of a seed); the
         U-Net takes and gives ``channels`` (the training images')."""
         seed_everything(args.seed)
-        model = UNet(channels, channels, features=args.n_feature).to(device, memory_format=memory_format(device))
+        network = ZeroShotNet if args.objective == "zs_n2n" else UNet
+        model = network(channels, channels, features=args.n_feature).to(device, memory_format=memory_format(device))
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(args.epochs), gamma=args.gamma)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -258,7 +265,8 @@ def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args:
     loader = DataLoader(dataset, batch_size=args.batch_size // ctx.world_size, sampler=order,
                         num_workers=args.num_workers, drop_last=True, pin_memory=device.type == "cuda",
                         worker_init_fn=worker_init_fn)
-    reg_weight = regularizer_weight(epoch, args.epochs, args.increase_ratio)
+    zero_shot = args.objective == "zs_n2n"  # its consistency term (logged as loss_reg) has weight 1
+    reg_weight = 1.0 if zero_shot else regularizer_weight(epoch, args.epochs, args.increase_ratio)
     lr = state.optimizer.param_groups[0]["lr"]
     sums = torch.zeros(3, dtype=torch.float64)
     steps, started = 0, time.perf_counter()
@@ -268,8 +276,8 @@ def run_epoch(state: TrainingState, dataset: NoisyCropDataset, epoch: int, args:
     for noisy in bar:
         noisy = noisy.to(device, non_blocking=True)
         with autocast(device, precision):
-            terms = training_loss(state.denoise, noisy, state.mask_generator, reg_weight, args.lambda_rec,
-                                  args.lambda_reg, share)
+            terms = zs_n2n_loss(state.denoise, noisy) if zero_shot else training_loss(
+                state.denoise, noisy, state.mask_generator, reg_weight, args.lambda_rec, args.lambda_reg, share)
         values = distributed.all_reduce_mean(
             torch.stack([terms.total.detach(), terms.reconstruction, terms.regularizer]).double()).cpu()
         if not torch.isfinite(values).all():

@@ -1,4 +1,7 @@
-"""Checkpoint and weight files of the denoiser: plain state dicts, loadable with ``weights_only=True``."""
+"""Checkpoint and weight files of the denoisers: plain state dicts, loadable with ``weights_only=True``.
+
+``model_config["arch"]`` names the denoiser (the Neighbor2Neighbor U-Net when absent, as in older files): the U-Net,
+Zero-Shot Noise2Noise's network or a calibrated Gaussian blur, all denoised through ``denoise.py`` alike."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 import torch
 
 from Neighbor2Neighbor.arch_unet import UNet
+from Neighbor2Neighbor.gaussian_blur import GaussianBlur
+from Neighbor2Neighbor.zs_n2n import ZeroShotNet
 from utils.cli import squeezed
 from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
@@ -30,12 +35,17 @@ def plain_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return cleaned
 
 
-def model_config(model: UNet) -> dict[str, int]:
-    """What is needed to rebuild ``model``: its channel counts."""
-    return {"in_channels": model.in_channels, "out_channels": model.out_channels, "features": model.features}
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"unet": UNet, "zs_n2n": ZeroShotNet, "gaussian_blur": GaussianBlur}
 
 
-DENOISER = "Neighbor2Neighbor U-Net weights (a train.py checkpoint or a bare state dict)"
+def model_config(model: torch.nn.Module) -> dict[str, Any]:
+    """What is needed to rebuild ``model``: its architecture and channel counts (and width or sigma)."""
+    if isinstance(model, UNet):
+        return {"in_channels": model.in_channels, "out_channels": model.out_channels, "features": model.features}
+    return model.config()
+
+
+DENOISER = "denoiser weights (a Neighbor2Neighbor/train.py checkpoint, a calibrated blur or a bare U-Net state dict)"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -43,8 +53,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return load_torch_file(Path(path), DENOISER, map_location)
 
 
-def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
-    """Build a :class:`UNet` from a training checkpoint (``model`` + ``model_config``) or a bare state dict."""
+def load_denoiser(path: Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Build the denoiser of a checkpoint (``model`` + ``model_config``; see ``ARCHITECTURES``) or of a bare U-Net
+    state dict."""
     payload = load_checkpoint(path)
     if not isinstance(payload, dict):
         raise WeightsFileError(f"{path} holds {describe_contents(payload)}: expected {DENOISER}")
@@ -57,11 +68,16 @@ def load_denoiser(path: Path, device: str | torch.device = "cpu") -> UNet:
         if first is None or last is None:
             raise WeightsFileError(f"{path} holds {describe_contents(payload)}: expected {DENOISER}")
         config = {"in_channels": first.shape[1], "out_channels": last.shape[0], "features": first.shape[0]}
-    model = UNet(**config)
+    config = dict(config)
+    arch = config.pop("arch", "unet")
+    if arch not in ARCHITECTURES:
+        raise WeightsFileError(f"{path}: unknown denoiser architecture {arch!r} (expected one of "
+                               f"{', '.join(ARCHITECTURES)})")
+    model = ARCHITECTURES[arch](**config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise WeightsFileError(f"{path} does not match the UNet {config}: "
+        raise WeightsFileError(f"{path} does not match the {arch} {config}: "
                                f"{squeezed(error, 200)}") from error
     return model.to(device).eval()
 

@@ -8,7 +8,8 @@
 #                    denoisers never collide and runs with the same one, another OUT or SEED, reuse it)
 #   LIMIT            array: make_toy_dataset.py arguments (e.g. (--limit 30)), may be empty
 #   WORKERS          processes for noise generation and verification
-#   N2N_OPTIONS      array: the denoiser's training options (N2N_FULL or N2N_SMOKE below)
+#   N2N_OPTIONS      array: the denoiser's training options (N2N_FULL or N2N_SMOKE below; ZS_N2N_OPTIONS likewise
+#                    for make_denoiser zs_n2n)
 #   DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH EPOCH_ITERS SEED NCT_WEIGHT   the four arms (DINO_ARGS: array)
 #   METHOD_CONFIG    optional: a method overlay put after DINO_CONFIG (exps/table2_miniature.sh)
 #   PROBE_ARGS                                                             array: extra probe arguments
@@ -40,6 +41,12 @@ paper_nct_weight() {  # the paper's NCT weight for a setting (ImageNet-100 recip
 # training images: the README's "Stable stages").
 N2N_FULL=(--epochs 3 --batch-size 16 --lr 1e-3 --increase-ratio 0.5 --n-feature 32)
 N2N_SMOKE=(--epochs 1 --batch-size 8 --lr 1e-3)
+# The second self-supervised denoiser (train.py --objective zs_n2n): Zero-Shot Noise2Noise's network, loss and lr,
+# fitted once on the training crops for the full N2N's number of epochs (per image it would cost 2,500 times more:
+# bench/zs_n2n_per_image.py).
+ZS_N2N_FULL=(--objective zs_n2n --epochs 3 --batch-size 16 --lr 1e-3)
+ZS_N2N_SMOKE=(--objective zs_n2n --epochs 1 --batch-size 8 --lr 1e-3)
+DENOISER_KINDS=(n2n zs_n2n blur none)
 
 set_threads() {  # set_threads SCRIPT: THREADS (default: OMP_NUM_THREADS when set, else 2) for every stage
     THREADS="${THREADS:-${OMP_NUM_THREADS:-2}}"
@@ -80,21 +87,39 @@ prepare_data() {  # the embedded digits, the toy retrieval set, the noisy copy (
     run_cmd python utils/plot_noise_grid.py --src "$CLEAN" --noise all --images 4 --out "$REPORT/noise_grid.png"
 }
 
-train_denoiser() {  # Neighbor2Neighbor on the noisy train images only; sets DENOISED; the tree, its PSNR, examples
-    run_cmd python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$N2N_DIR" \
-        "${N2N_OPTIONS[@]}" --patch-size 32 --num-workers 0 --quiet
-    local digest="DIGEST"  # of the weights a --dry-run has not trained
-    if [ "$DRY_RUN" = 0 ]; then
-        digest="$(python -m Neighbor2Neighbor.weights "$N2N_DIR/last.pt")"
+train_denoiser() {  # Neighbor2Neighbor (N2N_OPTIONS) in N2N_DIR; sets DENOISED; examples in REPORT
+    make_denoiser n2n "$N2N_DIR" "$REPORT/denoising_examples.png"
+}
+
+make_denoiser() {  # make_denoiser KIND DIR EXAMPLES_PNG: a denoiser from the noisy train images only, in DIR; sets
+    # DENOISED (the noisy tree denoised), writes DIR/psnr.json (on val) and the examples. KIND (DENOISER_KINDS):
+    # n2n (N2N_OPTIONS), zs_n2n (ZS_N2N_OPTIONS), blur (Gaussian, sigma chosen on the noisy images) or none (the
+    # noisy tree itself)
+    local kind="$1" dir="$2" examples="$3"
+    case "$kind" in
+        n2n|zs_n2n)
+            local options=("${N2N_OPTIONS[@]}")
+            if [ "$kind" = zs_n2n ]; then options=("${ZS_N2N_OPTIONS[@]}"); fi
+            run_cmd python Neighbor2Neighbor/train.py --data-dir "$NOISY/train" --output-dir "$dir" \
+                "${options[@]}" --patch-size 32 --num-workers 0 --quiet ;;
+        blur) run_cmd python -m Neighbor2Neighbor.gaussian_blur --data-dir "$NOISY/train" --output-dir "$dir" --quiet ;;
+        none) DENOISED="$NOISY" ;;
+        *) echo "unknown denoiser '$kind' (expected one of ${DENOISER_KINDS[*]})" >&2; exit 2 ;;
+    esac
+    if [ "$kind" != none ]; then
+        local digest="DIGEST"  # of the weights a --dry-run has not made
+        if [ "$DRY_RUN" = 0 ]; then
+            digest="$(python -m Neighbor2Neighbor.weights "$dir/last.pt")"
+        fi
+        DENOISED="$DENOISED_PREFIX-${digest:0:16}"
+        shared python Neighbor2Neighbor/denoise.py --weights "$dir/last.pt" --src "$NOISY" \
+            --output-dir "$DENOISED" --num-workers 0 --quiet
+        shared python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
     fi
-    DENOISED="$DENOISED_PREFIX-${digest:0:16}"
-    shared python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$NOISY" \
-        --output-dir "$DENOISED" --num-workers 0 --quiet
-    shared python process_metadata.py "$DENOISED" --pair "$NOISY" "$DENOISED"
     run_cmd python Neighbor2Neighbor/evaluate_psnr.py --clean "$CLEAN/val" --noisy "$NOISY/val" \
-        --denoised "$DENOISED/val" --out "$N2N_DIR/psnr.json" --quiet
+        --denoised "$DENOISED/val" --out "$dir/psnr.json" --quiet
     run_cmd python Neighbor2Neighbor/plot_examples.py --clean "$CLEAN" --noisy "$NOISY" --denoised "$DENOISED" \
-        --images 8 --out "$REPORT/denoising_examples.png"
+        --images 8 --out "$examples"
 }
 
 train_arm() {  # train_arm RUN_DIR DATASET [--branch nc|nct] [override ...]; METHOD_CONFIG: an overlay, if set
@@ -109,13 +134,13 @@ train_arm() {  # train_arm RUN_DIR DATASET [--branch nc|nct] [override ...]; MET
         "optim.epochs=$EPOCHS" "train.seed=$SEED" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"} "$@"
 }
 
-branch_arm() {  # branch_arm RUNS nc|nct: EPOCHS - SWITCH_EPOCH noisy epochs from RUNS/dinov2_denoised@SWITCH_EPOCH
-    local runs="$1" kind="$2" extra=()
+branch_arm() {  # branch_arm RUNS nc|nct [SOURCE]: EPOCHS - SWITCH_EPOCH noisy epochs from SOURCE@SWITCH_EPOCH
+    local runs="$1" kind="$2" source="${3:-$1/dinov2_denoised}" extra=()  # (SOURCE: RUNS/dinov2_denoised)
     if [ "$kind" = nct ]; then
         extra=("nct.weight=$NCT_WEIGHT" "nct.denoised_dataset_path=$DENOISED")
     fi
     train_arm "$runs/$kind" "$NOISY" --branch "$kind" "optim.epochs=$(( EPOCHS - SWITCH_EPOCH ))" \
-        "curriculum.branch_from=$runs/dinov2_denoised@$SWITCH_EPOCH" "evaluation.eval_period_iterations=$EPOCH_ITERS" \
+        "curriculum.branch_from=$source@$SWITCH_EPOCH" "evaluation.eval_period_iterations=$EPOCH_ITERS" \
         ${extra[@]+"${extra[@]}"}
 }
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# How good must the denoiser be? The curriculum (NC) and its denoised teacher (NCT) on the embedded digits with
+# each denoiser of DENOISERS, the denoised tree's PSNR against the gain over DINOv2 on the noisy images.
+#
+#   bash exps/denoiser_ablation.sh [NOISE] [--dry-run]   # NOISE defaults to gauss100
+#   ABLATION_PROFILE=smoke bash exps/denoiser_ablation.sh   # 300 digits, a few steps per stage (the tests run it)
+#
+# Denoisers (DENOISERS, default "n2n zs_n2n blur none"), each made from the noisy train images only:
+#   n2n      Neighbor2Neighbor, the quick start's U-Net and options
+#   zs_n2n   Zero-Shot Noise2Noise's network and loss, fitted once on the training crops (Neighbor2Neighbor/zs_n2n.py)
+#   blur     a Gaussian blur whose sigma minimises the J-invariant self-supervised loss on 64 noisy training images
+#            (Noise2Self through scikit-image; Neighbor2Neighbor/gaussian_blur.py): no clean image is used
+#   none     no denoiser: the "denoised" tree is the noisy one (NC is then a restart of the schedules, NCT a frozen
+#            noisy teacher): the control
+# Per seed s (SEEDS, default "0": train.seed of every arm) the quick start's recipe (dinov2/configs/train/tiny_cpu.yaml,
+# 10 epochs, NC / NCT branch at epoch 7):
+#   OUT/seed_s/dinov2_noisy                          DINOv2 on the noisy images, the baseline
+#   OUT/seed_s/<denoiser>/{dinov2_denoised,nc,nct}   per denoiser (none: NC / NCT branch off dinov2_noisy)
+#   OUT/seed_s/eval/...                              linear probe + k-NN of each final export (noisy val; the
+#                                                    denoised val for dinov2_denoised, the denoiser kept)
+# The denoisers and their PSNR: OUT/denoisers/<denoiser>/ (psnr.json, examples.png). The table and figure:
+# OUT/report/denoiser_ablation.{md,csv,json,png} (exps/denoiser_ablation_table.py), gains paired by seed, with 95 %
+# intervals over the seeds. Every step skips what is done and training resumes, so a rerun continues. Variables
+# (environment): DATA_ROOT, OUT, SEEDS, DENOISERS, WORKERS, NCT_WEIGHT, THREADS (see exps/quickstart.sh),
+# ABLATION_PROFILE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=exps/lib/miniature_pipeline.sh
+source exps/lib/miniature_pipeline.sh
+
+parse_recipe_args "$0" 1 "$@"
+NOISE="${RECIPE_ARGS[0]:-gauss100}"
+check_noise denoiser_ablation.sh "$NOISE"
+set_threads denoiser_ablation.sh
+PROFILE="${ABLATION_PROFILE:-full}"
+DATA_ROOT="${DATA_ROOT:-data}"
+OUT="${OUT:-outputs/denoiser_ablation}"
+WORKERS="${WORKERS:-2}"
+SEEDS="${SEEDS:-0}"
+read -r -a DENOISERS <<< "${DENOISERS:-${DENOISER_KINDS[*]}}"
+for kind in "${DENOISERS[@]}"; do
+    case " ${DENOISER_KINDS[*]} " in
+        *" $kind "*) ;;
+        *) echo "denoiser_ablation.sh: unknown denoiser '$kind' in DENOISERS (expected some of" \
+               "${DENOISER_KINDS[*]})" >&2; exit 2 ;;
+    esac
+done
+case "$PROFILE" in
+  full)
+    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_FULL[@]}")
+    EPOCH_ITERS=40; DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
+    PROBE_ARGS=(--epochs 10) ;;
+  smoke)
+    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_SMOKE[@]}")
+    EPOCH_ITERS=2; DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
+    DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
+               evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
+    EPOCHS=4; SWITCH_EPOCH=2; PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
+  *) echo "denoiser_ablation.sh: ABLATION_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
+esac
+NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"
+
+set_paths
+record_setting "$OUT"
+step "data: $CLEAN and its noisy copy $NOISY"
+prepare_data
+
+declare -A TREE  # each denoiser's denoised tree
+for kind in "${DENOISERS[@]}"; do
+    step "denoiser $kind: made from the noisy train images, then the denoised tree and its PSNR"
+    make_denoiser "$kind" "$OUT/denoisers/$kind" "$OUT/denoisers/$kind/examples.png"
+    TREE[$kind]="$DENOISED"
+done
+
+for SEED in $SEEDS; do
+    runs="$OUT/seed_$SEED"
+    step "seed $SEED: DINOv2 on the noisy images ($EPOCHS epochs), the baseline"
+    train_arm "$runs/dinov2_noisy" "$NOISY"
+    probe "$runs/dinov2_noisy" "$NOISY" dinov2 0 "$runs/eval" final
+    for kind in "${DENOISERS[@]}"; do
+        DENOISED="${TREE[$kind]}"
+        source_run="$runs/$kind/dinov2_denoised"
+        step "seed $SEED, denoiser $kind: NC and NCT (denoised epochs 0-$SWITCH_EPOCH, then noisy)"
+        if [ "$kind" = none ]; then
+            source_run="$runs/dinov2_noisy"  # DINOv2 on the "denoised" (noisy) tree is the baseline itself
+        else
+            train_arm "$source_run" "$DENOISED"
+            probe "$source_run" "$DENOISED" n2n_dinov2 0 "$runs/eval/$kind" final
+        fi
+        branch_arm "$runs/$kind" nc "$source_run"
+        branch_arm "$runs/$kind" nct "$source_run"
+        probe "$runs/$kind/nc" "$NOISY" nc "$SWITCH_EPOCH" "$runs/eval/$kind" final
+        probe "$runs/$kind/nct" "$NOISY" nct "$SWITCH_EPOCH" "$runs/eval/$kind" final
+    done
+done
+
+step "the table and figure: denoised PSNR against the gain over DINOv2"
+run_cmd python exps/denoiser_ablation_table.py "$OUT" --denoisers "${DENOISERS[@]}"
+if [ "$DRY_RUN" = 0 ]; then
+    cat "$REPORT/denoiser_ablation.md"
+fi
+step "done in $(( SECONDS - PIPELINE_START )) s: $REPORT/denoiser_ablation.md"

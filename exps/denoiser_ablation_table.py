@@ -1,0 +1,146 @@
+"""The denoiser ablation's table and figure: each denoised tree's PSNR against the gain of NC / NCT over DINOv2.
+
+    python exps/denoiser_ablation_table.py OUT [--denoisers n2n zs_n2n blur none] [--output-dir OUT/report]
+
+Reads what ``exps/denoiser_ablation.sh`` wrote: ``OUT/denoisers/<denoiser>/psnr.json`` (the denoised val images'
+PSNR against the clean ones, measured after the fact) and the result files of ``OUT/seed_<s>/eval/``. A gain is
+an arm's top-1 (linear probe: the head chosen on held-out training images, last checkpoint; k-NN: largest k)
+minus DINOv2's on the noisy images, paired by seed; with several seeds it is the mean and its 95 % t interval.
+Writes ``denoiser_ablation.{md,csv,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from exps.report import collect_results, final_scores, write_table
+from utils.atomic import atomic_write_json
+from utils.cli import EXIT_BAD_INPUT, add_output_dir
+from utils.figures import pyplot, save_png
+from utils.statistics import t_interval
+
+DENOISERS = ("n2n", "zs_n2n", "blur", "none")
+NAMES = {"n2n": "Neighbor2Neighbor", "zs_n2n": "Zero-Shot Noise2Noise", "blur": "Gaussian blur (self-calibrated)",
+         "none": "none (noisy images)"}
+ARMS = (("n2n_dinov2", "denoiser + DINOv2"), ("nc", "NC"), ("nct", "NCT"))
+METRICS = ("linear", "knn")
+SEED_FOLDER = re.compile(r"^seed_(\d+)$")
+
+
+def seed_scores(root: Path, denoisers: list[str]) -> dict[int, dict[str, dict]]:
+    """{seed: {"dinov2": scores, <denoiser>: {arm: scores}}} from ``ROOT/seed_<s>/eval``."""
+    seeds: dict[int, dict[str, dict]] = {}
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        match = SEED_FOLDER.match(folder.name)
+        if not match or not (folder / "eval" / "dinov2_noisy").is_dir():
+            continue
+        scores = {"dinov2": final_scores(collect_results([folder / "eval" / "dinov2_noisy"])).get("dinov2", {})}
+        for denoiser in denoisers:
+            if (folder / "eval" / denoiser).is_dir():
+                scores[denoiser] = final_scores(collect_results([folder / "eval" / denoiser]))
+        seeds[int(match.group(1))] = scores
+    if not seeds:
+        raise FileNotFoundError(f"{root} holds no seed_<s>/eval/dinov2_noisy folder of results")
+    return seeds
+
+
+def gains(seeds: dict[int, dict[str, dict]], denoiser: str, arm: str, metric: str) -> Optional[dict]:
+    """The arm's gain over DINOv2, paired by seed: the t interval block, or None where it was not measured."""
+    paired = [s[denoiser][arm][metric] - s["dinov2"][metric] for s in seeds.values()
+              if metric in s.get(denoiser, {}).get(arm, {}) and metric in s["dinov2"]]
+    return t_interval(paired) if paired else None
+
+
+def summarise(root: Path, denoisers: list[str]) -> dict:
+    """Every denoiser's PSNR and gains, and DINOv2's own scores."""
+    seeds = seed_scores(root, denoisers)
+    rows = {}
+    for denoiser in denoisers:
+        psnr_file = root / "denoisers" / denoiser / "psnr.json"
+        if not psnr_file.is_file():
+            raise FileNotFoundError(f"{psnr_file} is missing: run exps/denoiser_ablation.sh for {denoiser}")
+        psnr = json.loads(psnr_file.read_text())
+        rows[denoiser] = {"psnr": psnr["denoised_psnr"], "noisy_psnr": psnr["noisy_psnr"],
+                          "gains": {f"{arm}:{metric}": gains(seeds, denoiser, arm, metric)
+                                    for arm, _ in ARMS for metric in METRICS}}
+    baseline = {metric: t_interval([s["dinov2"][metric] for s in seeds.values() if metric in s["dinov2"]])
+                for metric in METRICS}
+    return {"seeds": sorted(seeds), "dinov2": baseline, "denoisers": rows,
+            "per_seed": {str(seed): scores for seed, scores in seeds.items()}}
+
+
+def _cell(block: Optional[dict]) -> str:
+    if block is None:
+        return "-"
+    if block["low"] is None:
+        return f"{block['mean']:+.1f}"
+    return f"{block['mean']:+.1f} [{block['low']:+.1f}, {block['high']:+.1f}]"
+
+
+def write_outputs(summary: dict, out: Path) -> Path:
+    """The Markdown / CSV table, the JSON summary and the figure; returns the figure's path."""
+    header = ["denoiser", "denoised PSNR (dB)"] + [f"{label} - DINOv2, {metric}" for _, label in ARMS
+                                                   for metric in ("linear", "k-NN")]
+    rows = [[NAMES[d], f"{row['psnr']:.2f}"] + [_cell(row["gains"][f"{arm}:{metric}"]) for arm, _ in ARMS
+                                                for metric in METRICS]
+            for d, row in summary["denoisers"].items()]
+    n = len(summary["seeds"])
+    base = summary["dinov2"]
+    write_table(out, "denoiser_ablation",
+                f"Gain over DINOv2 on the noisy images (top-1 points; {n} seed{'s' if n != 1 else ''}"
+                f"{', mean [95 % interval]' if n > 1 else ''}); DINOv2 itself: linear {base['linear']['mean']:.1f}, "
+                f"k-NN {base['knn']['mean']:.1f} %", header, rows)
+    atomic_write_json(out / "denoiser_ablation.json", summary)
+    return plot(summary, out / "denoiser_ablation.png")
+
+
+def plot(summary: dict, path: Path) -> Path:
+    """Gain against denoised PSNR, one panel per metric, one marker style per arm, each point named."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), squeeze=False)
+    for axis, metric in zip(axes[0], METRICS):
+        for (arm, label), marker in zip(ARMS, "o^s"):
+            points = [(row["psnr"], row["gains"][f"{arm}:{metric}"], d) for d, row in summary["denoisers"].items()
+                      if row["gains"][f"{arm}:{metric}"] is not None]
+            if not points:
+                continue
+            x = [p[0] for p in points]
+            y = [p[1]["mean"] for p in points]
+            errors = [0.0 if p[1]["low"] is None else p[1]["mean"] - p[1]["low"] for p in points]
+            axis.errorbar(x, y, yerr=errors, fmt=marker, capsize=3, label=label)
+            for px, py, (_, _, name) in zip(x, y, points):
+                axis.annotate(name, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        axis.axhline(0.0, color="grey", linewidth=0.8)
+        axis.set_xlabel("denoised val PSNR (dB)")
+        axis.set_ylabel(f"{'linear' if metric == 'linear' else 'k-NN'} top-1 gain over DINOv2 (points)")
+        axis.legend(fontsize=8)
+    return save_png(figure, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: exit status 2 when results are missing (named on stderr)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="the OUT of exps/denoiser_ablation.sh")
+    parser.add_argument("--denoisers", nargs="+", choices=DENOISERS, default=list(DENOISERS))
+    add_output_dir(parser, "where the table and figure go (default ROOT/report)", required=False)
+    args = parser.parse_args(argv)
+    try:
+        summary = summarise(args.root, args.denoisers)
+        figure = write_outputs(summary, args.output_dir or args.root / "report")
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{figure.with_suffix('.md')}, {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
