@@ -10,8 +10,10 @@
 #   n2n_dinov2  DINOv2 on the denoised images                                   (probed on denoised val)
 #   nc          the n2n_dinov2 run branched at SWITCH_EPOCH, then noisy epochs   (probed on noisy val)
 #   nct         nc plus the frozen denoised teacher (weight NCT_WEIGHT)        (probed on noisy val)
-# -> linear probe + k-NN of every teacher export -> retrieval on the toy retrieval set (noise on the fly; denoised
-# images for n2n_dinov2) -> the toy MLP experiment (reduced budget) -> tables, figures and OUT/report/index.html.
+# -> linear probe + k-NN of every teacher export -> robustness of each arm's final export (one head on the noisy
+# train features, scored on clean val and the nine noise settings noised on the fly, without any denoiser) ->
+# retrieval on the toy retrieval set (noise on the fly; denoised images for n2n_dinov2) -> the toy MLP experiment
+# (reduced budget) -> tables, figures and OUT/report/index.html.
 #
 # Every step skips what is already done (and training resumes from its last checkpoint), so an interrupted run
 # continues where it stopped. Variables (environment): DATA_ROOT, OUT, WORKERS, QUICKSTART_PROFILE, NCT_WEIGHT,
@@ -70,7 +72,18 @@ train_arms "$OUT"
 step "5. linear probe and k-NN of every teacher export (noisy val; denoised val for the N2N arm, as the paper)"
 probe_arms "$OUT" "$OUT/eval"
 
-step "6. retrieval on the toy retrieval set (revisited protocol; noise on the fly, denoised images for N2N)"
+step "6. robustness: each arm's final export on clean val and the nine settings noised on the fly, no denoiser"
+robust() {  # robust RUN_DIR METHOD: one head on the noisy train features (dinov2/eval/robustness.py)
+    run_cmd python -m dinov2.eval.robustness --pretrained-weights "$1" --train-dataset "$NOISY/train" \
+        --clean-val "$CLEAN/val" --noises all --output-dir "$OUT/eval/robustness_$(basename "$1")" --crop-size 32 \
+        --method "$2" --noise "$NOISE" --num-workers 0 "${QUIET[@]}"
+}
+robust "$OUT/dinov2_noisy" dinov2
+robust "$OUT/dinov2_denoised" n2n_dinov2
+robust "$OUT/nc" nc
+robust "$OUT/nct" nct
+
+step "7. retrieval on the toy retrieval set (revisited protocol; noise on the fly, denoised images for N2N)"
 retrieve() {  # retrieve RUN_DIR METHOD [arm arguments]
     local run_dir="$1" method="$2"; shift 2
     run_cmd python -m dinov2.eval.instance_recog --pretrained-weights "$run_dir" --data-root "$RETRIEVAL" \
@@ -82,15 +95,15 @@ retrieve "$OUT/dinov2_denoised" n2n_dinov2 --denoised-root "$RETRIEVAL_DENOISED/
 retrieve "$OUT/nc" nc --noise "$NOISE"
 retrieve "$OUT/nct" nct --noise "$NOISE"
 
-step "7. the toy MLP experiment (clean / noisy / clean-then-noisy, Gaussian std 0.4; reduced budget)"
+step "8. the toy MLP experiment (clean / noisy / clean-then-noisy, Gaussian std 0.4; reduced budget)"
 run_cmd bash toy_mnist/mlp_exp.sh --output-dir "$OUT/toy_mnist" "${TOY_ARGS[@]}" --quiet
 
-step "8. this run beside the expected values (mean and 95 % prediction range over seeds and thread counts)"
+step "9. this run beside the expected values (mean and 95 % prediction range over seeds and thread counts)"
 EXPECTED="exps/expected/quickstart_${PROFILE}_$NOISE.json"
 run_cmd python exps/expected_values.py check "$EXPECTED" "$OUT/eval" --psnr "$N2N_DIR/psnr.json" \
     --setting "$OUT/environment.json" --out "$REPORT/expected.md"
 
-step "9. tables, figures and the page: $REPORT/index.html"
+step "10. tables, figures and the page: $REPORT/index.html"
 run_cmd python exps/report.py "$OUT/eval" --output-dir "$REPORT" \
     --page "Noise-robust SSL in miniature ($NOISE, $PROFILE profile)" --n2n-psnr "$N2N_DIR/psnr.json" \
     --runs "$OUT/dinov2_noisy" "$OUT/dinov2_denoised" "$OUT/nc" "$OUT/nct" \

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dinov2", "n2n_dinov2", "nc", "nct")
 REPORT_FILES = ("index.html", "index.md", "summary.md", "summary.csv", "linear_top1.md", "linear_top1.csv",
                 "linear_top1_paper_best.md", "knn_top1.md", "retrieval.md", "retrieval.csv", "noise_grid.png",
-                "denoising_examples.png", "linear_curve_gauss100.png", "probe_accuracy.png")
+                "denoising_examples.png", "linear_curve_gauss100.png", "probe_accuracy.png", "robustness.md",
+                "robustness_curve.png")
 
 
 def _run_recipe(tmp_path: Path, script: str, variables: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -49,6 +50,9 @@ def test_quickstart_and_miniature_smoke_run_every_stage_and_share_the_data(tmp_p
     retrieval = [r for r in results if r["protocol"] == "instance_recog"]
     assert {r["method"] for r in linear} == set(METHODS) and {r["noise"] for r in linear} == {"gauss100"}
     assert sorted(r["method"] for r in retrieval) == sorted(METHODS)
+    robustness = [r for r in results if r["protocol"] == "robustness"]
+    assert sorted(r["method"] for r in robustness) == sorted(METHODS)  # the four arms, each on the nine settings
+    assert all(len(r["results"]["noises"]) == 9 for r in robustness)
     arms = {r["method"]: r["settings"]["arm"] for r in retrieval}
     assert arms["n2n_dinov2"] == "denoised" and arms["dinov2"] == arms["nc"] == arms["nct"] == "noisy"
     nc_epochs = sorted(r["epoch"] for r in linear if r["method"] == "nc")

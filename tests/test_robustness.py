@@ -29,11 +29,18 @@ def test_one_head_is_scored_on_clean_and_noisy_val_images(tmp_path, capsys):
     checkpoint = make_teacher_export(tmp_path / "run", 9)
     data = make_separable_tree(tmp_path / "data", num_classes=3, train_per_class=6, val_per_class=4)
     out = tmp_path / "out"
-    assert robustness_main(["--pretrained-weights", str(checkpoint), "--train-dataset", str(data / "train"),
-                            "--clean-val", str(data / "val"), "--noises", "gauss100", "speckle0.4", "gauss255",
-                            "--output-dir", str(out), "--crop-size", "32", "--nb-knn", "5", "--logreg-c", "1", "100",
-                            "--holdout-fraction", "0.34", "--num-workers", "0", "--quiet"]) == 0
+    args = ["--pretrained-weights", str(checkpoint), "--train-dataset", str(data / "train"), "--clean-val",
+            str(data / "val"), "--noises", "gauss100", "speckle0.4", "gauss255", "--output-dir", str(out),
+            "--crop-size", "32", "--nb-knn", "5", "--logreg-c", "1", "100", "--holdout-fraction", "0.34",
+            "--num-workers", "0", "--quiet"]
+    assert robustness_main(args) == 0
     (path,) = out.glob("robustness_*.json")
+    # a rerun of the same request keeps the result; another request is refused, naming the option
+    written = path.read_bytes()
+    capsys.readouterr()
+    assert robustness_main(args) == 0 and "exists" in capsys.readouterr().out and path.read_bytes() == written
+    assert robustness_main(args[:args.index("--nb-knn")] + ["--nb-knn", "3"] + args[args.index("--nb-knn") + 2:]) == 2
+    assert "--nb-knn" in capsys.readouterr().err and path.read_bytes() == written
     stored = load_result(path)  # an evaluation result of the schema
     assert stored["protocol"] == "robustness" and stored["iteration"] == 9 and path.name == "robustness_training_9.json"
     result = stored["results"]

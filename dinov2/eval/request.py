@@ -28,7 +28,7 @@ OPTION_NAMES = {
     "n_last_blocks": "--n-last-blocks", "avgpool_options": "--avgpool", "holdout_fraction": "--holdout-fraction",
     "seed": "--seed", "world_size": "the number of torchrun ranks", "epoch_length": "--epoch-length",
     "eval_period": "--eval-period", "shots": "--shots", "draws": "--draws", "logreg_c": "--logreg-c",
-    "full": "--no-full",
+    "full": "--no-full", "clean_val": "--clean-val", "noises": "--noises", "psnr_images": "--psnr-images",
 }
 
 

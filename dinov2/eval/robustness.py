@@ -29,7 +29,7 @@ from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
 from dinov2.eval.label_efficient import DEFAULT_CS, fit_on_all_labels, top1_of, unit_features
 from dinov2.eval.noise_curves import curves_by_family, family_areas
 from dinov2.eval.results import make_result, write_result
-from dinov2.eval.runner import FrozenBackbone, label, load_splits, split_of
+from dinov2.eval.runner import FrozenBackbone, label, load_splits, split_of, valid_result_exists
 from dinov2.hub import export_folder
 from utils.atomic import atomic_write_text
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, one_line
@@ -84,10 +84,26 @@ def markdown(table: dict, clean: dict, areas: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def robustness_request(args: argparse.Namespace, checkpoint: Path, precision: str) -> dict:
+    """The options that change this evaluation's result (a rerun with the same ones keeps it; see request.py)."""
+    return {"protocol_name": "robustness", "checkpoint": str(Path(checkpoint).resolve()),
+            "train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "noises": list(args.noises),
+            "crop_size": args.crop_size, "resize_size": args.resize_size, "batch_size": args.batch_size,
+            "precision": precision, "method": args.method, "noise": args.noise, "nb_knn": args.nb_knn,
+            "temperature": args.temperature, "logreg_c": list(args.logreg_c),
+            "holdout_fraction": args.holdout_fraction, "psnr_images": args.psnr_images, "seed": args.seed}
+
+
 def evaluate(args: argparse.Namespace) -> Path:
-    """Fit once on the training tree, score the clean val and every noise setting; returns the JSON path."""
+    """Fit once on the training tree, score the clean val and every noise setting; returns the JSON path (kept,
+    without work, when it holds the result of the same request)."""
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    info = checkpoint_info(Path(args.pretrained_weights))
+    stem = args.output_dir / f"robustness_{info.tag}"
+    request = robustness_request(args, info.path, str(precision))
+    if valid_result_exists(stem.with_suffix(".json"), info.path, args.overwrite, request):
+        return stem.with_suffix(".json")
     module = load_frozen_backbone(args.pretrained_weights, device, args.arch, args.patch_size)
     backbone = FrozenBackbone(args, module, device, precision, 1)
     train_index, clean_index = load_splits(args.train_dataset, args.clean_val)
@@ -107,8 +123,6 @@ def evaluate(args: argparse.Namespace) -> Path:
         table[setting] = {"psnr": mean_psnr(clean_pixels, f"noisy:{setting}:{clean_root.folder}"),
                           "logreg": logreg, "knn": knn}
     areas = {key: family_areas(table, key) for key in ("logreg", "knn")}
-    info = checkpoint_info(Path(args.pretrained_weights))
-    stem = args.output_dir / f"robustness_{info.tag}"
     settings = {"train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "logreg_C": c,
                 "logreg_c_searched": list(args.logreg_c), "holdout_fraction": args.holdout_fraction,
                 "nb_knn": args.nb_knn, "knn_temperature": args.temperature, "psnr_images": len(clean_pixels),
@@ -116,7 +130,7 @@ def evaluate(args: argparse.Namespace) -> Path:
     write_result(make_result("robustness", str(info.path), settings, {"clean": clean, "noises": table, "areas": areas},
                              method=label(args.method, info.config, "method"),
                              noise=label(args.noise, info.config, "noise"),
-                             iteration=info.iteration, epoch=info.epoch), stem.with_suffix(".json"))
+                             iteration=info.iteration, epoch=info.epoch, request=request), stem.with_suffix(".json"))
     atomic_write_text(stem.with_suffix(".md"), markdown(table, clean, areas))
     if table:
         plot(table, clean, stem.with_suffix(".png"))
@@ -144,6 +158,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--overwrite", action="store_true", help="evaluate again even if the result exists")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
