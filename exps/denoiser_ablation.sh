@@ -18,11 +18,13 @@
 #   OUT/seed_s/<denoiser>/{dinov2_denoised,nc,nct}   per denoiser (none: NC / NCT branch off dinov2_noisy)
 #   OUT/seed_s/eval/...                              linear probe + k-NN of each final export (noisy val; the
 #                                                    denoised val for dinov2_denoised, the denoiser kept)
+# With ROBUSTNESS=1 every arm's final export is also scored on clean val and the nine noise settings
+# (dinov2/eval/robustness.py, about 50 s per arm on the full profile at 1 thread), in OUT/seed_s/eval/.../robustness.
 # The denoisers and their PSNR: OUT/denoisers/<denoiser>/ (psnr.json, examples.png). The table and figure:
 # OUT/report/denoiser_ablation.{md,csv,json,png} (exps/denoiser_ablation_table.py), gains paired by seed, with 95 %
 # intervals over the seeds. Every step skips what is done and training resumes, so a rerun continues. Variables
-# (environment): DATA_ROOT, OUT, SEEDS, DENOISERS, WORKERS, NCT_WEIGHT, THREADS (see exps/quickstart.sh),
-# ABLATION_PROFILE.
+# (environment): DATA_ROOT, OUT, SEEDS, DENOISERS, ROBUSTNESS, WORKERS, NCT_WEIGHT, THREADS (see
+# exps/quickstart.sh), ABLATION_PROFILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=exps/lib/miniature_pipeline.sh
@@ -37,6 +39,7 @@ DATA_ROOT="${DATA_ROOT:-data}"
 OUT="${OUT:-outputs/denoiser_ablation}"
 WORKERS="${WORKERS:-2}"
 SEEDS="${SEEDS:-0}"
+ROBUSTNESS="${ROBUSTNESS:-0}"
 read -r -a DENOISERS <<< "${DENOISERS:-${DENOISER_KINDS[*]}}"
 for kind in "${DENOISERS[@]}"; do
     case " ${DENOISER_KINDS[*]} " in
@@ -77,6 +80,10 @@ for SEED in $SEEDS; do
     step "seed $SEED: DINOv2 on the noisy images ($EPOCHS epochs), the baseline"
     train_arm "$runs/dinov2_noisy" "$NOISY"
     probe "$runs/dinov2_noisy" "$NOISY" dinov2 0 "$runs/eval" final
+    scored() {  # scored RUN_DIR METHOD EVALS: the robustness of the run's export, with ROBUSTNESS=1
+        if [ "$ROBUSTNESS" = 1 ]; then robust "$1" "$2" "$3/$(basename "$1")/robustness"; fi
+    }
+    scored "$runs/dinov2_noisy" dinov2 "$runs/eval"
     for kind in "${DENOISERS[@]}"; do
         DENOISED="${TREE[$kind]}"
         source_run="$runs/$kind/dinov2_denoised"
@@ -86,11 +93,14 @@ for SEED in $SEEDS; do
         else
             train_arm "$source_run" "$DENOISED"
             probe "$source_run" "$DENOISED" n2n_dinov2 0 "$runs/eval/$kind" final
+            scored "$source_run" n2n_dinov2 "$runs/eval/$kind"
         fi
         branch_arm "$runs/$kind" nc "$source_run"
         branch_arm "$runs/$kind" nct "$source_run"
         probe "$runs/$kind/nc" "$NOISY" nc "$SWITCH_EPOCH" "$runs/eval/$kind" final
         probe "$runs/$kind/nct" "$NOISY" nct "$SWITCH_EPOCH" "$runs/eval/$kind" final
+        scored "$runs/$kind/nc" nc "$runs/eval/$kind"
+        scored "$runs/$kind/nct" nct "$runs/eval/$kind"
     done
 done
 

@@ -6,7 +6,8 @@ Reads what ``exps/denoiser_ablation.sh`` wrote: ``OUT/denoisers/<denoiser>/psnr.
 PSNR against the clean ones, measured after the fact) and the result files of ``OUT/seed_<s>/eval/``. A gain is
 an arm's top-1 (linear probe: the head chosen on held-out training images, last checkpoint; k-NN: largest k)
 minus DINOv2's on the noisy images, paired by seed; with several seeds it is the mean and its 95 % t interval.
-Writes ``denoiser_ablation.{md,csv,json,png}``.
+Writes ``denoiser_ablation.{md,csv,json,png}``, and with robustness results (``ROBUSTNESS=1``)
+``denoiser_ablation_robustness.{md,csv}``: each arm's clean top-1 and noise-family areas over the seeds.
 """
 
 from __future__ import annotations
@@ -35,21 +36,39 @@ METRICS = ("linear", "knn")
 SEED_FOLDER = re.compile(r"^seed_(\d+)$")
 
 
-def seed_scores(root: Path, denoisers: list[str]) -> dict[int, dict[str, dict]]:
-    """{seed: {"dinov2": scores, <denoiser>: {arm: scores}}} from ``ROOT/seed_<s>/eval``."""
-    seeds: dict[int, dict[str, dict]] = {}
+def seed_results(root: Path, denoisers: list[str]) -> dict[int, dict[str, list[dict]]]:
+    """{seed: {"dinov2": results, <denoiser>: results}} from ``ROOT/seed_<s>/eval`` (each result file read once)."""
+    seeds: dict[int, dict[str, list[dict]]] = {}
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
         match = SEED_FOLDER.match(folder.name)
         if not match or not (folder / "eval" / "dinov2_noisy").is_dir():
             continue
-        scores = {"dinov2": final_scores(collect_results([folder / "eval" / "dinov2_noisy"])).get("dinov2", {})}
-        for denoiser in denoisers:
-            if (folder / "eval" / denoiser).is_dir():
-                scores[denoiser] = final_scores(collect_results([folder / "eval" / denoiser]))
-        seeds[int(match.group(1))] = scores
+        folders = {"dinov2": folder / "eval" / "dinov2_noisy", **{d: folder / "eval" / d for d in denoisers}}
+        seeds[int(match.group(1))] = {key: collect_results([path]) for key, path in folders.items() if path.is_dir()}
     if not seeds:
         raise FileNotFoundError(f"{root} holds no seed_<s>/eval/dinov2_noisy folder of results")
     return seeds
+
+
+def seed_scores(results: dict[int, dict[str, list[dict]]]) -> dict[int, dict[str, dict]]:
+    """{seed: {"dinov2": scores, <denoiser>: {arm: scores}}}: the probes' final top-1."""
+    return {seed: {key: final_scores(found).get("dinov2", {}) if key == "dinov2" else final_scores(found)
+                   for key, found in by_key.items()} for seed, by_key in results.items()}
+
+
+def robustness_over_seeds(results: dict[int, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
+    """{"dinov2" or "<denoiser>:<arm>": {column: t interval over the seeds}} of the robustness results (logistic
+    regression top-1 on clean val, and each noise family's area); empty without robustness results."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for by_key in results.values():
+        for key, found in by_key.items():
+            for result in (r for r in found if r["protocol"] == "robustness"):
+                columns = values.setdefault(key if key == "dinov2" else f"{key}:{result['method']}", {})
+                scores = result["results"]
+                columns.setdefault("clean", []).append(scores["clean"]["logreg"])
+                for family, area in scores["areas"]["logreg"].items():
+                    columns.setdefault(f"area {family}", []).append(area)
+    return {key: {column: t_interval(v) for column, v in columns.items()} for key, columns in values.items()}
 
 
 def gains(seeds: dict[int, dict[str, dict]], denoiser: str, arm: str, metric: str) -> Optional[dict]:
@@ -61,7 +80,8 @@ def gains(seeds: dict[int, dict[str, dict]], denoiser: str, arm: str, metric: st
 
 def summarise(root: Path, denoisers: list[str]) -> dict:
     """Every denoiser's PSNR and gains, and DINOv2's own scores."""
-    seeds = seed_scores(root, denoisers)
+    results = seed_results(root, denoisers)
+    seeds = seed_scores(results)
     rows = {}
     for denoiser in denoisers:
         psnr_file = root / "denoisers" / denoiser / "psnr.json"
@@ -73,16 +93,18 @@ def summarise(root: Path, denoisers: list[str]) -> dict:
                                     for arm, _ in ARMS for metric in METRICS}}
     baseline = {metric: t_interval([s["dinov2"][metric] for s in seeds.values() if metric in s["dinov2"]])
                 for metric in METRICS}
-    return {"seeds": sorted(seeds), "dinov2": baseline, "denoisers": rows,
+    return {"seeds": sorted(seeds), "dinov2": baseline, "denoisers": rows, "robustness": robustness_over_seeds(results),
             "per_seed": {str(seed): scores for seed, scores in seeds.items()}}
 
 
-def _cell(block: Optional[dict]) -> str:
+def _cell(block: Optional[dict], sign: str = "+") -> str:
+    """``mean [low, high]`` of a t interval block (the mean alone from one seed); ``sign=""`` for levels."""
     if block is None:
         return "-"
+    number = f"{{:{sign}.1f}}".format
     if block["low"] is None:
-        return f"{block['mean']:+.1f}"
-    return f"{block['mean']:+.1f} [{block['low']:+.1f}, {block['high']:+.1f}]"
+        return number(block["mean"])
+    return f"{number(block['mean'])} [{number(block['low'])}, {number(block['high'])}]"
 
 
 def write_outputs(summary: dict, out: Path) -> Path:
@@ -99,7 +121,27 @@ def write_outputs(summary: dict, out: Path) -> Path:
                 f"{', mean [95 % interval]' if n > 1 else ''}); DINOv2 itself: linear {base['linear']['mean']:.1f}, "
                 f"k-NN {base['knn']['mean']:.1f} %", header, rows)
     atomic_write_json(out / "denoiser_ablation.json", summary)
+    write_robustness_table(summary, out)
     return plot(summary, out / "denoiser_ablation.png")
+
+
+def write_robustness_table(summary: dict, out: Path) -> bool:
+    """``denoiser_ablation_robustness.{md,csv}``: every scored arm's clean top-1 and family areas, mean [95 %
+    interval] over the seeds; False (nothing written) without robustness results."""
+    blocks = summary["robustness"]
+    if not blocks:
+        return False
+    columns = sorted({column for block in blocks.values() for column in block}, key=lambda c: (c != "clean", c))
+    arms = dict(ARMS)
+    rows = []
+    for key, block in blocks.items():
+        denoiser, _, arm = key.partition(":")
+        name = "DINOv2 on noisy images" if key == "dinov2" else f"{arms.get(arm, arm)}, {NAMES[denoiser]}"
+        rows.append([name] + [_cell(block.get(column), "") for column in columns])
+    write_table(out, "denoiser_ablation_robustness", "Robustness without a denoiser at inference: logistic "
+                "regression top-1 (%) on clean val and each noise family's area (mean top-1 over its PSNR span), "
+                f"over {len(summary['seeds'])} seed(s)", ["arm"] + columns, rows)
+    return True
 
 
 def plot(summary: dict, path: Path) -> Path:

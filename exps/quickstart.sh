@@ -73,15 +73,9 @@ step "5. linear probe and k-NN of every teacher export (noisy val; denoised val 
 probe_arms "$OUT" "$OUT/eval"
 
 step "6. robustness: each arm's final export on clean val and the nine settings noised on the fly, no denoiser"
-robust() {  # robust RUN_DIR METHOD: one head on the noisy train features (dinov2/eval/robustness.py)
-    run_cmd python -m dinov2.eval.robustness --pretrained-weights "$1" --train-dataset "$NOISY/train" \
-        --clean-val "$CLEAN/val" --noises all --output-dir "$OUT/eval/robustness_$(basename "$1")" --crop-size 32 \
-        --method "$2" --noise "$NOISE" --num-workers 0 "${QUIET[@]}"
-}
-robust "$OUT/dinov2_noisy" dinov2
-robust "$OUT/dinov2_denoised" n2n_dinov2
-robust "$OUT/nc" nc
-robust "$OUT/nct" nct
+for arm in dinov2_noisy:dinov2 dinov2_denoised:n2n_dinov2 nc:nc nct:nct; do
+    robust "$OUT/${arm%%:*}" "${arm#*:}" "$OUT/eval/robustness_${arm%%:*}"
+done
 
 step "7. retrieval on the toy retrieval set (revisited protocol; noise on the fly, denoised images for N2N)"
 retrieve() {  # retrieve RUN_DIR METHOD [arm arguments]

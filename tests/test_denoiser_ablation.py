@@ -158,6 +158,14 @@ def test_the_recipe_plans_nc_and_nct_per_denoiser_on_the_right_trees(tmp_path):
     calibrations = [cmd for cmd in plan if cmd[:3] == ["python", "-m", "Neighbor2Neighbor.gaussian_blur"]]
     assert len(calibrations) == 1 and calibrations[0][calibrations[0].index("--data-dir") + 1] == noisy + "/train"
     assert plan[-1][:2] == ["python", "exps/denoiser_ablation_table.py"] and plan[-1][-2:] == ["blur", "none"]
+    assert not [cmd for cmd in plan if "dinov2.eval.robustness" in cmd]  # only with ROBUSTNESS=1
+    _, plan = _plan(tmp_path, DENOISERS="none", SEEDS="0", ROBUSTNESS="1")
+    scored = {cmd[cmd.index("--pretrained-weights") + 1]: cmd[cmd.index("--output-dir") + 1]
+              for cmd in plan if "dinov2.eval.robustness" in cmd}
+    runs, evals = out / "seed_0", out / "seed_0" / "eval"
+    assert scored == {str(runs / "dinov2_noisy"): str(evals / "dinov2_noisy" / "robustness"),
+                      str(runs / "none" / "nc"): str(evals / "none" / "nc" / "robustness"),
+                      str(runs / "none" / "nct"): str(evals / "none" / "nct" / "robustness")}
     refused, _ = _plan(tmp_path, DENOISERS="n2n bm3d")
     assert refused.returncode == 2 and "bm3d" in refused.stderr
 
@@ -167,6 +175,13 @@ def _linear(method, top1, knn):
                "final": {"top1": top1, "top5": 99.0}, "best_on_val": {"name": "h", "top1": top1, "top5": 99.0},
                "knn": {"k": {"20": {"top1": knn, "top5": 90.0}}}}
     return make_result("linear", "c.pth", {}, results, method=method, noise="gauss100", iteration=9, epoch=1.0)
+
+
+def _robustness(clean):
+    noises = {"gauss100": {"psnr": 11.0, "logreg": clean - 10, "knn": clean - 9}}
+    results = {"clean": {"logreg": clean, "knn": clean + 1}, "noises": noises,
+               "areas": {"logreg": {"gauss": clean - 10}, "knn": {"gauss": clean - 9}}}
+    return make_result("robustness", "c.pth", {}, results, method="nc", noise="gauss100", iteration=9, epoch=1.0)
 
 
 def _write(path, result):
@@ -181,7 +196,12 @@ def test_the_table_pairs_gains_by_seed(tmp_path):
         _write(root / f"seed_{seed}" / "eval" / "dinov2_noisy" / "r.json", _linear("dinov2", base, base_knn))
         _write(root / f"seed_{seed}" / "eval" / "blur" / "nc" / "r.json", _linear("nc", nc, nc_knn))
     _write(root / "denoisers" / "blur" / "psnr.json", {"denoised_psnr": 17.5, "noisy_psnr": 11.2})
+    for seed, clean in ((0, 60.0), (1, 64.0)):  # robustness of the blur's NC at two of the seeds
+        _write(root / f"seed_{seed}" / "eval" / "blur" / "nc" / "robustness" / "r.json", _robustness(clean))
     assert table.main([str(root), "--denoisers", "blur"]) == 0
+    robust = list(csv.reader((root / "report" / "denoiser_ablation_robustness.csv").read_text().splitlines()))
+    assert robust[0] == ["arm", "clean", "area gauss"] and robust[1][0] == "NC, Gaussian blur (self-calibrated)"
+    assert robust[1][1].startswith("62.0 [") and robust[1][2].startswith("52.0 [")  # means over the two seeds
     summary = json.loads((root / "report" / "denoiser_ablation.json").read_text())
     gain = summary["denoisers"]["blur"]["gains"]["nc:linear"]
     assert gain["n"] == 3 and gain["mean"] == pytest.approx(5.0) and gain["low"] < 5.0 < gain["high"]

@@ -169,3 +169,10 @@ probe_arms() {  # probe_arms RUNS EVALS [all|final]: noisy val; denoised val for
     probe "$runs/nc" "$NOISY" nc "$SWITCH_EPOCH" "$evals" "$which"
     probe "$runs/nct" "$NOISY" nct "$SWITCH_EPOCH" "$evals" "$which"
 }
+
+robust() {  # robust RUN_DIR METHOD OUTPUT_DIR: robustness of the run's final export (dinov2/eval/robustness.py): one
+    # head on the noisy train features, scored on clean val and the nine settings noised on the fly, no denoiser
+    run_cmd python -m dinov2.eval.robustness --pretrained-weights "$1" --train-dataset "$NOISY/train" \
+        --clean-val "$CLEAN/val" --noises all --output-dir "$3" --crop-size 32 --method "$2" --noise "$NOISE" \
+        --num-workers 0 ${QUIET[@]+"${QUIET[@]}"}
+}
