@@ -9,11 +9,11 @@
 Every image under --data-dir (any depth) gives one random square crop per epoch. The loss is the paper's:
 reconstruction between neighbour sub-images plus a regulariser whose weight rises linearly to
 --increase-ratio; Adam, learning rate halved after every 20% of the epochs. ``--objective zs_n2n`` trains
-Zero-Shot Noise2Noise's three-layer network with its residual + consistency loss instead (Neighbor2Neighbor/zs_n2n.py). OUT receives config.json,
-metrics.jsonl (one line per epoch), log.txt (everything printed), last.pt (complete training state, written
-atomically after every epoch),
-epoch_XXX.pt with --save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same
-command resumes exactly from last.pt; a finished run exits at once.
+Zero-Shot Noise2Noise's three-layer network with its residual + consistency loss instead
+(Neighbor2Neighbor/zs_n2n.py). OUT receives config.json, metrics.jsonl (one line per epoch), log.txt (everything
+printed), last.pt (complete training state, written atomically after every epoch), epoch_XXX.pt with
+--save-every, and best.pt (highest validation PSNR) with validation. Rerunning the same command resumes exactly
+from last.pt; a finished run exits at once.
 
 Under torchrun (gloo on the CPU, NCCL on GPUs, one GPU per rank, any number of nodes) --batch-size stays the
 global batch: each of the W ranks takes a contiguous B/W share of every batch and of its sub-sampling masks,

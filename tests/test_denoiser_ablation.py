@@ -93,7 +93,8 @@ def test_pair_downsample_and_the_zs_n2n_loss_against_direct_sums():
     terms = zs_n2n_loss(f, x)
     d1, d2 = first.numpy(), second.numpy()
     whole = f(x)
-    w1, w2 = whole[..., 0::2, 1::2] / 2 + whole[..., 1::2, 0::2] / 2, whole[..., 0::2, 0::2] / 2 + whole[..., 1::2, 1::2] / 2
+    w1 = (whole[..., 0::2, 1::2] + whole[..., 1::2, 0::2]) / 2
+    w2 = (whole[..., 0::2, 0::2] + whole[..., 1::2, 1::2]) / 2
     residual = (np.mean((d1 - f(d2)) ** 2) + np.mean((d2 - f(d1)) ** 2)) / 2
     consistency = (np.mean((f(d1) - w1.numpy()) ** 2) + np.mean((f(d2) - w2.numpy()) ** 2)) / 2
     assert terms.reconstruction.item() == pytest.approx(residual, rel=1e-5)
@@ -171,7 +172,8 @@ def test_the_recipe_plans_nc_and_nct_per_denoiser_on_the_right_trees(tmp_path):
 
 
 def _linear(method, top1, knn):
-    results = {"heads": {"h": {"val": {"top1": top1, "top5": 99.0}}}, "selected": {"name": "h", "selected_on": "holdout"},
+    results = {"heads": {"h": {"val": {"top1": top1, "top5": 99.0}}},
+               "selected": {"name": "h", "selected_on": "holdout"},
                "final": {"top1": top1, "top5": 99.0}, "best_on_val": {"name": "h", "top1": top1, "top5": 99.0},
                "knn": {"k": {"20": {"top1": knn, "top5": 90.0}}}}
     return make_result("linear", "c.pth", {}, results, method=method, noise="gauss100", iteration=9, epoch=1.0)
