@@ -48,19 +48,7 @@ for kind in "${DENOISERS[@]}"; do
                "${DENOISER_KINDS[*]})" >&2; exit 2 ;;
     esac
 done
-case "$PROFILE" in
-  full)
-    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_FULL[@]}")
-    EPOCH_ITERS=40; DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
-    PROBE_ARGS=(--epochs 10) ;;
-  smoke)
-    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_SMOKE[@]}")
-    EPOCH_ITERS=2; DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
-    DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
-               evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
-    EPOCHS=4; SWITCH_EPOCH=2; PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
-  *) echo "denoiser_ablation.sh: ABLATION_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
-esac
+miniature_profile denoiser_ablation.sh ABLATION_PROFILE "$PROFILE"
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"
 
 set_paths

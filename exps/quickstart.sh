@@ -36,19 +36,10 @@ OUT="${OUT:-outputs/quickstart}"
 WORKERS="${WORKERS:-2}"
 SEED="${SEED:-0}"
 
-case "$PROFILE" in
-  full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (the paper's 140/200)
-    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); EPOCH_ITERS=40
-    DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
-    PROBE_ARGS=(--epochs 10); TOY_ARGS=(--reps 1 --epochs 10 --threads 1 -- --probe-epochs 10) ;;
-  smoke)  # 300 digits; 4 epochs of 2 iterations per arm; the test suite runs this end to end
-    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}"); EPOCH_ITERS=2
-    DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
-    DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
-               evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
-    EPOCHS=4; SWITCH_EPOCH=2
-    PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2); TOY_ARGS=(--reps 1 --epochs 2 --budget epochs -- --probe-epochs 1) ;;
-  *) echo "quickstart.sh: QUICKSTART_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
+miniature_profile quickstart.sh QUICKSTART_PROFILE "$PROFILE"
+case "$PROFILE" in  # the toy MLP experiment's reduced budget
+  full)  TOY_ARGS=(--reps 1 --epochs 10 --threads 1 -- --probe-epochs 10) ;;
+  smoke) TOY_ARGS=(--reps 1 --epochs 2 --budget epochs -- --probe-epochs 1) ;;
 esac
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 

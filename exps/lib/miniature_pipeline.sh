@@ -48,6 +48,23 @@ ZS_N2N_FULL=(--objective zs_n2n --epochs 3 --batch-size 16 --lr 1e-3)
 ZS_N2N_SMOKE=(--objective zs_n2n --epochs 1 --batch-size 8 --lr 1e-3)
 DENOISER_KINDS=(n2n zs_n2n blur none)
 
+miniature_profile() {  # miniature_profile SCRIPT VARIABLE VALUE: the quick start's sizes for VALUE (full | smoke):
+    # DATASET LIMIT N2N_OPTIONS ZS_N2N_OPTIONS EPOCH_ITERS DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH PROBE_ARGS
+    case "$3" in
+      full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (the paper's 140/200)
+        DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_FULL[@]}")
+        EPOCH_ITERS=40; DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
+        PROBE_ARGS=(--epochs 10) ;;
+      smoke)  # 300 digits; 4 epochs of 2 iterations per arm; the test suite runs this end to end
+        DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}")
+        ZS_N2N_OPTIONS=("${ZS_N2N_SMOKE[@]}"); EPOCH_ITERS=2; DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
+        DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
+                   evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
+        EPOCHS=4; SWITCH_EPOCH=2; PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
+      *) echo "$1: $2 must be full or smoke, got '$3'" >&2; exit 2 ;;
+    esac
+}
+
 set_threads() {  # set_threads SCRIPT: THREADS (default: OMP_NUM_THREADS when set, else 2) for every stage
     THREADS="${THREADS:-${OMP_NUM_THREADS:-2}}"
     case "$THREADS" in
