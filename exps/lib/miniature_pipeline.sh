@@ -51,7 +51,7 @@ DENOISER_KINDS=(n2n zs_n2n blur none)
 miniature_profile() {  # miniature_profile SCRIPT VARIABLE VALUE: the quick start's sizes for VALUE (full | smoke):
     # DATASET LIMIT N2N_OPTIONS ZS_N2N_OPTIONS EPOCH_ITERS DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH PROBE_ARGS
     case "$3" in
-      full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (the paper's 140/200)
+      full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (paper: 140/200)
         DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_FULL[@]}")
         EPOCH_ITERS=40; DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
         PROBE_ARGS=(--epochs 10) ;;
