@@ -56,6 +56,16 @@ def seed_scores(results: dict[int, dict[str, list[dict]]]) -> dict[int, dict[str
                    for key, found in by_key.items()} for seed, by_key in results.items()}
 
 
+def complete_seeds(seeds: dict[int, dict[str, dict]], denoisers: list[str]) -> list[int]:
+    """The seeds whose every arm has been probed (a recipe still running has the others), so that every cell of
+    the table is over the same seeds."""
+    def done(scores: dict[str, dict], denoiser: str) -> bool:
+        arms = [arm for arm, _ in ARMS if denoiser != "none" or arm != "n2n_dinov2"]
+        return all(set(METRICS) <= set(scores.get(denoiser, {}).get(arm, {})) for arm in arms)
+    return [seed for seed, scores in seeds.items()
+            if set(METRICS) <= set(scores["dinov2"]) and all(done(scores, d) for d in denoisers)]
+
+
 def robustness_over_seeds(results: dict[int, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
     """{"dinov2" or "<denoiser>:<arm>": {column: t interval over the seeds}} of the robustness results (logistic
     regression top-1 on clean val, and each noise family's area); empty without robustness results."""
@@ -82,6 +92,14 @@ def summarise(root: Path, denoisers: list[str]) -> dict:
     """Every denoiser's PSNR and gains, and DINOv2's own scores."""
     results = seed_results(root, denoisers)
     seeds = seed_scores(results)
+    complete = complete_seeds(seeds, denoisers)
+    if not complete:
+        raise FileNotFoundError(f"{root}: no seed has every arm probed yet (seeds found: {sorted(seeds)})")
+    skipped = sorted(set(seeds) - set(complete))
+    if skipped:
+        print(f"seed(s) {', '.join(map(str, skipped))} left out: not every arm is probed yet")
+    results = {seed: results[seed] for seed in complete}
+    seeds = {seed: seeds[seed] for seed in complete}
     rows = {}
     for denoiser in denoisers:
         psnr_file = root / "denoisers" / denoiser / "psnr.json"

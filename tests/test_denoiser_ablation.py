@@ -191,25 +191,34 @@ def _write(path, result):
     path.write_text(json.dumps(result))
 
 
-def test_the_table_pairs_gains_by_seed(tmp_path):
+def test_the_table_pairs_gains_by_seed_over_the_complete_seeds(tmp_path, capsys):
     root = tmp_path / "out"
     scores = {0: (50.0, 40.0, 55.0, 44.0), 1: (52.0, 41.0, 58.0, 47.0), 2: (49.0, 39.0, 53.0, 42.0)}
     for seed, (base, base_knn, nc, nc_knn) in scores.items():
         _write(root / f"seed_{seed}" / "eval" / "dinov2_noisy" / "r.json", _linear("dinov2", base, base_knn))
-        _write(root / f"seed_{seed}" / "eval" / "blur" / "nc" / "r.json", _linear("nc", nc, nc_knn))
+        for arm, top1, knn in (("nc", nc, nc_knn), ("nct", base + 1, base_knn), ("n2n_dinov2", base, base_knn - 2)):
+            _write(root / f"seed_{seed}" / "eval" / "blur" / arm / "r.json", _linear(arm, top1, knn))
+    # a seed still running (its NCT not probed yet) is left out of every cell
+    _write(root / "seed_3" / "eval" / "dinov2_noisy" / "r.json", _linear("dinov2", 10.0, 10.0))
+    _write(root / "seed_3" / "eval" / "blur" / "nc" / "r.json", _linear("nc", 90.0, 90.0))
     _write(root / "denoisers" / "blur" / "psnr.json", {"denoised_psnr": 17.5, "noisy_psnr": 11.2})
     for seed, clean in ((0, 60.0), (1, 64.0)):  # robustness of the blur's NC at two of the seeds
         _write(root / f"seed_{seed}" / "eval" / "blur" / "nc" / "robustness" / "r.json", _robustness(clean))
     assert table.main([str(root), "--denoisers", "blur"]) == 0
+    assert "seed(s) 3 left out" in capsys.readouterr().out
     robust = list(csv.reader((root / "report" / "denoiser_ablation_robustness.csv").read_text().splitlines()))
     assert robust[0] == ["arm", "clean", "area gauss"] and robust[1][0] == "NC, Gaussian blur (self-calibrated)"
     assert robust[1][1].startswith("62.0 [") and robust[1][2].startswith("52.0 [")  # means over the two seeds
     summary = json.loads((root / "report" / "denoiser_ablation.json").read_text())
-    gain = summary["denoisers"]["blur"]["gains"]["nc:linear"]
-    assert gain["n"] == 3 and gain["mean"] == pytest.approx(5.0) and gain["low"] < 5.0 < gain["high"]
-    assert summary["denoisers"]["blur"]["gains"]["nc:knn"]["mean"] == pytest.approx(4.333, abs=1e-3)
-    assert summary["denoisers"]["blur"]["gains"]["nct:linear"] is None and summary["denoisers"]["blur"]["psnr"] == 17.5
+    assert summary["seeds"] == [0, 1, 2] and summary["dinov2"]["linear"]["mean"] == pytest.approx(151 / 3)
+    gains = summary["denoisers"]["blur"]["gains"]
+    assert gains["nc:linear"]["n"] == 3 and gains["nc:linear"]["mean"] == pytest.approx(5.0)
+    assert gains["nc:linear"]["low"] < 5.0 < gains["nc:linear"]["high"]
+    assert gains["nc:knn"]["mean"] == pytest.approx(4.333, abs=1e-3)  # paired: (4 + 6 + 3) / 3
+    assert gains["nct:linear"]["mean"] == pytest.approx(1.0) and gains["nct:linear"]["std"] == pytest.approx(0.0)
+    assert gains["n2n_dinov2:knn"]["mean"] == pytest.approx(-2.0) and summary["denoisers"]["blur"]["psnr"] == 17.5
     rows = list(csv.reader((root / "report" / "denoiser_ablation.csv").read_text().splitlines()))
-    assert rows[1][:4] == ["Gaussian blur (self-calibrated)", "17.50", "-", "-"] and rows[1][4].startswith("+5.0 [")
+    assert rows[1][:3] == ["Gaussian blur (self-calibrated)", "17.50", "+0.0 [+0.0, +0.0]"]
+    assert rows[1][4].startswith("+5.0 [")
     assert (root / "report" / "denoiser_ablation.png").stat().st_size > 0
-    assert table.main([str(root), "--denoisers", "blur", "zs_n2n"]) == 2  # a denoiser without its PSNR
+    assert table.main([str(root), "--denoisers", "blur", "zs_n2n"]) == 2  # a denoiser without its results
