@@ -158,7 +158,8 @@ def write_robustness_table(summary: dict, out: Path) -> bool:
         rows.append([name] + [_cell(block.get(column), "") for column in columns])
     write_table(out, "denoiser_ablation_robustness", "Robustness without a denoiser at inference: logistic "
                 "regression top-1 (%) on clean val and each noise family's area (mean top-1 over its PSNR span), "
-                f"over {len(summary['seeds'])} seed(s)", ["arm"] + columns, rows)
+                f"over {max(b['n'] for block in blocks.values() for b in block.values())} seed(s)", ["arm"] + columns,
+                rows)
     return True
 
 

@@ -206,6 +206,7 @@ def test_the_table_pairs_gains_by_seed_over_the_complete_seeds(tmp_path, capsys)
         _write(root / f"seed_{seed}" / "eval" / "blur" / "nc" / "robustness" / "r.json", _robustness(clean))
     assert table.main([str(root), "--denoisers", "blur"]) == 0
     assert "seed(s) 3 left out" in capsys.readouterr().out
+    assert "over 2 seed(s)" in (root / "report" / "denoiser_ablation_robustness.md").read_text()
     robust = list(csv.reader((root / "report" / "denoiser_ablation_robustness.csv").read_text().splitlines()))
     assert robust[0] == ["arm", "clean", "area gauss"] and robust[1][0] == "NC, Gaussian blur (self-calibrated)"
     assert robust[1][1].startswith("62.0 [") and robust[1][2].startswith("52.0 [")  # means over the two seeds
