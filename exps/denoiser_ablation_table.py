@@ -164,21 +164,21 @@ def write_robustness_table(summary: dict, out: Path) -> bool:
 
 
 def plot(summary: dict, path: Path) -> Path:
-    """Gain against denoised PSNR, one panel per metric, one marker style per arm, each point named."""
+    """Gain against denoised PSNR, one panel per metric, one marker per arm (set a little apart along PSNR so that
+    the arms of one denoiser do not hide each other), each denoiser named once at the foot of its points."""
     plt = pyplot()
-    figure, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 4.2), squeeze=False)
     for axis, metric in zip(axes[0], METRICS):
-        for (arm, label), marker in zip(ARMS, "o^s"):
-            points = [(row["psnr"], row["gains"][f"{arm}:{metric}"], d) for d, row in summary["denoisers"].items()
+        for (arm, label), marker, dodge in zip(ARMS, "o^s", (-0.07, 0.0, 0.07)):
+            points = [(row["psnr"] + dodge, row["gains"][f"{arm}:{metric}"]) for row in summary["denoisers"].values()
                       if row["gains"][f"{arm}:{metric}"] is not None]
-            if not points:
-                continue
-            x = [p[0] for p in points]
-            y = [p[1]["mean"] for p in points]
-            errors = [0.0 if p[1]["low"] is None else p[1]["mean"] - p[1]["low"] for p in points]
-            axis.errorbar(x, y, yerr=errors, fmt=marker, capsize=3, label=label)
-            for px, py, (_, _, name) in zip(x, y, points):
-                axis.annotate(name, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            if points:
+                errors = [0.0 if p[1]["low"] is None else p[1]["mean"] - p[1]["low"] for p in points]
+                axis.errorbar([p[0] for p in points], [p[1]["mean"] for p in points], yerr=errors, fmt=marker,
+                              capsize=3, label=label)
+        for index, (denoiser, row) in enumerate(summary["denoisers"].items()):  # alternate heights: close PSNRs
+            axis.annotate(denoiser, (row["psnr"], 0.0), xycoords=("data", "axes fraction"),
+                          xytext=(0, 4 + 10 * (index % 2)), textcoords="offset points", ha="center", fontsize=8)
         axis.axhline(0.0, color="grey", linewidth=0.8)
         axis.set_xlabel("denoised val PSNR (dB)")
         axis.set_ylabel(f"{'linear' if metric == 'linear' else 'k-NN'} top-1 gain over DINOv2 (points)")
