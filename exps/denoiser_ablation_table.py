@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,6 +36,7 @@ NAMES = {"n2n": "Neighbor2Neighbor", "zs_n2n": "Zero-Shot Noise2Noise", "blur": 
 ARMS = (("n2n_dinov2", "denoiser + DINOv2"), ("nc", "NC"), ("nct", "NCT"))
 METRICS = ("linear", "knn")
 SEED_FOLDER = re.compile(r"^seed_(\d+)$")
+MEAN_AREA_GAIN = "mean area - DINOv2's"
 
 
 def seed_results(root: Path, denoisers: list[str]) -> dict[int, dict[str, list[dict]]]:
@@ -68,17 +71,25 @@ def complete_seeds(seeds: dict[int, dict[str, dict]], denoisers: list[str]) -> l
 
 def robustness_over_seeds(results: dict[int, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
     """{"dinov2" or "<denoiser>:<arm>": {column: t interval over the seeds}} of the robustness results (logistic
-    regression top-1 on clean val, and each noise family's area); empty without robustness results."""
-    values: dict[str, dict[str, list[float]]] = {}
-    for by_key in results.values():
+    regression top-1 on clean val, each noise family's area, and the mean of the areas minus DINOv2's, paired by
+    seed); empty without robustness results."""
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    for seed, by_key in results.items():
         for key, found in by_key.items():
             for result in (r for r in found if r["protocol"] == "robustness"):
                 columns = values.setdefault(key if key == "dinov2" else f"{key}:{result['method']}", {})
                 scores = result["results"]
-                columns.setdefault("clean", []).append(scores["clean"]["logreg"])
+                columns.setdefault("clean", {})[seed] = scores["clean"]["logreg"]
                 for family, area in scores["areas"]["logreg"].items():
-                    columns.setdefault(f"area {family}", []).append(area)
-    return {key: {column: t_interval(v) for column, v in columns.items()} for key, columns in values.items()}
+                    columns.setdefault(f"area {family}", {})[seed] = area
+                columns.setdefault("mean area", {})[seed] = float(np.mean(list(scores["areas"]["logreg"].values())))
+    base = values.get("dinov2", {}).get("mean area", {})
+    for key, columns in values.items():
+        paired = [area - base[seed] for seed, area in columns["mean area"].items() if seed in base]
+        if key != "dinov2" and paired:
+            columns[MEAN_AREA_GAIN] = dict(enumerate(paired))
+    return {key: {column: t_interval(list(v.values())) for column, v in columns.items()}
+            for key, columns in values.items()}
 
 
 def gains(seeds: dict[int, dict[str, dict]], denoiser: str, arm: str, metric: str) -> Optional[dict]:
@@ -149,17 +160,18 @@ def write_robustness_table(summary: dict, out: Path) -> bool:
     blocks = summary["robustness"]
     if not blocks:
         return False
-    columns = sorted({column for block in blocks.values() for column in block}, key=lambda c: (c != "clean", c))
+    order = lambda c: (c != "clean", c in ("mean area", MEAN_AREA_GAIN), c == MEAN_AREA_GAIN, c)  # noqa: E731
+    columns = sorted({column for block in blocks.values() for column in block}, key=order)
     arms = dict(ARMS)
     rows = []
     for key, block in blocks.items():
         denoiser, _, arm = key.partition(":")
         name = "DINOv2 on noisy images" if key == "dinov2" else f"{arms.get(arm, arm)}, {NAMES[denoiser]}"
-        rows.append([name] + [_cell(block.get(column), "") for column in columns])
+        rows.append([name] + [_cell(block.get(c), "+" if c == MEAN_AREA_GAIN else "") for c in columns])
+    seeds = max(b["n"] for block in blocks.values() for b in block.values())
     write_table(out, "denoiser_ablation_robustness", "Robustness without a denoiser at inference: logistic "
-                "regression top-1 (%) on clean val and each noise family's area (mean top-1 over its PSNR span), "
-                f"over {max(b['n'] for block in blocks.values() for b in block.values())} seed(s)", ["arm"] + columns,
-                rows)
+                "regression top-1 (%) on clean val and each noise family's area (mean top-1 over its PSNR span; the "
+                f"mean of the areas minus DINOv2's paired by seed), over {seeds} seed(s)", ["arm"] + columns, rows)
     return True
 
 

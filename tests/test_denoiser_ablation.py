@@ -179,11 +179,11 @@ def _linear(method, top1, knn):
     return make_result("linear", "c.pth", {}, results, method=method, noise="gauss100", iteration=9, epoch=1.0)
 
 
-def _robustness(clean):
+def _robustness(clean, method="nc"):
     noises = {"gauss100": {"psnr": 11.0, "logreg": clean - 10, "knn": clean - 9}}
     results = {"clean": {"logreg": clean, "knn": clean + 1}, "noises": noises,
                "areas": {"logreg": {"gauss": clean - 10}, "knn": {"gauss": clean - 9}}}
-    return make_result("robustness", "c.pth", {}, results, method="nc", noise="gauss100", iteration=9, epoch=1.0)
+    return make_result("robustness", "c.pth", {}, results, method=method, noise="gauss100", iteration=9, epoch=1.0)
 
 
 def _write(path, result):
@@ -202,14 +202,19 @@ def test_the_table_pairs_gains_by_seed_over_the_complete_seeds(tmp_path, capsys)
     _write(root / "seed_3" / "eval" / "dinov2_noisy" / "r.json", _linear("dinov2", 10.0, 10.0))
     _write(root / "seed_3" / "eval" / "blur" / "nc" / "r.json", _linear("nc", 90.0, 90.0))
     _write(root / "denoisers" / "blur" / "psnr.json", {"denoised_psnr": 17.5, "noisy_psnr": 11.2})
-    for seed, clean in ((0, 60.0), (1, 64.0)):  # robustness of the blur's NC at two of the seeds
+    for seed, clean in ((0, 60.0), (1, 64.0)):  # robustness of the blur's NC and of DINOv2 at two of the seeds
         _write(root / f"seed_{seed}" / "eval" / "blur" / "nc" / "robustness" / "r.json", _robustness(clean))
+        _write(root / f"seed_{seed}" / "eval" / "dinov2_noisy" / "robustness" / "r.json",
+               _robustness(clean - 5, "dinov2"))
     assert table.main([str(root), "--denoisers", "blur"]) == 0
     assert "seed(s) 3 left out" in capsys.readouterr().out
     assert "over 2 seed(s)" in (root / "report" / "denoiser_ablation_robustness.md").read_text()
     robust = list(csv.reader((root / "report" / "denoiser_ablation_robustness.csv").read_text().splitlines()))
-    assert robust[0] == ["arm", "clean", "area gauss"] and robust[1][0] == "NC, Gaussian blur (self-calibrated)"
-    assert robust[1][1].startswith("62.0 [") and robust[1][2].startswith("52.0 [")  # means over the two seeds
+    assert robust[0] == ["arm", "clean", "area gauss", "mean area", "mean area - DINOv2's"]
+    assert robust[1] == ["DINOv2 on noisy images", "57.0 [31.6, 82.4]", "47.0 [21.6, 72.4]", "47.0 [21.6, 72.4]", "-"]
+    assert robust[2][0] == "NC, Gaussian blur (self-calibrated)"
+    assert robust[2][1].startswith("62.0 [") and robust[2][2].startswith("52.0 [")  # means over the two seeds
+    assert robust[2][4] == "+5.0 [+5.0, +5.0]"  # paired by seed: 50 - 45 and 54 - 49
     summary = json.loads((root / "report" / "denoiser_ablation.json").read_text())
     assert summary["seeds"] == [0, 1, 2] and summary["dinov2"]["linear"]["mean"] == pytest.approx(151 / 3)
     gains = summary["denoisers"]["blur"]["gains"]
