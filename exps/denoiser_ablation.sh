@@ -63,14 +63,15 @@ for kind in "${DENOISERS[@]}"; do
     TREE[$kind]="$DENOISED"
 done
 
+scored() {  # scored RUN_DIR METHOD EVALS: the robustness of the run's export, with ROBUSTNESS=1
+    if [ "$ROBUSTNESS" = 1 ]; then robust "$1" "$2" "$3/$(basename "$1")/robustness"; fi
+}
+
 for SEED in $SEEDS; do
     runs="$OUT/seed_$SEED"
     step "seed $SEED: DINOv2 on the noisy images ($EPOCHS epochs), the baseline"
     train_arm "$runs/dinov2_noisy" "$NOISY"
     probe "$runs/dinov2_noisy" "$NOISY" dinov2 0 "$runs/eval" final
-    scored() {  # scored RUN_DIR METHOD EVALS: the robustness of the run's export, with ROBUSTNESS=1
-        if [ "$ROBUSTNESS" = 1 ]; then robust "$1" "$2" "$3/$(basename "$1")/robustness"; fi
-    }
     scored "$runs/dinov2_noisy" dinov2 "$runs/eval"
     for kind in "${DENOISERS[@]}"; do
         DENOISED="${TREE[$kind]}"
