@@ -33,8 +33,7 @@ from dinov2.models.backbone_weights import (BackboneSpec, BackboneWeightsError, 
                                            spec_of_model)
 from dinov2.models.transformers_weights import (TRANSFORMERS_WEIGHTS, load_transformers_backbone,
                                                 transformers_weights_file)
-from dinov2.train.run_files import CONFIG_FILENAME
-from dinov2.utils.checkpoint import newest_teacher_export
+from dinov2.utils.checkpoint import CONFIG_FILENAME, newest_teacher_export
 from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import DERIVED_SECTION, default_config
 from utils.cli import squeezed

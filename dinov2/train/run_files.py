@@ -18,7 +18,6 @@ RESUME_MUTABLE_KEYS = {"train.output_dir", "train.device", "train.num_workers", 
 RESUME_MUTABLE_SECTIONS = ("evaluation.health.", "evaluation.online_knn.")
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tensorboard"
-CONFIG_FILENAME = "config.yaml"
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -19,12 +19,15 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from dinov2.hub import load_backbone
 from dinov2.layers import DINOHead
 from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from dinov2.models import build_model_from_cfg
+from dinov2.models.backbone_weights import BackboneWeightsError, load_pretrained_into
 from dinov2.utils.config import ConfigError
 from dinov2.train.teacher_targets import (N_GLOBAL_CROPS, TeacherTargets, mean_entropy, targets_from_scores,
                                           teacher_head_scores)
+from utils.weights_file import WeightsFileError
 
 
 @dataclass
@@ -65,10 +68,6 @@ def freeze_unused_mask_token(backbone: nn.Module) -> None:
 def load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
     """``student.pretrained_weights``: any backbone ``dinov2.hub.load_backbone`` reads (bare state dict such as
     upstream's releases, export, teacher export, run); the teacher then starts as the student's copy."""
-    from dinov2.hub import load_backbone  # here: the hub reads run files of the training package
-    from dinov2.models.backbone_weights import BackboneWeightsError, load_pretrained_into
-    from utils.weights_file import WeightsFileError
-
     try:
         load_pretrained_into(backbone, load_backbone(source).state_dict(), source)
     except (BackboneWeightsError, WeightsFileError, FileNotFoundError, KeyError) as error:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from dinov2.train.run_files import CONFIG_FILENAME, config_changes
+from dinov2.train.run_files import config_changes
+from dinov2.utils.checkpoint import CONFIG_FILENAME
 from dinov2.train.curriculum import build_phases, check_curriculum
 from dinov2.utils.checks import check_config, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config

@@ -25,6 +25,7 @@ from utils.weights_file import WeightsFileError, describe_contents, load_torch_f
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
 TEACHER_EXPORT_NAME = "teacher_checkpoint.pth"
+CONFIG_FILENAME = "config.yaml"  # the resolved config of a run directory, beside its checkpoints
 TEACHER_EXPORT_DIR_PATTERN = re.compile(r"^training_(\d+)$")
 
 
