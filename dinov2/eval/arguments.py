@@ -53,7 +53,7 @@ def build_parser(protocol: str, description: Optional[str] = None) -> argparse.A
     if protocol == "few_shot":
         _add_few_shot_arguments(parser)
     _add_knn_arguments(parser, optional=protocol == "linear")
-    _add_run_arguments(parser)
+    add_run_arguments(parser)
     return parser
 
 
@@ -122,12 +122,18 @@ def _add_few_shot_arguments(parser: argparse.ArgumentParser) -> None:
     few.add_argument("--shots", type=int, nargs="+", default=list(DEFAULT_SHOTS),
                      help="labelled training images per class of each few-shot setting (default 1 10 100)")
     few.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="seeded draws per setting (default 5)")
-    few.add_argument("--logreg-c", type=float, nargs="+", default=list(DEFAULT_CS),
-                     help="inverse L2 strengths searched by the logistic regressions")
-    few.add_argument("--holdout-fraction", type=float, default=0.1,
-                     help="share of train that chooses C of the regression on all labels (default 0.1)")
+    add_logistic_regression_arguments(few)
     few.add_argument("--no-full", action="store_true", help="skip the logistic regression on all the labels")
-    few.add_argument("--seed", type=int, default=0)
+
+
+def add_logistic_regression_arguments(group: argparse._ActionsContainer) -> None:
+    """--logreg-c, --holdout-fraction and --seed of the logistic regressions on cached features (the few-shot and
+    robustness protocols)."""
+    group.add_argument("--logreg-c", type=float, nargs="+", default=list(DEFAULT_CS),
+                       help="inverse L2 strengths searched by the logistic regressions")
+    group.add_argument("--holdout-fraction", type=float, default=0.1,
+                       help="share of train that chooses C of the regression on all labels (default 0.1)")
+    group.add_argument("--seed", type=int, default=0)
 
 
 def _add_knn_arguments(parser: argparse.ArgumentParser, optional: bool) -> None:
@@ -138,7 +144,8 @@ def _add_knn_arguments(parser: argparse.ArgumentParser, optional: bool) -> None:
         knn.add_argument("--no-knn", action="store_true", help="linear probe only")
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--output-dir, --device, --precision, --overwrite and --quiet: shared by every evaluation CLI."""
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", type=Path, required=True)
     run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")

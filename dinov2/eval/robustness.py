@@ -23,10 +23,10 @@ from typing import Optional
 
 import numpy as np
 
-from dinov2.eval.arguments import add_weights_arguments
+from dinov2.eval.arguments import add_logistic_regression_arguments, add_run_arguments, add_weights_arguments
 from dinov2.eval.backbone import checkpoint_info, load_frozen_backbone
 from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
-from dinov2.eval.label_efficient import DEFAULT_CS, fit_on_all_labels, top1_of, unit_features
+from dinov2.eval.label_efficient import fit_on_all_labels, top1_of, unit_features
 from dinov2.eval.noise_curves import curves_by_family, family_areas
 from dinov2.eval.results import make_result, write_result
 from dinov2.eval.runner import FrozenBackbone, label, load_splits, split_of, valid_result_exists
@@ -34,7 +34,7 @@ from dinov2.hub import export_folder
 from utils.atomic import atomic_write_text
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, one_line
 from utils.dataset_index import DatasetError, load_split
-from utils.device import PRECISIONS, resolve_device, resolve_precision
+from utils.device import resolve_device, resolve_precision
 from utils.figures import pyplot, save_png
 from utils.image_io import ImageReadError
 from utils.image_tree import open_tree, tree_argument
@@ -143,7 +143,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--train-dataset", type=tree_argument, required=True, help="ROOT/train the head is fitted on")
     parser.add_argument("--clean-val", type=tree_argument, required=True, help="ROOT/val of the clean tree")
     parser.add_argument("--noises", nargs="+", default=["all"], help="noise settings of the val images ('all': nine)")
-    parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--method", default=None, help="the result's method label (else the run config's)")
     parser.add_argument("--noise", default=None, help="the result's label of the training data's noise")
     parser.add_argument("--crop-size", type=int, default=224)
@@ -152,14 +151,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     add_num_workers(parser, 4)
     parser.add_argument("--nb-knn", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    parser.add_argument("--logreg-c", type=float, nargs="+", default=list(DEFAULT_CS))
-    parser.add_argument("--holdout-fraction", type=float, default=0.1)
     parser.add_argument("--psnr-images", type=int, default=200, help="val images whose mean PSNR labels a setting")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
-    parser.add_argument("--overwrite", action="store_true", help="evaluate again even if the result exists")
-    parser.add_argument("--quiet", action="store_true")
+    add_logistic_regression_arguments(parser.add_argument_group("logistic regression"))
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
