@@ -178,9 +178,10 @@ def label_efficient_results(args: argparse.Namespace, features: ExtractedFeature
     return results
 
 
-def run_settings(backbone: FrozenBackbone, train: SplitIndex, val: SplitIndex,
+def run_settings(backbone: FrozenBackbone, train: SplitIndex, val: SplitIndex, protocol: str,
                  settings: Optional[ProbeSettings], split: Optional[tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Everything that defines the evaluation, as written into the result (the linear probe's part if any)."""
+    """Everything that defines the evaluation, as written into the result (the linear probe's or the few-shot
+    protocol's part if any)."""
     args = backbone.args
     record = {
         "train_dataset": str(args.train_dataset), "val_dataset": str(args.val_dataset),
@@ -190,7 +191,7 @@ def run_settings(backbone: FrozenBackbone, train: SplitIndex, val: SplitIndex,
     }
     if settings is not None:
         record.update(_probe_settings(args, settings, split))
-    if hasattr(args, "shots"):  # the few-shot protocol
+    if protocol == "few_shot":
         record.update({"shots": list(args.shots), "draws": args.draws, "logreg_c": list(args.logreg_c),
                        "logreg_holdout_fraction": args.holdout_fraction, "seed": args.seed,
                        "features": "last block's class token, L2-normalised"})
@@ -269,7 +270,7 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: Path, protocol: st
         results = {**results, "knn": knn} if protocol == "linear" else knn
     results["timing"] = {"extract_seconds": round(features.seconds, 3),
                          "total_seconds": round(time.perf_counter() - started, 3)}
-    result = make_result(protocol, str(checkpoint), run_settings(backbone, train, val, settings, split), results,
+    result = make_result(protocol, str(checkpoint), run_settings(backbone, train, val, protocol, settings, split), results,
                          method=label(args.method, info.config, "method"),
                          noise=label(args.noise, info.config, "noise"), iteration=info.iteration,
                          epoch=None if info.epoch is None else info.epoch + args.epoch_offset, request=request)
