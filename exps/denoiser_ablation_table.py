@@ -24,7 +24,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exps.report import collect_results, final_scores, write_table
+from exps.report import collect_results, final_scores, interval_cell, write_table
 from utils.atomic import atomic_write_json
 from utils.cli import EXIT_BAD_INPUT, add_output_dir
 from utils.figures import pyplot, save_png
@@ -127,13 +127,8 @@ def summarise(root: Path, denoisers: list[str]) -> dict:
 
 
 def _cell(block: Optional[dict], sign: str = "+") -> str:
-    """``mean [low, high]`` of a t interval block (the mean alone from one seed); ``sign=""`` for levels."""
-    if block is None:
-        return "-"
-    number = f"{{:{sign}.1f}}".format
-    if block["low"] is None:
-        return number(block["mean"])
-    return f"{number(block['mean'])} [{number(block['low'])}, {number(block['high'])}]"
+    """:func:`exps.report.interval_cell` of a gain (``sign="+"``) or a level (``sign=""``); "-" where unmeasured."""
+    return "-" if block is None else interval_cell(block, sign)
 
 
 def write_outputs(summary: dict, out: Path) -> Path:

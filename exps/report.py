@@ -191,10 +191,12 @@ def write_method_table(results: list[dict], out: Path) -> bool:
     return True
 
 
-def _mean_interval(block: dict) -> str:
+def interval_cell(block: dict, sign: str = "") -> str:
+    """``mean [low, high]`` of a t interval block (the mean alone without bounds); ``sign="+"`` for differences."""
+    number = f"{{:{sign}.1f}}".format
     if block.get("low") is None:
-        return f"{block['mean']:.1f}"
-    return f"{block['mean']:.1f} [{block['low']:.1f}, {block['high']:.1f}]"
+        return number(block["mean"])
+    return f"{number(block['mean'])} [{number(block['low'])}, {number(block['high'])}]"
 
 
 def write_few_shot_table(results: list[dict], out: Path) -> bool:
@@ -204,13 +206,19 @@ def write_few_shot_table(results: list[dict], out: Path) -> bool:
         return False
     shots = sorted({n for cells in last.values() for n in cells["shots"]}, key=int)
     header = ["method", "noise"] + [f"{n}-shot {p}" for n in shots for p in ("k-NN", "logreg")] + ["logreg, all"]
-    keys = sorted(last, key=lambda k: (_ordered({m for m, _ in last}, METHOD_ORDER).index(k[0]), k[1]))
-    rows = [list(key) + [_mean_interval(last[key]["shots"][n][p]) if n in last[key]["shots"] else MISSING
+    keys = _method_ordered(last)
+    rows = [list(key) + [interval_cell(last[key]["shots"][n][p]) if n in last[key]["shots"] else MISSING
                          for n in shots for p in ("knn", "logreg")]
             + [f"{last[key]['logreg_all']['top1']:.1f}" if "logreg_all" in last[key] else MISSING] for key in keys]
     write_table(out, "few_shot", "Few-shot top-1 (%): mean [95 % interval] over the draws; logistic regression on all "
                 "labels", header, rows)
     return True
+
+
+def _method_ordered(cells: dict[tuple[str, str], dict]) -> list[tuple[str, str]]:
+    """The (method, noise) keys of ``cells``, methods in the paper's order, then by noise."""
+    methods = _ordered({method for method, _ in cells}, METHOD_ORDER)
+    return sorted(cells, key=lambda key: (methods.index(key[0]), key[1]))
 
 
 def _last_of(results: list[dict], protocol: str) -> dict[tuple[str, str], dict]:
@@ -229,7 +237,7 @@ def write_robustness(results: list[dict], out: Path) -> Optional[Path]:
         return None
     families = sorted({f for cells in last.values() for f in cells["areas"]["logreg"]})
     header = ["method", "noise", "clean"] + [f"area {f}" for f in families]
-    keys = sorted(last, key=lambda k: (_ordered({m for m, _ in last}, METHOD_ORDER).index(k[0]), k[1]))
+    keys = _method_ordered(last)
     pair = lambda a, b: f"{a:.1f} / {b:.1f}"  # noqa: E731
     rows = [list(key) + [pair(last[key]["clean"]["logreg"], last[key]["clean"]["knn"])]
             + [pair(last[key]["areas"]["logreg"][f], last[key]["areas"]["knn"][f]) if f in last[key]["areas"]["logreg"]
