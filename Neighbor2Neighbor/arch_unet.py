@@ -76,6 +76,10 @@ class UNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def config(self) -> dict[str, int]:
+        """What is needed to rebuild the network (``weights.load_denoiser``; no ``arch`` key: the default one)."""
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "features": self.features}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Denoise ``x`` (N x C x H x W, H and W multiples of 32); returns the same shape."""
         if x.shape[-2] % SIZE_MULTIPLE or x.shape[-1] % SIZE_MULTIPLE:

@@ -39,9 +39,8 @@ ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"unet": UNet, "zs_n2n": ZeroS
 
 
 def model_config(model: torch.nn.Module) -> dict[str, Any]:
-    """What is needed to rebuild ``model``: its architecture and channel counts (and width or sigma)."""
-    if isinstance(model, UNet):
-        return {"in_channels": model.in_channels, "out_channels": model.out_channels, "features": model.features}
+    """What is needed to rebuild ``model`` (one of ``ARCHITECTURES``): its architecture (absent for the U-Net, as
+    in older files), channel counts, and width or sigma."""
     return model.config()
 
 
