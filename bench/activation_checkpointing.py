@@ -22,9 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(REPO))
-
 from utils.atomic import atomic_write_json
 
 VARIANTS = ("plain", "checkpointed")

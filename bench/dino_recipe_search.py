@@ -23,9 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 
 from dinov2.eval.baselines import random_teacher_export, raw_pixel_knn

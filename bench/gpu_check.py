@@ -30,9 +30,6 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
-if __package__ in (None, ""):  # run as a script (or by torchrun): make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.gpu_checks import report
 from utils.cli import one_line
 

@@ -23,9 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dinov2.train.run_files import read_metrics
 from dinov2.utils.config import CONFIGS_DIR
 from utils.atomic import atomic_write_json, atomic_write_text

@@ -24,9 +24,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(REPO))
-
 from utils.atomic import atomic_write_json
 
 DEFAULT_RECIPES = {  # the quick start's denoiser before (the baseline) and after its stability was measured

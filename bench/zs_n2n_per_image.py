@@ -12,12 +12,8 @@ epochs at --batch-size, as ``Neighbor2Neighbor/train.py --objective zs_n2n`` doe
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch

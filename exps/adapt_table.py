@@ -14,9 +14,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dinov2.eval.results import ResultError, iter_result_files, load_result
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.cli import EXIT_BAD_INPUT, one_line

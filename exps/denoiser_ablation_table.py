@@ -21,9 +21,6 @@ from typing import Optional
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from exps.report import collect_results, final_scores, interval_cell, write_table
 from utils.atomic import atomic_write_json
 from utils.cli import EXIT_BAD_INPUT, add_output_dir

@@ -26,9 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from exps.report import collect_results, final_scores
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.environment import describe_text, read

@@ -24,9 +24,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from exps.expected_values import build_expected, settings_text, t_interval
 from exps.report import collect_results, final_scores
 from utils.atomic import atomic_write_json, atomic_write_text

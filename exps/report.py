@@ -40,9 +40,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Optional
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dinov2.eval.results import ResultError, iter_result_files, load_result
 from dinov2.eval.noise_curves import curves_by_family
 from exps.report_page import check_page_inputs, write_page

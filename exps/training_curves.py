@@ -17,9 +17,6 @@ import math
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from utils.atomic import atomic_write_text
 from utils.cli import EXIT_BAD_INPUT
 from utils.figures import pyplot, save_png

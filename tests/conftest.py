@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest -n N: N workers share the cores, so each computes on one thread (torch's default of every core per
     # process would oversubscribe them); a test's numbers are compared only with numbers of the same process
     torch.set_num_threads(1)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, saying what to do, unless this checkout is the installed project the tests' commands import."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    repo = Path(__file__).resolve().parents[1]
+    where = "import importlib.util; print(importlib.util.find_spec('utils').origin)"
+    found = subprocess.run([sys.executable, "-c", where], cwd="/", capture_output=True, text=True).stdout.strip()
+    if found == "None" or not found or Path(found).resolve().parents[1] != repo:
+        pytest.exit(f"the tests run this checkout's commands, but {sys.executable} imports the project from "
+                    f"{found or 'nowhere'}: run 'pip install -e .' in {repo} first (see README.md)", returncode=4)
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_every_recipe_is_listed():
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_answers_help_and_dry_run_without_work(recipe, tmp_path):
-    env = command_env(PYTHONPATH=str(REPO), DATA_ROOT=str(tmp_path / "data"), OUT=str(tmp_path / "out"),
+    env = command_env(DATA_ROOT=str(tmp_path / "data"), OUT=str(tmp_path / "out"),
                       RUNS=str(tmp_path / "runs"), EVALS=str(tmp_path / "evals"), TOY_OUT=str(tmp_path / "toy"),
                       NOISES="gauss100", SEEDS="0", TOY_REPS="1")
     shown = subprocess.run(["bash", recipe, "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)

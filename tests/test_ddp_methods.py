@@ -74,7 +74,7 @@ def trained(tmp_path_factory):
     (root / "rank_main.py").write_text(RANK_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(root / "rank_main.py"), str(root / "plan.json")]
-    result = subprocess.run(command, cwd=REPO, env=command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
+    result = subprocess.run(command, cwd=REPO, env=command_env(OMP_NUM_THREADS="1"),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return root

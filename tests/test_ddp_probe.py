@@ -54,6 +54,7 @@ def test_two_ranks_step_the_heads_of_one_process_on_the_global_batch(tmp_path):
     (tmp_path / "grid_main.py").write_text(GRID_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(tmp_path / "grid_main.py"), str(tmp_path)]
+    # the script imports this test module, which is not part of the installed project
     result = subprocess.run(command, cwd=REPO, env=command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -96,7 +97,7 @@ def two_ranks(tmp_path_factory):
     for argv in plans:  # one launch each, as a user runs it
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                    "-m", "dinov2.eval.linear", *argv]
-        result = subprocess.run(command, cwd=REPO, env=command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
+        result = subprocess.run(command, cwd=REPO, env=command_env(OMP_NUM_THREADS="1"),
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-4000:]
     return root

@@ -27,7 +27,7 @@ from tests.imagetrees import make_tree
 from utils.image_io import iter_image_files
 from utils.make_toy_dataset import build_toy_dataset
 
-ENV = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+ENV = command_env(OMP_NUM_THREADS="1")
 KILLS_PER_JOB = 2
 
 

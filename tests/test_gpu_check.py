@@ -14,7 +14,7 @@ from tests.environment import command_env
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "gpu_check.sh"
 # one thread per process: the run is tiny, and CI cores are often shared with other jobs
-ENV = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+ENV = command_env(OMP_NUM_THREADS="1")
 
 
 def run_script(*args: str, env: dict = ENV, timeout: int = 180) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ def _args(data: str, out: Path, *extra: str) -> list[str]:
 def _torchrun(args: list[str]) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO / "Neighbor2Neighbor" / "train.py"), *args]
-    env = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = command_env(OMP_NUM_THREADS="1")
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

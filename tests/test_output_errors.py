@@ -24,7 +24,7 @@ from utils import run_log as run_log_module
 from utils.atomic import WriteError, atomic_torch_save, atomic_write_text, is_temporary_file, make_folder
 from utils.make_toy_dataset import main as make_toy_main
 
-ENV = command_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+ENV = command_env(OMP_NUM_THREADS="1")
 
 
 def _run_with_file_limit(command: list[str], limit_bytes: int | None) -> subprocess.CompletedProcess:

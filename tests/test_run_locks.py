@@ -41,7 +41,7 @@ def test_a_second_holder_is_refused_naming_the_folder_and_pid(tmp_path):
 
 def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], cwd=REPO, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, env=command_env(PYTHONPATH=str(REPO)), text=True)
+                              stdout=subprocess.PIPE, env=command_env(), text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(FolderLocked, match=f"pid {holder.pid}"):
@@ -173,7 +173,7 @@ def test_two_real_processes_on_one_n2n_folder(tmp_path):
     command = ["Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train", "--output-dir",
                str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4", "--patch-size", "16", "--n-feature", "8",
                "--num-workers", "0", "--device", "cpu", "--quiet"]
-    env = command_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = command_env(OMP_NUM_THREADS="1")
     # the first run waits at its first optimizer step, holding the folder, until the test lets it go
     first = subprocess.Popen([sys.executable, "-m", "tests.stop_at", "--event", "step", "--at", "1", "--how", "pause",
                               "--", *command], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

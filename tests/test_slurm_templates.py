@@ -46,7 +46,7 @@ def slurm_env(tmp_path):
     for name, text in (("srun", SRUN_STUB), ("scontrol", SCONTROL_STUB)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    env = command_env(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", SLURM_SUBMIT_DIR=str(REPO), SLURM_NNODES="1",
+    env = command_env(OMP_NUM_THREADS="1", SLURM_SUBMIT_DIR=str(REPO), SLURM_NNODES="1",
                       SLURM_JOB_NODELIST="node001", SLURM_JOB_ID="4242", GPUS_PER_NODE="2",
                       RDZV_PORT=str(_free_port()), SLURM_CPUS_PER_TASK="6", SRUN_LOG=str(tmp_path / "srun.log"))
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"  # the stubs before any real srun

@@ -12,7 +12,7 @@ HOLDER = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CRE
 def test_a_second_run_waits_for_the_first_then_runs_its_command(tmp_path):
     lock = tmp_path / "data" / ".lock-shared-stages"
     lock.parent.mkdir()
-    env = command_env(PYTHONPATH=str(REPO))
+    env = command_env()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -28,7 +28,7 @@ def test_a_second_run_waits_for_the_first_then_runs_its_command(tmp_path):
 
 
 def test_the_command_status_is_passed_on_and_a_bad_call_is_named(tmp_path):
-    env = command_env(PYTHONPATH=str(REPO))
+    env = command_env()
     run = subprocess.run([sys.executable, "-m", "utils.wait_turn", str(tmp_path / "lock"), "--", sys.executable,
                           "-c", "raise SystemExit(3)"], cwd=REPO, env=env, capture_output=True, text=True)
     assert run.returncode == 3

@@ -11,9 +11,6 @@ import statistics
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from toy_mnist.experiment import ARMS, RESULT_NAME
 from utils.atomic import atomic_write_bytes, atomic_write_json
 from utils.cli import fail

@@ -35,8 +35,6 @@ if ! [[ "$reps" =~ ^[0-9]+$ && "$reps" -ge 1 ]]; then
   echo "mlp_exp.sh: --reps must be a positive integer, got '$reps'" >&2; exit 2
 fi
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 python_bin="${PYTHON:-python}"
 common=(--output-dir "$out" --epochs "$epochs" --device "$device" --budget "$budget" --threads "$threads")
 if [[ -n "$data_root" ]]; then common+=(--data-root "$data_root"); fi

@@ -15,9 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from utils.atomic import atomic_write_json
 
 ENVIRONMENT_FILENAME = "environment.json"

@@ -13,9 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from utils.cli import EXIT_BAD_INPUT
 from utils.dataset_index import load_split
 from utils.figures import pyplot, save_png

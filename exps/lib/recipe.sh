@@ -4,6 +4,18 @@
 # exits 2. Commands are argument arrays, never strings passed to eval, so paths may hold spaces.
 
 DRY_RUN="${DRY_RUN:-0}"
+RECIPE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+
+require_installed() {  # the scripts import the installed project: it must be this checkout (pip install -e .)
+    local found where='import pathlib, utils; print(pathlib.Path(utils.__file__).resolve().parents[1])'
+    found="$(cd / && "${PYTHON:-python}" -c "$where" 2>/dev/null)" || found=""
+    if [ "$found" != "$RECIPE_REPO" ]; then
+        echo "this project is not installed from $RECIPE_REPO (python finds it ${found:-nowhere}): run" \
+             "'pip install -e .' there first (see README.md)" >&2
+        exit 2
+    fi
+    export RECIPE_INSTALL_CHECKED="$RECIPE_REPO"
+}
 
 recipe_help() {  # recipe_help SCRIPT: the header comment, without the #! line
     awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$1"
@@ -14,6 +26,7 @@ run_cmd() {  # run_cmd COMMAND...: print it, then run it unless --dry-run
     printf ' %q' "$@"
     printf '\n'
     if [ "$DRY_RUN" = 0 ]; then
+        [ "${RECIPE_INSTALL_CHECKED:-}" = "$RECIPE_REPO" ] || require_installed
         "$@"
     fi
 }
