@@ -48,6 +48,7 @@ def _model(method: str, *overrides: str) -> ContrastiveMetaArch:
     return ContrastiveMetaArch(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, tmp_path):
     straight, resumed, branch = tmp_path / "straight", tmp_path / "resumed", tmp_path / "nc"
@@ -75,6 +76,7 @@ def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, 
     assert_knn_probe_loads(straight, digit_tree, tmp_path / "knn")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mocov3", "simsiam"])
 def test_a_two_phase_curriculum_restarts_at_the_boundary_and_resumes_across_it(method, digit_tree, tmp_path):
     """Denoised then noisy in one run (here the same tree twice): the second phase restarts the schedules with a
@@ -92,6 +94,7 @@ def test_a_two_phase_curriculum_restarts_at_the_boundary_and_resumes_across_it(m
     _assert_same_state(load_checkpoint(straight / "model_0000005.pth"), load_checkpoint(resumed / "model_0000005.pth"))
 
 
+@pytest.mark.slow
 def test_a_resnet_export_runs_the_linear_probe_on_its_pooled_features(digit_tree, tmp_path):
     _train(digit_tree, tmp_path / "run", "simclr", "optim.epochs=1")
     common = ["--pretrained-weights", str(tmp_path / "run"), "--train-dataset", str(digit_tree / "train"),

@@ -41,6 +41,7 @@ def _probe(mode: str) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")),
                                                                          "mallinfo2"), reason="glibc only")
+@pytest.mark.slow
 def test_large_tensors_are_kept_in_the_heap_after_keep_freed_memory():
     default, kept = _probe("default"), _probe("keep")
     size = 64 * 2**20

@@ -80,6 +80,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*RUNS, WARM_UP])
 def test_two_ranks_train_two_steps_and_stay_identical(trained, name):
     rank0 = torch.load(trained / name / "weights_rank0.pt", weights_only=True)
@@ -93,11 +94,13 @@ def test_two_ranks_train_two_steps_and_stay_identical(trained, name):
     assert "derived" in saved["config"]
 
 
+@pytest.mark.slow
 def test_dinov2_ranks_share_the_centers_they_updated(trained):
     rank0 = torch.load(trained / "dinov2_vit" / "weights_rank0.pt", weights_only=True)
     assert not torch.equal(rank0["dino_loss.center"], torch.zeros_like(rank0["dino_loss.center"]))  # it trained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dinov2_vit", "simsiam_resnet"])
 def test_health_is_measured_on_rank_0_while_the_ranks_stay_in_step(trained, name):
     ranks = [record["effective_rank"] for record in read_metrics(trained / name)]

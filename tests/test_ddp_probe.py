@@ -50,6 +50,7 @@ def grid_and_data():
     return LinearHeadGrid(SPECS, embed_dim=6, num_classes=3), cls, means, labels
 
 
+@pytest.mark.slow
 def test_two_ranks_step_the_heads_of_one_process_on_the_global_batch(tmp_path):
     (tmp_path / "grid_main.py").write_text(GRID_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -103,6 +104,7 @@ def two_ranks(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_two_ranks_at_batch_b_train_the_heads_of_one_process_at_2b(two_ranks):
     assert linear.main(_argv(two_ranks, two_ranks / "single", 8)) == 0
     ddp = load_result(two_ranks / "ddp_cached" / "linear_training_19.json")
@@ -115,6 +117,7 @@ def test_two_ranks_at_batch_b_train_the_heads_of_one_process_at_2b(two_ranks):
         assert ddp["results"]["heads"][name]["holdout"] == head["holdout"], name
 
 
+@pytest.mark.slow
 def test_the_paper_protocol_runs_on_two_ranks_and_rank_0_writes_once(two_ranks):
     files = sorted(path.name for path in (two_ranks / "ddp_paper").iterdir() if not path.name.startswith("."))
     assert files == ["linear_training_19.json"]

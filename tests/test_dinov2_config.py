@@ -32,6 +32,7 @@ def _run_train(tmp_path, *overrides, config="smoke_cpu.yaml"):
         ("train.dataset_path=/nonexistent/tree", "train.dataset_path"),
     ],
 )
+@pytest.mark.slow
 def test_bad_config_exits_non_zero_naming_the_key(tmp_path, override, key):
     (tmp_path / "train").mkdir()
     result, out = _run_train(tmp_path, override)

@@ -66,6 +66,7 @@ def test_switch_restarts_every_schedule_at_the_boundary(trees, tmp_path):
         assert all(before[k] == after[k] for k in SCHEDULE_KEYS)
 
 
+@pytest.mark.slow
 def test_no_restart_continues_the_schedules_of_one_long_run(trees, plain_run, tmp_path):
     curriculum = tmp_path / "curriculum"
     assert main(_argv(curriculum, _two_phases(trees, restart=False))) == 0
@@ -115,6 +116,7 @@ def test_init_from_loads_student_teacher_centers_but_not_the_optimizer(trees, pl
     assert not trainer.optimizer.state  # fresh AdamW moments
 
 
+@pytest.mark.slow
 def test_resume_across_the_boundary_is_exact(trees, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     common = (_two_phases(trees, restart=True), "student.drop_path_rate=0.2")

@@ -93,6 +93,7 @@ def _plan(script: str) -> list[list[str]]:
     return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["exps/linear_probe.sh", "exps/linear_probe_nct.sh", "exps/table2.sh"])
 def test_shell_recipes_plan_valid_runs_in_dependency_order(script):
     from dinov2.eval.arguments import build_parser, settings_from_args
@@ -136,6 +137,7 @@ def test_table2_plans_three_arms_per_method_with_its_overlay():
     assert resnet_probes == ["simclr", "n2n_simclr", "nc_simclr", "simsiam", "n2n_simsiam", "nc_simsiam"]
 
 
+@pytest.mark.slow
 def test_table2_miniature_plans_each_methods_three_arms_on_the_cpu_schedule():
     from dinov2.train.train import parse_args
 

@@ -54,6 +54,7 @@ def test_the_overlays_set_what_the_method_is(method):
         assert cfg.crops.local_crops_number == 10 and list(cfg.ibot.mask_ratio_min_max) == [0.1, 0.5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dino", "ibot"])
 def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, tmp_path):
     straight, resumed, branch = tmp_path / "straight", tmp_path / "resumed", tmp_path / "nc"

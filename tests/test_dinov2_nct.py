@@ -95,6 +95,7 @@ def test_nct_terms_are_logged_in_the_nct_phase_only(nct_run):
         assert all(record[k] > 0 for k in NCT_KEYS)
 
 
+@pytest.mark.slow
 def test_weight_zero_is_exactly_nc(pair, tmp_path):
     nc, zero = tmp_path / "nc", tmp_path / "zero"
     assert main(_argv(nc, _curriculum(pair, nct=False))) == 0

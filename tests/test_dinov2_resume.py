@@ -48,6 +48,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_is_bit_exact(tree, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     _train(tree, straight)
@@ -62,6 +63,7 @@ def test_interrupted_and_resumed_run_is_bit_exact(tree, tmp_path):
     assert all(torch.equal(export_a[k], export_b[k]) for k in export_a)
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_newest_checkpoint(tree, tmp_path):
     straight, run = tmp_path / "straight", tmp_path / "run"
     _train(tree, straight, "optim.epochs=1")
@@ -74,6 +76,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(tree, tmp_path):
     assert _losses(run) == _losses(straight)
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_and_rerun_writes_the_bytes_of_a_straight_one(tree, tmp_path):
     """Ctrl-C at an optimizer step (tests/stop_at.py), then the same command: every checkpoint and export is the
     file an uninterrupted run writes, byte for byte (runs compare with sha256sum)."""

@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import pytest
 import torch
 
 from tests.environment import REPO, command_env
@@ -22,6 +23,7 @@ def test_a_setting_is_recorded_once_and_a_second_one_is_flagged(tmp_path, capsys
     assert len(json.loads(path.read_text())) == 2 and "mix them" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_recipes_export_their_thread_count_and_refuse_a_bad_one(tmp_path):
     plan = subprocess.run(["bash", "exps/quickstart.sh", "--dry-run"], cwd=REPO, capture_output=True, text=True,
                           env=command_env(THREADS="3", OUT=str(tmp_path / "out"), DATA_ROOT=str(tmp_path)))

@@ -44,6 +44,7 @@ class FullDisk(io.FileIO):
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_with_one_line_and_a_rerun_completes(digits, tmp_path, monkeypatch, capsys):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=4)
     make_teacher_export(tmp_path / "export", 9)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import torch
 
 from dinov2.utils.config import CONFIGS_DIR
@@ -68,6 +69,7 @@ def _check(job: Callable[[Path], list[str]], compare: Callable[[Path, Path], Non
     assert kills  # the job was interrupted at least once
 
 
+@pytest.mark.slow
 def test_noise_generation(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=4, per_class=15)
     job = lambda out: ["utils/generate_noise.py", "--src", str(clean), "--noise", "gauss100",  # noqa
@@ -82,6 +84,7 @@ def test_noise_generation(tmp_path):
     _check(job, compare, tmp_path, seed=1)
 
 
+@pytest.mark.slow
 def test_neighbor2neighbor_training(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=8)
     job = lambda out: ["Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train",  # noqa
@@ -112,6 +115,7 @@ def _assert_equal(a: object, b: object, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_dinov2_training(tmp_path):
     build_toy_dataset(tmp_path / "digits", limit=2)
     job = lambda out: ["-m", "dinov2.train", "--config-file",  # noqa: E731
@@ -140,6 +144,7 @@ def _results(folder: Path) -> dict[str, dict]:
     return results
 
 
+@pytest.mark.slow
 def test_linear_probe(tmp_path):
     for iteration in (4, 9):
         make_teacher_export(tmp_path / "run", iteration, seed=iteration)
@@ -155,6 +160,7 @@ def test_linear_probe(tmp_path):
     _check(job, compare, tmp_path, seed=4)
 
 
+@pytest.mark.slow
 def test_toy_experiment(tmp_path):
     job = lambda out: ["-m", "toy_mnist.run", "--output-dir", str(out), "--seeds", "0",  # noqa
                        "--epochs", "2", "--probe-epochs", "1", "--budget", "epochs", "--device", "cpu",

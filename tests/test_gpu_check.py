@@ -43,6 +43,7 @@ def test_cpu_smoke_run_passes_every_check_and_measurement(tmp_path):
     assert list(document)[-1] == "all_ok" and not list(output.parent.glob(".*tmp-*"))  # atomic: no leftovers
 
 
+@pytest.mark.slow
 def test_zero_tolerance_fails_that_check_keeps_going_and_writes_the_json(tmp_path):
     output = tmp_path / "gpu_check.json"
     result = run_script("--cpu-smoke", "--only", "precision", "flash_attention", "--tolerance-scale", "0",
@@ -82,6 +83,7 @@ def test_a_ddp_launch_without_a_result_is_a_failed_check(tmp_path):
     assert json.loads(output.read_text()) == document
 
 
+@pytest.mark.slow
 def test_without_cuda_the_script_refuses_in_one_line(tmp_path):
     output = tmp_path / "gpu_check.json"
     result = run_script("--quick", "--output-json", str(output), env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, timeout=60)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from Neighbor2Neighbor.weights import load_checkpoint, load_denoiser, model_digest
@@ -45,6 +46,7 @@ def _from_scratch(data: Path, out: Path) -> bytes:
     return (out / "last.pt").read_bytes()
 
 
+@pytest.mark.slow
 def test_last_checkpoint_bytes_are_the_same_on_every_path(tmp_path):
     data = _noisy_folder(tmp_path / "noisy")
     out = tmp_path / "n2n"

@@ -67,6 +67,7 @@ def test_union_of_shards_equals_one_process_and_resumes(setup, reference, tmp_pa
     assert _files(dst) == reference
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_split_the_work(setup, reference, tmp_path):
     dst = tmp_path / "dst"
     env = command_env(OMP_NUM_THREADS="1")

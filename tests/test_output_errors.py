@@ -61,6 +61,7 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypat
     assert torch.load(target, weights_only=True) == {"step": 1} and not _temporaries(tmp_path)
 
 
+@pytest.mark.slow
 def test_torch_save_on_a_full_disk_is_the_disk_error_not_torchs(tmp_path):
     """torch.save reports a failed write as ``RuntimeError: ... unexpected pos``; the file's own error is kept."""
     code = ("import sys; from utils.atomic import atomic_torch_save; import torch\n"
@@ -97,6 +98,7 @@ def test_evaluate_psnr_on_a_full_disk(tmp_path, digit_tree):
     assert shown.returncode == 2 and f"cannot write {result}: File too large" in _error_line(shown.stderr)
 
 
+@pytest.mark.slow
 def test_a_neighbor2neighbor_save_that_fails_keeps_the_last_checkpoint(tmp_path, digit_tree):
     out = tmp_path / "n2n"
     command = ["Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss100:{digit_tree}:train", "--output-dir",
@@ -111,6 +113,7 @@ def test_a_neighbor2neighbor_save_that_fails_keeps_the_last_checkpoint(tmp_path,
     assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_dinov2_checkpoint_that_cannot_be_written(tmp_path, digit_tree):
     out = tmp_path / "run"
     shown = _run_with_file_limit(["-m", "dinov2.train", "--config-file", str(CONFIGS_DIR / "train" / "smoke_cpu.yaml"),

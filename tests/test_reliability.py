@@ -39,6 +39,7 @@ def _train(tree: Path, out: Path, *overrides: str) -> int:
     return train_main(["--config-file", SMOKE, "--output-dir", str(out), f"train.dataset_path={tree}", *overrides])
 
 
+@pytest.mark.slow
 def test_a_teacher_export_lost_after_its_checkpoint_is_written_again_on_resume(digit_tree, tmp_path):
     out = tmp_path / "run"
     assert _train(digit_tree, out) == 0  # 6 iterations: exports after iterations 2 and 5, checkpoints after 1, 3, 5
@@ -63,6 +64,7 @@ def test_every_checkpoint_unreadable_is_refused_naming_them(digit_tree, tmp_path
     assert len(list_checkpoints(out)) == 2  # nothing was overwritten by a silent restart
 
 
+@pytest.mark.slow
 def test_a_full_checkpoint_is_labelled_like_the_export_of_the_same_iteration(digit_tree, tmp_path):
     out = tmp_path / "run"
     assert _train(digit_tree, out) == 0

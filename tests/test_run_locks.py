@@ -140,6 +140,7 @@ def test_every_long_job_refuses_a_folder_in_use(digits, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [".lock", ".lock-knn"]  # nothing else written
 
 
+@pytest.mark.slow
 def test_resuming_with_another_config_is_refused_naming_every_changed_key(digits, tmp_path, capsys):
     out = tmp_path / "run"
     assert dinov2_main(_dinov2(digits, out)) == 0
@@ -168,6 +169,7 @@ def test_output_folders_inside_an_input_tree_are_refused(digits, tmp_path, capsy
     assert "--val-dataset" in capsys.readouterr().err and not (clean / "val" / "eval").exists()
 
 
+@pytest.mark.slow
 def test_two_real_processes_on_one_n2n_folder(tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=4)
     command = ["Neighbor2Neighbor/train.py", "--data-dir", f"noisy:gauss50:{clean}:train", "--output-dir",

@@ -174,6 +174,7 @@ def _grey_labelled_tree(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_one_channel_run_trains_branches_into_nct_exports_and_is_probed(tmp_path):
     tree = _grey_labelled_tree(tmp_path / "grey")
     common = ["student.in_chans=1", "optim.epochs=2", "train.checkpoint_period=1", "train.OFFICIAL_EPOCH_LENGTH=2"]

@@ -78,6 +78,7 @@ def test_recipe_plan_uses_the_multi_node_launcher(slurm_env):
     assert "--rdzv_id=4242 -m dinov2.train" in plan and "srun --nodes=1 --ntasks=1 python -m dinov2.eval.linear" in plan
 
 
+@pytest.mark.slow
 def test_imagenet1k_template_trains_with_two_ranks(slurm_env, tmp_path):
     build_toy_dataset(tmp_path / "digits", limit=2)
     run = tmp_path / "run"
@@ -89,6 +90,7 @@ def test_imagenet1k_template_trains_with_two_ranks(slurm_env, tmp_path):
     assert "world_size: 2" in saved["config"] and "noisy:gauss100:" in saved["config"]
 
 
+@pytest.mark.slow
 def test_imagenet1k_probe_template_runs_the_paper_protocol_on_two_ranks(slurm_env, tmp_path):
     make_teacher_export(tmp_path / "run", 19)
     make_separable_tree(tmp_path / "data", num_classes=3, train_per_class=4, val_per_class=2)
@@ -104,6 +106,7 @@ def test_imagenet1k_probe_template_runs_the_paper_protocol_on_two_ranks(slurm_en
     assert result["settings"]["train_dataset"].startswith("noisy:gauss50")
 
 
+@pytest.mark.slow
 def test_torchrun_template_trains_the_denoiser_with_two_ranks(slurm_env, tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=4)
     out = tmp_path / "n2n"
@@ -113,6 +116,7 @@ def test_torchrun_template_trains_the_denoiser_with_two_ranks(slurm_env, tmp_pat
     assert (out / "last.pt").is_file() and '"world_size": 2' in (out / "config.json").read_text()
 
 
+@pytest.mark.slow
 def test_denoise_array_tasks_and_ranks_write_the_one_process_tree(slurm_env, tmp_path):
     clean = make_tree(tmp_path / "clean", classes=2, per_class=6)
     torch.manual_seed(0)

@@ -168,6 +168,7 @@ def _health(out: Path) -> list[tuple[int, str]]:
     return [(r["iteration"], v["verdict"]) for r in read_metrics(out) for v in r.get("health", [])]
 
 
+@pytest.mark.slow
 def test_an_injected_collapse_stops_the_run_within_5_percent_of_its_budget_and_a_rerun_continues(
         identical, tmp_path, capsys):
     out, budget = tmp_path / "run", 60  # 20 epochs of 3 iterations
@@ -187,6 +188,7 @@ def test_an_injected_collapse_stops_the_run_within_5_percent_of_its_budget_and_a
     assert _health(out) == [(iteration, COLLAPSED)]
 
 
+@pytest.mark.slow
 def test_uniform_targets_are_flagged_within_5_percent_of_the_budget_without_stopping(digits, tmp_path):
     out, budget = tmp_path / "run", 120  # 40 epochs of 3 iterations; 10 of them run
     overrides = [*HEALTH_ON, "optim.epochs=40", "train.stop_after_iterations=10", "train.stop_on_collapse=true",
@@ -199,6 +201,7 @@ def test_uniform_targets_are_flagged_within_5_percent_of_the_budget_without_stop
     assert "warning: HealthWarning: DINO targets uniform" in log and "KoLeo and iBOT may still teach" in log
 
 
+@pytest.mark.slow
 def test_a_recipe_that_learns_raises_no_alarm(digits, tmp_path):
     out = tmp_path / "run"  # the quick start's recipe with mild views: one epoch of 40 iterations
     assert _train(digits, out, *LEARNS, "optim.epochs=1", "optim.warmup_epochs=0",
@@ -214,6 +217,7 @@ def test_a_recipe_that_learns_raises_no_alarm(digits, tmp_path):
     assert max(r["dino_target_entropy"] for r in records[5:]) < 0.9 * math.log(1024)
 
 
+@pytest.mark.slow
 def test_health_checks_leave_training_unchanged(digits, tmp_path):
     states = []
     for name, health in (("on", [*HEALTH_ON, f"evaluation.online_knn.clean_dataset_path={digits}"]), ("off", [])):

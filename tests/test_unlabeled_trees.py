@@ -89,6 +89,7 @@ def test_noise_denoising_and_pairing_keep_the_layout(tmp_path):
     assert np.array_equal(np.asarray(single.index.read_pil(0)), np.asarray(paired.index.read_pil(0)))
 
 
+@pytest.mark.slow
 def test_dinov2_pretrains_on_an_unlabeled_tree_then_branches_into_nct(tmp_path):
     clean = make_unlabeled(tmp_path / "mine", copies=3)
     denoised = tmp_path / "denoised"
