@@ -11,12 +11,15 @@
 # dataset over 4 GPUs. --dry-run prints the plan and runs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=exps/lib/recipe.sh
+source exps/lib/recipe.sh
+load_paper_facts  # PAPER_NOISES: the paper's nine settings (utils/paper_facts.py)
 
 # ---- paths and settings (edit these, or set them in the environment) ----
 REVISITOP_ROOT="${REVISITOP_ROOT:-data/revisitop}"   # holds datasets/roxford5k and datasets/rparis6k (jpg/ + gnd_*.pkl)
 RUNS="${RUNS:-outputs/n2n}"                          # training runs of linear_probe_n2n.sh, one folder per setting
 OUT_ROOT="${OUT_ROOT:-data/revisitop_denoised}"
-NOISES="${NOISES:-gauss50 gauss100 gauss255 shot10 shot3 shot1 speckle0.4 speckle0.7 speckle1.0}"
+NOISES="${NOISES:-$PAPER_NOISES}"
 DATASETS="${DATASETS:-roxford5k rparis6k}"
 CHECKPOINT="${CHECKPOINT:-last.pt}"
 NOISE_SEED="${NOISE_SEED:-42}"
@@ -24,8 +27,6 @@ WORKERS="${WORKERS:-4}"
 DENOISE_LAUNCHER="${DENOISE_LAUNCHER:-python}"   # split on spaces, e.g. "torchrun --nproc_per_node=4"
 # ---------------------------------------------------------------------------
 
-# shellcheck source=exps/lib/recipe.sh
-source exps/lib/recipe.sh
 parse_recipe_args "$0" 0 "$@"
 read -r -a DENOISE_LAUNCH <<< "$DENOISE_LAUNCHER"
 

@@ -15,13 +15,16 @@
 # --dry-run prints the plan and runs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=exps/lib/recipe.sh
+source exps/lib/recipe.sh
+load_paper_facts  # PAPER_NOISES: the paper's nine settings (utils/paper_facts.py)
 
 # ---- paths and settings (edit these, or set them in the environment) ----
 CLEAN_ROOT="${CLEAN_ROOT:-data/mini-imagenet}"      # clean ImageFolder tree: train/<class>/*, val/<class>/*, labels.txt
 NOISY_PREFIX="${NOISY_PREFIX:-data/noisy_mini-imagenet}"  # noisy trees NOISY_PREFIX-<setting>, denoised ...-denoised
 NOISE_ON_THE_FLY="${NOISE_ON_THE_FLY:-0}"           # 1: no noisy copy; the clean tree is noised at read time
 RUNS="${RUNS:-outputs/n2n}"                         # one training run folder per setting
-NOISES="${NOISES:-gauss50 gauss100 gauss255 shot10 shot3 shot1 speckle0.4 speckle0.7 speckle1.0}"
+NOISES="${NOISES:-$PAPER_NOISES}"
 EPOCHS="${EPOCHS:-100}"
 BATCH_SIZE="${BATCH_SIZE:-4}"
 PATCH_SIZE="${PATCH_SIZE:-256}"
@@ -34,8 +37,6 @@ N2N_LAUNCHER="${N2N_LAUNCHER:-python}"          # split on spaces, e.g. "torchru
 DENOISE_LAUNCHER="${DENOISE_LAUNCHER:-python}"  # the same for denoise.py (ranks split the images)
 # ---------------------------------------------------------------------------
 
-# shellcheck source=exps/lib/recipe.sh
-source exps/lib/recipe.sh
 parse_recipe_args "$0" 0 "$@"
 read -r -a TRAIN_LAUNCH <<< "$N2N_LAUNCHER"
 read -r -a DENOISE_LAUNCH <<< "$DENOISE_LAUNCHER"

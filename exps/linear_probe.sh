@@ -21,6 +21,10 @@
 # file for its settings and functions.
 set -euo pipefail
 
+# shellcheck source=exps/lib/recipe.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/recipe.sh"
+load_paper_facts  # PAPER_*: the paper's schedule, settings and export names (utils/paper_facts.py)
+
 # ---- paths and settings (edit these, or set them in the environment) ----
 NOISY_PREFIX="${NOISY_PREFIX:-data/noisy_mini-imagenet}"   # trees NOISY_PREFIX-<noise> and NOISY_PREFIX-<noise>-denoised
 CLEAN_ROOT="${CLEAN_ROOT:-data/mini-imagenet}"            # the clean tree (read only with NOISE_ON_THE_FLY=1)
@@ -32,11 +36,11 @@ NOISES="${NOISES:-gauss100 gauss50 gauss255 speckle0.7 speckle1.0 speckle0.4 sho
 LAUNCHER="${LAUNCHER:-python -m}"                         # or: torchrun --nproc_per_node=4 -m (split on spaces)
 EVAL_LAUNCHER="${EVAL_LAUNCHER:-python -m}"
 CONFIGS="${CONFIGS:-dinov2/configs/train}"
-EPOCHS="${EPOCHS:-200}"                                   # length of the noisy and denoised runs
-EPOCH_LENGTH="${EPOCH_LENGTH:-1250}"                      # iterations per epoch (train.OFFICIAL_EPOCH_LENGTH)
-SWITCH_EPOCH="${SWITCH_EPOCH:-140}"                       # NC branches off the denoised run here
+EPOCHS="${EPOCHS:-$PAPER_EPOCHS}"                         # length of the noisy and denoised runs (200)
+EPOCH_LENGTH="${EPOCH_LENGTH:-$PAPER_EPOCH_LENGTH}"       # iterations per epoch (train.OFFICIAL_EPOCH_LENGTH: 1250)
+SWITCH_EPOCH="${SWITCH_EPOCH:-$PAPER_SWITCH_EPOCH}"       # NC branches off the denoised run here (140)
 ABLATION_NOISES="${ABLATION_NOISES:-gauss100}"            # settings that get the ablations below
-ABLATION_SWITCH_EPOCHS="${ABLATION_SWITCH_EPOCHS:-110 120 130 150}"
+ABLATION_SWITCH_EPOCHS="${ABLATION_SWITCH_EPOCHS:-$PAPER_ABLATION_SWITCH_EPOCHS}"  # 110 120 130 150
 NORESTART_ABLATION="${NORESTART_ABLATION:-1}"             # 1: also run the continued-schedule ablation
 TRAIN_ARGS="${TRAIN_ARGS:-}"                              # extra overrides of every training (split on spaces)
 METHOD_CONFIGS=()                                         # overlays after each recipe (exps/table2.sh: per method)
@@ -45,9 +49,6 @@ PROBE_PROTOCOL="${PROBE_PROTOCOL:-paper}"                 # paper: augmented, 10
                                                           # cached: features once, head chosen on a train holdout
 EVAL_ARGS="${EVAL_ARGS:-}"                                # extra arguments of dinov2.eval.linear (split on spaces)
 # ---------------------------------------------------------------------------
-
-# shellcheck source=exps/lib/recipe.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/recipe.sh"
 
 say() { printf '\n=== %s\n' "$*"; }
 
@@ -62,7 +63,8 @@ words TRAIN_EXTRA "$TRAIN_ARGS"
 words EVAL_EXTRA "$EVAL_ARGS"
 
 last_export() {  # last_export RUN_DIR EPOCHS -> the teacher export written at the end of the run
-    echo "$1/eval/training_$(( $2 * EPOCH_LENGTH - 1 ))/teacher_checkpoint.pth"
+    # shellcheck disable=SC2059  # the pattern is the project's own (utils/paper_facts.py)
+    printf "%s/$PAPER_TEACHER_EXPORT\n" "$1" $(( $2 * EPOCH_LENGTH - 1 ))
 }
 
 train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]: EPOCHS of the run (its optim.epochs)

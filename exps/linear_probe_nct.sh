@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ImageNet-100 NCT experiments of the paper: NC plus the denoised-teacher regulariser, for the four settings and
-# weights of the paper (gauss255 1.1, gauss100 4.0, shot1 5.0, speckle1.0 2.0), in dependency order:
+# weights of the paper (utils/paper_facts.py: gauss255 1.1, gauss100 4.0, shot1 5.0, speckle1.0 2.0), in dependency
+# order:
 #   1. the N2N+DINOv2 run on the denoised tree (the same run as exps/linear_probe.sh; skipped when done),
 #   2. NCT: branch off it at epoch $SWITCH_EPOCH (student, teacher, centers; the frozen teacher is its teacher),
 #      the remaining epochs on the noisy tree paired with the denoised one     -> $RUNS/<noise>-nct-$SWITCH_EPOCH-w<weight>
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=exps/linear_probe.sh
 source exps/linear_probe.sh
 
-NCT_WEIGHTS="${NCT_WEIGHTS:-gauss255:1.1 gauss100:4.0 shot1:5.0 speckle1.0:2.0}"   # noise:weight pairs
+NCT_WEIGHTS="${NCT_WEIGHTS:-$PAPER_NCT_WEIGHTS}"   # noise:weight pairs
 
 nct_run() {  # nct_run NOISE WEIGHT
     local noise="$1" weight="$2" noisy denoised="$NOISY_PREFIX-$1-denoised"

@@ -20,7 +20,7 @@ CLIS = [
     "bench.dino_recipe_search", "bench.linear_probe", "bench.n2n", "bench.n2n_stability", "bench.noise_generation",
     "bench.train_step", "bench.gpu_check", "bench.prototype_loss", "bench.activation_checkpointing",
     "utils.make_subset", "utils.make_demo_data", "exps.training_curves", "Neighbor2Neighbor.gaussian_blur",
-    "exps.denoiser_ablation_table", "bench.zs_n2n_per_image",
+    "exps.denoiser_ablation_table", "bench.zs_n2n_per_image", "utils.paper_facts",
 ]
 RECIPES = sorted(str(p.relative_to(REPO)) for pattern in ("exps/*.sh", "Neighbor2Neighbor/*.sh", "toy_mnist/*.sh")
                  for p in REPO.glob(pattern))

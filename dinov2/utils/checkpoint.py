@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_torch_save, is_temporary_file
+from utils.paper_facts import TEACHER_EXPORT_NAME, teacher_export_relpath
 from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
-TEACHER_EXPORT_NAME = "teacher_checkpoint.pth"
 CONFIG_FILENAME = "config.yaml"  # the resolved config of a run directory, beside its checkpoints
 TEACHER_EXPORT_DIR_PATTERN = re.compile(r"^training_(\d+)$")
 
@@ -93,7 +93,7 @@ def save_checkpoint(output_dir: Path, last_iteration: int, state: dict[str, Any]
 
 def teacher_export_path(output_dir: Path, last_iteration: int) -> Path:
     """``DIR/eval/training_<last_iteration>/teacher_checkpoint.pth``."""
-    return Path(output_dir) / "eval" / f"training_{last_iteration}" / TEACHER_EXPORT_NAME
+    return Path(output_dir) / teacher_export_relpath(last_iteration)
 
 
 def list_teacher_exports(run_dir: Path) -> list[Path]:

@@ -28,10 +28,8 @@ check_noise() {  # check_noise SCRIPT NOISE: an unknown setting exits 2 before a
         || { echo "$1: unknown noise setting '$2' (e.g. gauss100, shot3, speckle0.7)" >&2; exit 2; }
 }
 
-paper_nct_weight() {  # the paper's NCT weight for a setting (ImageNet-100 recipes), 1.0 where it ran no NCT
-    case "$1" in
-        gauss255) echo 1.1 ;; gauss100) echo 4.0 ;; shot1) echo 5.0 ;; speckle1.0) echo 2.0 ;; *) echo 1.0 ;;
-    esac
+paper_nct_weight() {  # the paper's NCT weight for a setting (utils/paper_facts.py), 1.0 where it ran no NCT
+    python -m utils.paper_facts nct-weight "$1"
 }
 
 # The denoiser of the miniatures on the digits (Neighbor2Neighbor/train.py options). The full one was chosen with

@@ -17,6 +17,13 @@ require_installed() {  # the scripts import the installed project: it must be th
     export RECIPE_INSTALL_CHECKED="$RECIPE_REPO"
 }
 
+load_paper_facts() {  # the PAPER_* variables of utils/paper_facts.py (the paper's settings, spelled once there)
+    local facts
+    facts="$(python -m utils.paper_facts shell)" \
+        || { echo "cannot read the paper's settings (utils/paper_facts.py)" >&2; exit 2; }
+    eval "$facts"
+}
+
 recipe_help() {  # recipe_help SCRIPT: the header comment, without the #! line
     awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$1"
 }
