@@ -21,10 +21,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from dinov2.hub import load_backbone
 from dinov2.loss import DINOLoss, iBOTPatchLoss
 from dinov2.train.ssl_meta_arch import SSLMetaArch
 from dinov2.train.teacher_targets import TeacherTargets
-from dinov2.utils.choices import CONTRASTIVE_METHODS, NCT_HEADS
+from dinov2.utils.choices import NCT_HEADS
 from dinov2.utils.config import ConfigError
 from utils.cli import squeezed
 
@@ -140,21 +141,9 @@ class NCTMetaArch(SSLMetaArch):
                                frozen.ibot_patch_loss, frozen.update_centers)
 
 
-def build_meta_arch(cfg: DictConfig) -> nn.Module:
-    """:class:`~dinov2.train.contrastive_arch.ContrastiveMetaArch` for SimCLR / MoCo v3 / SimSiam, else
-    :class:`NCTMetaArch` when ``nct.enabled``, else :class:`SSLMetaArch`."""
-    if cfg.method.name in CONTRASTIVE_METHODS:
-        from dinov2.train.contrastive_arch import ContrastiveMetaArch  # imports lightly
-
-        return ContrastiveMetaArch(cfg)
-    return NCTMetaArch(cfg) if cfg.nct.enabled else SSLMetaArch(cfg)
-
-
 def freeze_backbone_anchor(nct: FrozenDenoisedTeacher, reference: str) -> str:
     """``nct.teacher`` naming a backbone (export, transformers or timm folder, bare state dict, teacher export, run
     directory), frozen as the anchor; returns the log line. :class:`ConfigError` naming the key when it is not one."""
-    from dinov2.hub import load_backbone  # here: the hub reads run files of the training package
-
     try:
         nct.load_backbone(load_backbone(reference).state_dict(), reference)
     except (ValueError, OSError, KeyError) as error:  # BackboneWeightsError, WeightsFileError, a missing file

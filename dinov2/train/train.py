@@ -17,17 +17,13 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from dinov2.train.run_files import config_changes
-from dinov2.utils.checkpoint import CONFIG_FILENAME
 from dinov2.train.curriculum import build_phases, check_curriculum
 from dinov2.utils.checks import check_config, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config
-from utils.atomic import atomic_write_text, remove_stale_temporaries
 from utils.cli import one_line
 from utils.dataset_index import DatasetError
 from utils.image_io import ImageReadError
-from utils.run_lock import FolderLocked, folder_lock
-from utils.run_log import run_log
+from utils.run_lock import FolderLocked
 
 if TYPE_CHECKING:
     from utils.distributed import DistributedContext
@@ -61,40 +57,17 @@ def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
 
 def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
     """Build the dataset, check it, create the run directory and train; returns the trainer (after training)."""
-    from utils import distributed  # torch is imported only once the config is valid
-    from dinov2.train.data_setup import build_phase_dataset
+    from dinov2.train.data_setup import build_phase_dataset  # torch is imported only once the config is valid
     from dinov2.train.trainer import Trainer
 
     datasets = []
     for phase in build_phases(cfg):
         datasets.append(build_phase_dataset(cfg, phase))
         check_dataset_size(cfg, len(datasets[-1]), ctx.world_size, phase.dataset_path)
-    output_dir = Path(cfg.train.output_dir)
-    trainer = Trainer(cfg, ctx, output_dir, datasets)
-    with folder_lock(output_dir, enabled=ctx.is_main):  # one run per directory (rank 0 holds it for the job)
-        if ctx.is_main:
-            check_resumed_config(cfg, output_dir)
-            remove_stale_temporaries(output_dir)  # left by a run killed while writing a checkpoint or export
-            atomic_write_text(output_dir / CONFIG_FILENAME, trainer.config_yaml)
-        distributed.barrier()
-        with run_log(output_dir, ctx.is_main):  # DIR/log.txt: everything rank 0 prints from here on
-            trainer.run()
+    trainer = Trainer(cfg, ctx, Path(cfg.train.output_dir), datasets)
+    with trainer.run_dir.opened():  # locked, config checked and written, DIR/log.txt kept
+        trainer.run()
     return trainer
-
-
-def check_resumed_config(cfg: DictConfig, output_dir: Path) -> None:
-    """A run directory that holds checkpoints resumes only with the config it was started with (unless
-    ``train.allow_config_change``): another learning rate or dataset would silently mix two experiments."""
-    from dinov2.utils.checkpoint import list_checkpoints
-
-    saved = output_dir / CONFIG_FILENAME
-    if cfg.train.allow_config_change or not saved.is_file() or not list_checkpoints(output_dir):
-        return
-    changed = config_changes(saved.read_text(encoding="utf-8"), cfg)
-    if changed:
-        raise ConfigError(f"{output_dir} holds a run made with another config ({'; '.join(changed)}): use another "
-                          "--output-dir, change data with curriculum phases, or pass train.allow_config_change=true "
-                          "to resume with the new values")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,4 +1,5 @@
-"""The training loop: schedules, AdamW step, gradient clipping, EMA, metrics, checkpoints and exact resume."""
+"""The training loop: schedules, AdamW step, gradient clipping, EMA, metrics and exact resume; the run directory's
+files are :class:`~dinov2.train.run_directory.RunDirectory`'s."""
 
 from __future__ import annotations
 
@@ -19,18 +20,11 @@ from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_ph
                                      resolve_checkpoint)
 from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.health_monitor import HealthMonitor, RepresentationCollapsed
-from dinov2.train.nct import build_meta_arch, freeze_backbone_anchor, split_model_state
-from dinov2.train.run_files import config_changes, git_sha, open_metrics_log
-from dinov2.utils.checkpoint import (
-    CheckpointError,
-    capture_rng_state,
-    export_teacher,
-    load_checkpoint,
-    newest_loadable_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    teacher_export_path,
-)
+from dinov2.train.meta_arch import build_meta_arch
+from dinov2.train.nct import freeze_backbone_anchor, split_model_state
+from dinov2.train.run_directory import RunDirectory
+from dinov2.train.run_files import git_sha
+from dinov2.utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import ConfigError, config_to_yaml, derived_values
 from dinov2.utils.param_groups import apply_schedule_values, build_optimizer, build_param_groups
@@ -42,7 +36,6 @@ from utils.cli import squeezed
 from utils.weights_file import WeightsFileError
 
 MAX_SKIPPED_STEPS_IN_A_ROW = 20
-# keys that may change between an interrupted run and its resumption without a warning
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,6 +64,7 @@ class Trainer:
         self.config_yaml = config_to_yaml(cfg, self.derived)
         self.total_iterations = self.derived["total_iterations"]
         self.schedules = build_curriculum_schedules(cfg, self.derived["lr"], self.phases)
+        self.run_dir = RunDirectory(self.output_dir, cfg, ctx, self.config_yaml, self.total_iterations)
         self.phase_start_samples = 0  # samples_consumed when the current phase began (its sampler's origin)
         if ctx.device.type == "cpu" and cfg.train.keep_freed_cpu_memory:
             keep_freed_memory()
@@ -122,22 +116,14 @@ class Trainer:
     # ----- resume -----
     def resume(self) -> int:
         """Restore the newest loadable checkpoint of the run (or ``MODEL.WEIGHTS``); returns the start iteration."""
-        found, error = None, None
-        if self.ctx.is_main:
-            try:
-                found = newest_loadable_checkpoint(self.output_dir)
-            except CheckpointError as exc:
-                error = str(exc)
-        path, error = distributed.broadcast_object((str(found[0]) if found else None, error))
-        if error is not None:  # raised on every rank, so that none waits for the others
-            raise CheckpointError(error)
-        if path is None:
+        found = self.run_dir.newest_checkpoint()
+        if found is None:
             if self.cfg.MODEL.WEIGHTS:
                 self.load_initial_weights(Path(self.cfg.MODEL.WEIGHTS), "MODEL.WEIGHTS")
             self._reseed_for_rank()
             return 0
-        state = found[1] if found else load_checkpoint(Path(path))
-        self._warn_config_changes(state.get("config", ""))
+        path, state = found
+        self.run_dir.warn_config_changes(state.get("config", ""))
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty when written without loss scaling (CPU, bf16)
@@ -152,32 +138,15 @@ class Trainer:
         self.samples_consumed = int(state["samples_consumed"])
         self.phase_start_samples = int(state.get("phase_start_samples", 0))
         self._log(f"resumed from {path} at iteration {state['iteration']}")
-        self._export_if_missing(int(state["iteration"]) - 1)
+        last = int(state["iteration"]) - 1
+        if self.run_dir.export_if_missing(last, self._evaluated_encoder_state):
+            self._log(f"wrote the missing teacher export of iteration {last}")
         return int(state["iteration"])
 
-    def _is_export_iteration(self, iteration: int) -> bool:
-        done = iteration + 1
-        return done % self.cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
-
-    def _export_if_missing(self, iteration: int) -> None:
-        """Write the teacher export of ``iteration`` when it is due and missing (a run killed between its
-        checkpoint and its export); the teacher was just restored from that iteration's checkpoint."""
-        if iteration < 0 or not self._is_export_iteration(iteration) or not self.ctx.is_main:
-            return
-        if not teacher_export_path(self.output_dir, iteration).is_file():
-            self._write_teacher_export(iteration)
-            self._log(f"wrote the missing teacher export of iteration {iteration}")
-
-    def _write_teacher_export(self, iteration: int) -> None:
+    def _evaluated_encoder_state(self) -> dict[str, torch.Tensor]:
         # the evaluated encoder's modules: the EMA teacher of DINO-style methods, the student of contrastive ones
         modules = getattr(self.model, evaluated_encoder(self.cfg.method.name))
-        state = {key: value.detach().cpu() for key, value in modules.state_dict().items()}
-        export_teacher(self.output_dir, iteration, state, self.config_yaml)
-
-    def missing_exports(self, end: int) -> list[int]:
-        """The due teacher exports of iterations ``0..end-1`` that are not in the run folder."""
-        return [it for it in range(end) if self._is_export_iteration(it)
-                and not teacher_export_path(self.output_dir, it).is_file()]
+        return {key: value.detach().cpu() for key, value in modules.state_dict().items()}
 
     def load_initial_weights(self, path: Path, key: str) -> None:
         """Student, teacher and centers of a full checkpoint (never its optimizer, nor a frozen NCT teacher);
@@ -225,12 +194,6 @@ class Trainer:
 
     def _reseed_for_rank(self, iteration: int = 0) -> None:
         seed_everything(torch_seed(self.cfg.train.seed, "rank", self.ctx.rank, iteration))
-
-    def _warn_config_changes(self, saved_yaml: str) -> None:
-        # reached with train.allow_config_change (run_training refuses a change otherwise)
-        changed = config_changes(saved_yaml, self.cfg)
-        if changed:
-            warnings.warn(f"resuming with a changed config ({', '.join(changed)})")
 
     # ----- one iteration -----
     def check_finite(
@@ -295,9 +258,9 @@ class Trainer:
         if self.ctx.is_main:
             # the export first: a run killed between the two resumes from the previous checkpoint and redoes both
             if export:
-                self._write_teacher_export(iteration)
+                self.run_dir.write_teacher_export(iteration, self._evaluated_encoder_state())
             if checkpoint:
-                state = {
+                self.run_dir.save_checkpoint(iteration, {
                     "iteration": iteration + 1,
                     "samples_consumed": self.samples_consumed,
                     "phase_start_samples": self.phase_start_samples,
@@ -306,9 +269,7 @@ class Trainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(),
                     "rng": rng_states,
-                    "config": self.config_yaml,
-                }
-                save_checkpoint(self.output_dir, iteration, state, self.cfg.train.max_to_keep)
+                })
         distributed.barrier()
 
     def _log(self, message: str) -> None:
@@ -351,7 +312,7 @@ class Trainer:
             stop = self.health.stop_message(iteration, stop)
             # a phase's last iteration is always checkpointed: another run may branch off there (RUN@EPOCH)
             checkpoint = done % cfg.train.checkpoint_period == 0 or done == end or done == phase.end or bool(stop)
-            export = self._is_export_iteration(iteration)
+            export = self.run_dir.is_export_iteration(iteration)
             if checkpoint or export:
                 self.save(iteration, export=export, checkpoint=checkpoint)
             progress.update(1)
@@ -370,7 +331,7 @@ class Trainer:
         if start >= end:
             self._log(f"nothing to do: {self.output_dir} already holds {start} of {self.total_iterations} iterations")
             return start
-        metrics = open_metrics_log(self.output_dir, start, cfg.train.tensorboard) if self.ctx.is_main else None
+        metrics = self.run_dir.open_metrics(start)
         self.health.start(metrics.kept if metrics is not None else [], self._log)  # a resumed run's records
         self._last_time, self._last_iteration = time.perf_counter(), start
         iteration = start
@@ -383,7 +344,7 @@ class Trainer:
                 phase_end = min(end, phase.end)
                 self._run_phase(phase, iteration, phase_end, end, metrics, progress)
                 iteration = phase_end
-        missing = self.missing_exports(end) if self.ctx.is_main else []
+        missing = self.run_dir.missing_exports(end) if self.ctx.is_main else []
         if missing:
             warnings.warn(f"{self.output_dir} lacks the teacher exports of iterations {missing[:10]} (deleted?); "
                           "their evaluations will be missing")
