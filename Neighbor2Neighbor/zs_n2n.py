@@ -5,7 +5,8 @@ the two half-resolution images that two fixed diagonal 2x2 filters take from eac
 predict the other (residual term), and denoising then downsampling must agree with downsampling then denoising
 (consistency term). The method fits one network per image; here one network is fitted on the noisy training
 crops by ``train.py --objective zs_n2n`` (with its epochs, resume and validation), because per image it costs
-``bench/zs_n2n_per_image.py``'s measured seconds for every image of the tree (see the README's denoiser ablation).
+``bench/zs_n2n_per_image.py``'s measured seconds for every image of the tree (see docs/curriculum.md, the
+denoiser ablation).
 """
 
 from __future__ import annotations

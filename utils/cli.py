@@ -1,4 +1,4 @@
-"""The command-line conventions every Python CLI of the project shares (README, "Command-line conventions").
+"""The command-line conventions every Python CLI of the project shares (docs/conventions.md).
 
 * ``--output-dir DIR``: the folder a command writes (``--out FILE`` is kept for commands that write one file);
 * ``--num-workers N``: worker processes (data loading, decoding); ``--workers`` is accepted too;

@@ -36,7 +36,7 @@ paper_nct_weight() {  # the paper's NCT weight for a setting (utils/paper_facts.
 # bench/n2n_stability.py so that its PSNR moves by at most 0.2 dB with the thread count and the seed: width 32 and 3
 # epochs (lr 1e-3 divided by 4 after epochs 1 and 2), regulariser weight rising to 0.5, not the paper's 2 (on the
 # digits at sigma = 100 the weight 2 lowers the PSNR epoch after epoch, and more epochs fit the noise of the 4,000
-# training images: the README's "Stable stages").
+# training images: docs/miniature.md, "Stable stages").
 N2N_FULL=(--epochs 3 --batch-size 16 --lr 1e-3 --increase-ratio 0.5 --n-feature 32)
 N2N_SMOKE=(--epochs 1 --batch-size 8 --lr 1e-3)
 # The second self-supervised denoiser (train.py --objective zs_n2n): Zero-Shot Noise2Noise's network, loss and lr,
