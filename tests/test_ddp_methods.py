@@ -47,8 +47,8 @@ RANK_SCRIPT = textwrap.dedent(
 
     ctx = distributed.setup("cpu")
     for name, argv in json.loads(Path(sys.argv[1]).read_text()).items():
-        cfg = prepare(parse_args(argv), ctx.world_size)
-        trainer = run_training(cfg, ctx)
+        cfg, phases = prepare(parse_args(argv), ctx.world_size)
+        trainer = run_training(cfg, ctx, phases)
         state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         torch.save(state, Path(cfg.train.output_dir) / f"weights_rank{ctx.rank}.pt")
     distributed.cleanup()

@@ -89,9 +89,9 @@ def test_no_restart_branch_continues_the_source_schedule_from_its_epoch(trees, p
 
 
 def _trainer(out: Path, *overrides: str) -> Trainer:
-    cfg = prepare(parse_args(_argv(out, *overrides)), world_size=1)
-    datasets = [build_phase_dataset(cfg, phase) for phase in build_phases(cfg)]
-    trainer = Trainer(cfg, distributed.setup("cpu"), out, datasets)
+    cfg, phases = prepare(parse_args(_argv(out, *overrides)), world_size=1)
+    datasets = [build_phase_dataset(cfg, phase) for phase in phases]
+    trainer = Trainer(cfg, distributed.setup("cpu"), out, datasets, phases)
     trainer.samples_consumed = 0
     return trainer
 
@@ -157,3 +157,16 @@ def test_missing_init_from_checkpoint_fails_before_any_output(trees, tmp_path, c
     assert main(_argv(out, _phases(phase))) == 2
     assert "curriculum.phases[0].init_from" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_launch_builds_its_phases_and_resolves_run_at_epoch_once(trees, plain_run, tmp_path, monkeypatch):
+    from dinov2.train import curriculum, trainer
+
+    built, resolved = [], []
+    real_build, real_parse = curriculum.build_phases, curriculum.parse_checkpoint_reference
+    monkeypatch.setattr(curriculum, "build_phases", lambda cfg: built.append(1) or real_build(cfg))
+    monkeypatch.setattr(trainer, "build_phases", lambda cfg: built.append(1) or real_build(cfg))
+    monkeypatch.setattr(curriculum, "parse_checkpoint_reference", lambda *a: resolved.append(a) or real_parse(*a))
+    phase = f"{{dataset_path: '{trees[1]}', epochs: 1, restart_schedules: false, init_from: '{plain_run}@2'}}"
+    assert main(_argv(tmp_path / "branch", _phases(phase), "train.checkpoint_period=100")) == 0
+    assert len(built) == 1 and [reference for reference, _ in resolved] == [f"{plain_run}@2"]

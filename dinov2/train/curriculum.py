@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dinov2.utils.checkpoint import CONFIG_FILENAME, checkpoint_path
 from dinov2.utils.checks import check_dataset_root
 from dinov2.utils.choices import CONTRASTIVE_METHODS
 from dinov2.utils.config import ConfigError
@@ -52,6 +53,9 @@ class Phase:
     train_backbone: bool  # false: the student's backbone is frozen in this phase (a head warm-up)
     start: int
     end: int
+    # ``init_from`` resolved once, when the phases are built: the checkpoint file and, for RUN@EPOCH, the epoch
+    init_checkpoint: Optional[Path] = None
+    init_epoch: Optional[int] = None
 
 
 def _phase_error(index: int, key: str, message: str) -> ConfigError:
@@ -116,7 +120,10 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
         if not values["train_backbone"] and cfg.method.name in CONTRASTIVE_METHODS:
             raise _phase_error(index, "train_backbone", f"false is for the DINO-style methods, not {cfg.method.name}")
         end = start + values["epochs"] * epoch_length
-        phases.append(Phase(index=index, start=start, end=end, **values))
+        init_checkpoint, init_epoch = (parse_checkpoint_reference(values["init_from"], epoch_length)
+                                       if values["init_from"] else (None, None))
+        phases.append(Phase(index=index, start=start, end=end, init_checkpoint=init_checkpoint,
+                            init_epoch=init_epoch, **values))
         start = end
     if cfg.nct.enabled and not any(phase.nct for phase in phases):
         raise ConfigError("config key 'nct.enabled': true, but no curriculum phase has nct: true")
@@ -132,7 +139,8 @@ def phase_at(phases: list[Phase], iteration: int) -> Phase:
 
 
 def parse_checkpoint_reference(reference: str, epoch_length: int) -> tuple[Path, Optional[int]]:
-    """``RUN_DIR@EPOCH`` -> (``RUN_DIR/model_<EPOCH*epoch_length-1>.pth``, EPOCH); a file path -> (path, None)."""
+    """``RUN_DIR@EPOCH`` -> (``RUN_DIR/model_<EPOCH*epoch_length-1>.pth``, EPOCH), with the source run's own epoch
+    length when its ``config.yaml`` is there; a file path -> (path, None)."""
     if "@" not in reference:
         return Path(reference), None
     run_dir, _, epoch_text = reference.rpartition("@")
@@ -142,15 +150,19 @@ def parse_checkpoint_reference(reference: str, epoch_length: int) -> tuple[Path,
         raise ConfigError(f"checkpoint reference {reference!r}: expected RUN_DIR@EPOCH with an integer epoch") from None
     if epoch <= 0:
         raise ConfigError(f"checkpoint reference {reference!r}: the epoch must be positive")
-    saved = Path(run_dir) / "config.yaml"
+    saved = Path(run_dir) / CONFIG_FILENAME
     if saved.is_file():  # the source run's own epoch length names its checkpoints
         epoch_length = int(OmegaConf.load(saved).train.OFFICIAL_EPOCH_LENGTH)
-    return Path(run_dir) / f"model_{epoch * epoch_length - 1:07d}.pth", epoch
+    return checkpoint_path(Path(run_dir), epoch * epoch_length - 1), epoch
 
 
 def resolve_checkpoint(reference: str, epoch_length: int, key: str) -> Path:
     """The checkpoint file of a reference; raises naming ``key`` when it does not exist."""
-    path, _ = parse_checkpoint_reference(reference, epoch_length)
+    return existing_checkpoint(reference, parse_checkpoint_reference(reference, epoch_length)[0], key)
+
+
+def existing_checkpoint(reference: str, path: Path, key: str) -> Path:
+    """``path``, the file ``reference`` resolved to; raises naming ``key`` when it does not exist."""
     if not path.is_file():
         raise ConfigError(f"config key '{key}': {reference!r} -> {path} is not a file (was it deleted by "
                           f"train.max_to_keep? keep restart points with a larger max_to_keep)")
@@ -171,8 +183,7 @@ def build_curriculum_schedules(cfg: DictConfig, peak_lr: float, phases: list[Pha
         offset = 0
         first = stretch[0]
         if not first.restart_schedules and first.init_from:
-            epoch = parse_checkpoint_reference(first.init_from, epoch_length)[1]
-            offset = (epoch or 0) * epoch_length
+            offset = (first.init_epoch or 0) * epoch_length
         length = sum(phase.end - phase.start for phase in stretch)
         full = build_schedules(cfg, peak_lr, offset + length)
         parts.append(Schedules(**{name: getattr(full, name)[offset:] for name in _FIELDS}))
@@ -195,7 +206,7 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
             check_dataset_root(cfg, prefix + "denoised_dataset_path" if explicit else "nct.denoised_dataset_path",
                                phase.denoised_dataset_path)
         if phase.init_from:
-            resolve_checkpoint(phase.init_from, epoch_length, f"curriculum.phases[{phase.index}].init_from")
+            existing_checkpoint(phase.init_from, phase.init_checkpoint, f"curriculum.phases[{phase.index}].init_from")
     if cfg.nct.enabled and cfg.nct.teacher:
         check_nct_teacher(cfg.nct.teacher, epoch_length, cfg.nct.head)
     return phases

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from dinov2.train.curriculum import build_phases, check_curriculum
+from dinov2.train.curriculum import Phase, check_curriculum
 from dinov2.utils.checks import check_config, check_dataset_size, check_weights_path
 from dinov2.utils.config import ConfigError, load_config
 from utils.cli import one_line
@@ -45,26 +45,28 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare(args: argparse.Namespace, world_size: int) -> DictConfig:
-    """Load and check the config; nothing is written. Raises ConfigError naming the key."""
+def prepare(args: argparse.Namespace, world_size: int) -> tuple[DictConfig, list[Phase]]:
+    """Load and check the config, and build the curriculum's phases (once per launch: their checkpoint references
+    resolved); nothing is written. Raises ConfigError naming the key."""
     cfg = load_config(args.config_file, args.opts)
     cfg.train.output_dir = str(args.output_dir)
     check_config(cfg, world_size)
-    check_curriculum(cfg)
+    phases = check_curriculum(cfg)
     check_weights_path(cfg)
-    return cfg
+    return cfg, phases
 
 
-def run_training(cfg: DictConfig, ctx: "DistributedContext") -> "Trainer":
-    """Build the dataset, check it, create the run directory and train; returns the trainer (after training)."""
+def run_training(cfg: DictConfig, ctx: "DistributedContext", phases: list[Phase]) -> "Trainer":
+    """Build the phases' datasets, check them, create the run directory and train; returns the trainer (after
+    training)."""
     from dinov2.train.data_setup import build_phase_dataset  # torch is imported only once the config is valid
     from dinov2.train.trainer import Trainer
 
     datasets = []
-    for phase in build_phases(cfg):
+    for phase in phases:
         datasets.append(build_phase_dataset(cfg, phase))
         check_dataset_size(cfg, len(datasets[-1]), ctx.world_size, phase.dataset_path)
-    trainer = Trainer(cfg, ctx, Path(cfg.train.output_dir), datasets)
+    trainer = Trainer(cfg, ctx, Path(cfg.train.output_dir), datasets, phases)
     with trainer.run_dir.opened():  # locked, config checked and written, DIR/log.txt kept
         trainer.run()
     return trainer
@@ -74,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
     try:
-        cfg = prepare(args, world_size)
+        cfg, phases = prepare(args, world_size)
     except (ConfigError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -88,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     try:
-        run_training(cfg, ctx)
+        run_training(cfg, ctx, phases)
     except (ConfigError, DatasetError, FolderLocked, ImageReadError, OSError) as error:  # bad input; full disk
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

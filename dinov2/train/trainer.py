@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from utils import distributed
 from utils.distributed import DistributedContext
-from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_phases, nct_teacher_checkpoint, phase_at,
-                                     resolve_checkpoint)
+from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_phases, existing_checkpoint,
+                                     nct_teacher_checkpoint, phase_at)
 from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.health_monitor import HealthMonitor, RepresentationCollapsed
 from dinov2.train.meta_arch import build_meta_arch
@@ -53,9 +53,12 @@ def checkpoint_of(path: Path, key: str) -> dict:
 class Trainer:
     """One training run in ``output_dir``; :meth:`run` trains (resuming when a checkpoint exists)."""
 
-    def __init__(self, cfg: DictConfig, ctx: DistributedContext, output_dir: Path, dataset: Any) -> None:
+    def __init__(self, cfg: DictConfig, ctx: DistributedContext, output_dir: Path, dataset: Any,
+                 phases: Optional[list[Phase]] = None) -> None:
+        """``phases``: the run's curriculum as :func:`~dinov2.train.curriculum.check_curriculum` built it (built
+        here from ``cfg`` when not given)."""
         self.cfg, self.ctx, self.output_dir, self.dataset = cfg, ctx, Path(output_dir), dataset
-        self.phases = build_phases(cfg)
+        self.phases = phases if phases is not None else build_phases(cfg)
         self.datasets = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
         if len(self.datasets) != len(self.phases):
             raise ValueError(f"{len(self.phases)} curriculum phases but {len(self.datasets)} datasets")
@@ -168,7 +171,7 @@ class Trainer:
         epoch_length = self.cfg.train.OFFICIAL_EPOCH_LENGTH
         if phase.init_from:
             key = f"curriculum.phases[{phase.index}].init_from"
-            self.load_initial_weights(resolve_checkpoint(phase.init_from, epoch_length, key), key)
+            self.load_initial_weights(existing_checkpoint(phase.init_from, phase.init_checkpoint, key), key)
         if phase.index > 0 and not phase.keep_optimizer:
             self.optimizer.state.clear()  # fresh AdamW moments, as a new run would have
         nct = self.model.nct if phase.nct else None  # NCT phases exist only with nct.enabled (an NCTMetaArch)
