@@ -245,8 +245,7 @@ def source_tree(args: argparse.Namespace) -> ImageTree:
     if args.revisitop_noise is not None:
         if src.on_the_fly:
             raise ValueError(f"--revisitop-noise: --src {src} is already noised on the fly")
-        parse_noise(args.revisitop_noise)
-        src = ImageTree(src.folder, args.revisitop_noise, args.noise_seed)
+        src = ImageTree(src.folder, parse_noise(args.revisitop_noise), args.noise_seed)
     check_outside(args.output_dir, {"--src": src.folder})
     return src
 

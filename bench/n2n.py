@@ -28,7 +28,7 @@ from Neighbor2Neighbor.padding import apply_padded, padded_size, reflect_pad
 from utils.atomic import atomic_write_json
 from utils.device import autocast, resolve_device, resolve_precision
 from utils.embedded_mnist import load_mnist5k, pad_to
-from utils.noise import noisy_image
+from utils.noise import noisy_image, parse_noise
 
 PAPER_TRAIN_BATCH = 4
 
@@ -42,7 +42,8 @@ def noisy_digits(count: int, size: int) -> np.ndarray:
     elif size < 32:
         raise ValueError(f"--size must be at least 32, got {size}")
     rgb = np.repeat(digits[..., None], 3, axis=3)
-    return np.stack([noisy_image(im, "gauss50", 42, f"bench/{i}.png") for i, im in enumerate(rgb)])
+    spec = parse_noise("gauss50")
+    return np.stack([noisy_image(im, spec, 42, f"bench/{i}.png") for i, im in enumerate(rgb)])
 
 
 def _sync(device: torch.device) -> None:

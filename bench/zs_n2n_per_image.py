@@ -21,14 +21,15 @@ import torch
 from Neighbor2Neighbor.zs_n2n import ZeroShotNet, zs_n2n_loss
 from utils.atomic import atomic_write_json
 from utils.embedded_mnist import load_mnist5k, pad_to
-from utils.noise import noisy_image
+from utils.noise import noisy_image, parse_noise
 
 
 def noisy_digits(count: int) -> torch.Tensor:
     """``count`` embedded digits (32x32 RGB) noised with gauss100, as a float N x 3 x 32 x 32 batch in [0, 1]."""
     images, _ = load_mnist5k()
     rgb = np.repeat(pad_to(images[:count], 32)[..., None], 3, axis=3)
-    noisy = np.stack([noisy_image(im, "gauss100", 42, f"bench/{i}.png") for i, im in enumerate(rgb)])
+    spec = parse_noise("gauss100")
+    noisy = np.stack([noisy_image(im, spec, 42, f"bench/{i}.png") for i, im in enumerate(rgb)])
     return torch.from_numpy(noisy).permute(0, 3, 1, 2).float() / 255.0
 
 

@@ -14,7 +14,7 @@ import pytest
 from utils.generate_noise import GenerationError, default_out_prefix, generate_noise
 from utils.image_io import iter_image_files, load_rgb, png_relpath
 from utils.manifest import ManifestMismatch
-from utils.noise import noisy_image
+from utils.noise import noisy_image, parse_noise
 
 from tests.imagetrees import write_image
 
@@ -37,7 +37,7 @@ def test_names_sizes_modes_and_labels(tiny_tree: Path, tmp_path: Path):
             clean = load_rgb(tiny_tree / rel)
             noisy = load_rgb(out / png_relpath(rel))
             assert noisy.shape == clean.shape  # never resized, always RGB
-            assert np.array_equal(noisy, noisy_image(clean, setting, 42, rel))  # exactly the pure function
+            assert np.array_equal(noisy, noisy_image(clean, parse_noise(setting), 42, rel))  # exactly the pure function
 
 
 def test_default_prefix_is_beside_the_source(tiny_tree: Path):

@@ -65,6 +65,22 @@ def test_spelling_round_trips_and_subtrees():
     assert not open_tree("data/x").on_the_fly and str(open_tree("data/x")) == "data/x"
 
 
+def test_the_setting_is_parsed_once_where_the_tree_is_spelled(clean_tree, monkeypatch):
+    from utils import image_tree, noise
+
+    tree = open_tree(f"noisy:speckle1.0,seed=3:{clean_tree}")
+    assert tree.noise == noise.parse_noise("speckle1") and str(tree).startswith("noisy:speckle1.0,seed=3:")
+
+    def parse_again(setting: str):
+        raise AssertionError(f"{setting} parsed again")
+
+    monkeypatch.setattr(noise, "parse_noise", parse_again)
+    monkeypatch.setattr(image_tree, "parse_noise", parse_again)
+    relpaths = list(tree.iter_relpaths())
+    assert [tree.read(r).shape[2] for r in relpaths] == [3] * len(relpaths)
+    assert tree.noise_settings() == {"noise": "speckle1", "seed": 3, "quantization": "truncate"}
+
+
 @pytest.mark.parametrize("spelling, named", [
     ("noisy:", "expected noisy:SETTING"), ("noisy:gauss100", "expected noisy:SETTING"),
     ("noisy:blur3:data/x", "unknown noise setting"), ("noisy:gauss100,seed=x:d", "seed must be an integer"),

@@ -11,7 +11,7 @@ from Neighbor2Neighbor import denoise as denoise_module
 from Neighbor2Neighbor.arch_unet import UNet
 from Neighbor2Neighbor.inference import denoise_tensor, denoise_uint8
 from utils.image_io import load_rgb, save_png_atomic
-from utils.noise import noisy_image
+from utils.noise import noisy_image, parse_noise
 
 
 @pytest.fixture()
@@ -113,7 +113,7 @@ def test_revisitop_images_are_noised_on_the_fly_then_denoised(tmp_path, weights)
     assert (dst / "gnd_roxford5k.pkl").read_bytes() == (src / "gnd_roxford5k.pkl").read_bytes()
     model = denoise_module.load_denoiser(weights)
     for name, image in clean.items():
-        noisy = noisy_image(image, "gauss100", 7, f"jpg/{name}.png")
+        noisy = noisy_image(image, parse_noise("gauss100"), 7, f"jpg/{name}.png")
         expected = denoise_uint8(model, noisy[None], torch.device("cpu"))[0]
         assert np.array_equal(load_rgb(dst / "jpg" / f"{name}.png"), expected)
     assert _run(weights, tmp_path / "noisy_missing", dst, "--revisitop-noise", "gauss100") == 2

@@ -98,20 +98,20 @@ def test_truncation_biases_by_half_a_level():
 
 def test_noisy_image_is_a_pure_function_of_seed_setting_and_path():
     image = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    first = noisy_image(image, "gauss100", 42, "train/a/x.JPEG")
-    assert np.array_equal(first, noisy_image(image, "gauss100", 42, "train/a/x.JPEG"))
-    assert np.array_equal(first, noisy_image(image, "gauss100", 42, "./train/a/x.JPEG"))
-    assert not np.array_equal(first, noisy_image(image, "gauss100", 43, "train/a/x.JPEG"))
-    assert not np.array_equal(first, noisy_image(image, "gauss100", 42, "train/a/y.JPEG"))
-    assert not np.array_equal(first, noisy_image(image, "gauss50", 42, "train/a/x.JPEG"))
+    first = noisy_image(image, parse_noise("gauss100"), 42, "train/a/x.JPEG")
+    assert np.array_equal(first, noisy_image(image, parse_noise("gauss100"), 42, "train/a/x.JPEG"))
+    assert np.array_equal(first, noisy_image(image, parse_noise("gauss100"), 42, "./train/a/x.JPEG"))
+    assert not np.array_equal(first, noisy_image(image, parse_noise("gauss100"), 43, "train/a/x.JPEG"))
+    assert not np.array_equal(first, noisy_image(image, parse_noise("gauss100"), 42, "train/a/y.JPEG"))
+    assert not np.array_equal(first, noisy_image(image, parse_noise("gauss50"), 42, "train/a/x.JPEG"))
     # Drawing other images first does not change this one (no shared generator state).
-    noise_generator(42, "gauss100", "train/a/y.JPEG").standard_normal(1000)
-    assert np.array_equal(first, noisy_image(image, "gauss100", 42, "train/a/x.JPEG"))
+    noise_generator(42, parse_noise("gauss100"), "train/a/y.JPEG").standard_normal(1000)
+    assert np.array_equal(first, noisy_image(image, parse_noise("gauss100"), 42, "train/a/x.JPEG"))
 
 
 def test_identity_returns_the_image():
     image = np.random.default_rng(6).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    assert np.array_equal(noisy_image(image, "identity", 0, "a.png"), image)
+    assert np.array_equal(noisy_image(image, parse_noise("identity"), 0, "a.png"), image)
 
 
 def test_torch_noise_matches_statistics_and_generator():

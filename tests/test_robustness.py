@@ -15,7 +15,7 @@ from tests.eval_fixtures import make_separable_tree, make_teacher_export
 from utils.dataset_index import load_split
 from utils.image_io import load_rgb
 from utils.metrics import psnr
-from utils.noise import noisy_image
+from utils.noise import noisy_image, parse_noise
 
 
 def test_the_area_of_a_family_is_its_mean_accuracy_over_its_psnr_span():
@@ -47,7 +47,7 @@ def test_one_head_is_scored_on_clean_and_noisy_val_images(tmp_path, capsys):
     assert list(result["noises"]) == ["gauss100", "speckle0.4", "gauss255"]
     samples = load_split(data, "val").samples
     clean = [load_rgb(data / rel) for rel, _ in samples]
-    direct = np.mean([psnr(c, noisy_image(c, "gauss100", 42, rel)) for c, (rel, _) in zip(clean, samples)])
+    direct = np.mean([psnr(c, noisy_image(c, parse_noise("gauss100"), 42, rel)) for c, (rel, _) in zip(clean, samples)])
     assert result["noises"]["gauss100"]["psnr"] == pytest.approx(direct, abs=1e-6)
     assert result["noises"]["gauss255"]["psnr"] < result["noises"]["gauss100"]["psnr"]
     assert set(result["areas"]["knn"]) == {"gauss", "speckle"} and path.with_suffix(".png").stat().st_size > 1000

@@ -16,7 +16,7 @@ from dinov2.eval.transforms import make_eval_transform
 from tests.eval_fixtures import make_teacher_export
 from utils.image_io import load_rgb
 from utils.make_toy_retrieval import build_toy_retrieval
-from utils.noise import noisy_image
+from utils.noise import noisy_image, parse_noise
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_noise_on_the_fly_is_identical_for_any_batch_size_and_workers(toy):
     reference = batches(1, 0)
     assert torch.equal(reference, batches(3, 0))
     assert torch.equal(reference, batches(2, 2))
-    expected = noisy_image(load_rgb(data.folder / "jpg" / f"{names[0]}.jpg"), "gauss100", 42, f"jpg/{names[0]}.jpg")
+    expected = noisy_image(load_rgb(data.folder / "jpg" / f"{names[0]}.jpg"), parse_noise("gauss100"), 42, f"jpg/{names[0]}.jpg")
     assert np.array_equal(dataset.image(0), expected)
     other_seed = RetrievalImages(data.folder, names, [make_eval_transform(32)], noise="gauss100", seed=100)
     assert not np.array_equal(other_seed.image(0), expected)

@@ -41,7 +41,7 @@ from utils.image_io import read_pixels, save_pixels_atomic
 from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.image_tree import NOISY_SCHEME
-from utils.noise import QUANTIZATION_MODES, expand_noise_settings, noisy_pixels, parse_noise
+from utils.noise import QUANTIZATION_MODES, NoiseSpec, expand_noise_settings, noisy_pixels, parse_noise
 from utils.run_lock import folder_lock, tree_writers
 from utils.sharding import Shard, parse_shard
 
@@ -60,6 +60,7 @@ class NoiseTask:
     src: str
     relpath: str
     setting: str
+    spec: NoiseSpec  # the setting, parsed once for all its images
     dst: str
     seed: int
     quantization: str
@@ -103,7 +104,7 @@ def noise_one(task: NoiseTask) -> tuple[NoiseTask, float, float, str | None]:
         clean = read_pixels(task.src, task.float_range)
     except ImageReadError as error:
         return task, math.nan, math.nan, str(error)
-    noisy = noisy_pixels(clean, task.setting, task.seed, task.relpath, task.quantization)
+    noisy = noisy_pixels(clean, task.spec, task.seed, task.relpath, task.quantization)
     save_pixels_atomic(noisy, task.dst, task.png_compression)
     return (task, *psnr_and_snr(clean, noisy), None)
 
@@ -134,8 +135,9 @@ def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantizati
         root = output_root(out_prefix, setting).resolve()
         if root == src.resolve() or src.resolve() in root.parents:
             raise ValueError(f"output folder {root} lies inside the source tree {src}")
+        spec = parse_noise(setting)
         tasks.extend(
-            NoiseTask(str(src / rel), rel, setting, str(root / target), seed, quantization, png_compression,
+            NoiseTask(str(src / rel), rel, setting, spec, str(root / target), seed, quantization, png_compression,
                       float_range)
             for target, rel in targets.items()
         )

@@ -27,7 +27,7 @@ from PIL import Image
 
 from utils.image_io import (SCIENTIFIC_EXTENSIONS, ImageHeader, as_rgb8, extension, iter_image_files, read_image_header,
                             read_image_size, read_pixels)
-from utils.noise import QUANTIZATION_MODES, noisy_pixels, parse_noise
+from utils.noise import QUANTIZATION_MODES, NoiseSpec, noisy_pixels, parse_noise
 
 NOISY_SCHEME = "noisy:"
 _OPTION_TYPES = {"seed": int, "quantization": str}
@@ -47,7 +47,7 @@ class ImageTree:
     """
 
     folder: Path
-    noise: str | None = None
+    noise: NoiseSpec | None = None  # parsed once, where the tree was spelled
     seed: int = DEFAULT_NOISE_SEED
     quantization: str = "truncate"
     base: Path | None = None
@@ -144,12 +144,12 @@ class ImageTree:
         """What makes the noise of an on-the-fly tree (for output manifests); None for stored images."""
         if self.noise is None:
             return None
-        return {"noise": parse_noise(self.noise).canonical, "seed": self.seed, "quantization": self.quantization}
+        return {"noise": self.noise.canonical, "seed": self.seed, "quantization": self.quantization}
 
     def __str__(self) -> str:
         if self.noise is None:
             return str(self.folder)
-        options = [self.noise]
+        options = [self.noise.name]
         if self.seed != DEFAULT_NOISE_SEED:
             options.append(f"seed={self.seed}")
         if self.quantization != "truncate":
@@ -160,10 +160,10 @@ class ImageTree:
         return text
 
 
-def _parse_options(spelling: str, text: str) -> tuple[str, dict[str, object]]:
+def _parse_options(spelling: str, text: str) -> tuple[NoiseSpec, dict[str, object]]:
     setting, *pairs = text.split(",")
     try:
-        parse_noise(setting)
+        spec = parse_noise(setting)
     except ValueError as error:
         raise TreeSpecError(f"tree {spelling!r}: {error}") from None
     options: dict[str, object] = {}
@@ -178,7 +178,7 @@ def _parse_options(spelling: str, text: str) -> tuple[str, dict[str, object]]:
             raise TreeSpecError(f"tree {spelling!r}: {key} must be an integer, got {value!r}") from None
     if options.get("quantization", "truncate") not in QUANTIZATION_MODES:
         raise TreeSpecError(f"tree {spelling!r}: quantization must be one of {QUANTIZATION_MODES}")
-    return setting, options
+    return spec, options
 
 
 def _split_root(location: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ The same functions serve dataset generation, on-the-fly noisy evaluation and the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Iterable
 
@@ -49,6 +49,12 @@ class NoiseSpec:
     family: str
     level: float = 0.0
     read_sigma: float = 0.0
+    spelling: str = field(default="", compare=False)  # as the user wrote it (``speckle1.0``); not part of the value
+
+    @property
+    def name(self) -> str:
+        """The setting as it was spelled (trees and labels keep the user's spelling), else its canonical name."""
+        return self.spelling or self.canonical
 
     @property
     def canonical(self) -> str:
@@ -64,13 +70,13 @@ def parse_noise(setting: str) -> NoiseSpec:
     Raises ``ValueError`` naming the setting and the accepted forms.
     """
     if setting in ("identity", "clean"):
-        return NoiseSpec("identity")
+        return NoiseSpec("identity", spelling=setting)
     sensor = _POISSON_GAUSSIAN_PATTERN.match(setting)
     if sensor is not None:
         rate, read_sigma = float(sensor.group(1)), float(sensor.group(2))
         if rate <= 0:
             raise ValueError(f"noise setting {setting!r}: the Poisson rate lambda must be positive")
-        return NoiseSpec("pg", rate, read_sigma)
+        return NoiseSpec("pg", rate, read_sigma, spelling=setting)
     match = _SETTING_PATTERN.match(setting)
     if match is None:
         raise ValueError(
@@ -80,7 +86,7 @@ def parse_noise(setting: str) -> NoiseSpec:
     family, level = match.group(1), float(match.group(2))
     if family == "shot" and level <= 0:
         raise ValueError(f"noise setting {setting!r}: the Poisson rate lambda must be positive")
-    return NoiseSpec(family, level)
+    return NoiseSpec(family, level, spelling=setting)
 
 
 def expand_noise_settings(settings: Iterable[str]) -> list[str]:
@@ -99,9 +105,8 @@ def relpath_key(relpath: str | PurePath) -> str:
     return PurePath(relpath).as_posix()
 
 
-def noise_generator(seed: int, setting: str | NoiseSpec, relpath: str | PurePath) -> np.random.Generator:
+def noise_generator(seed: int, spec: NoiseSpec, relpath: str | PurePath) -> np.random.Generator:
     """The generator that draws the noise of the image at ``relpath`` (relative to its tree's root)."""
-    spec = parse_noise(setting) if isinstance(setting, str) else setting
     return numpy_generator("noise", seed, spec.canonical, relpath_key(relpath))
 
 
@@ -148,10 +153,10 @@ def add_noise(
 
 
 def noisy_image(
-    image: np.ndarray, setting: str | NoiseSpec, seed: int, relpath: str | PurePath, quantization: str = "truncate"
+    image: np.ndarray, spec: NoiseSpec, seed: int, relpath: str | PurePath, quantization: str = "truncate"
 ) -> np.ndarray:
-    """The noisy copy of ``image`` stored at ``relpath``: a pure function of its arguments."""
-    spec = parse_noise(setting) if isinstance(setting, str) else setting
+    """The noisy copy of ``image`` stored at ``relpath``: a pure function of its arguments (``spec``: a setting
+    parsed once, by :func:`parse_noise`, where it entered)."""
     return add_noise(image, spec, noise_generator(seed, spec, relpath), quantization)
 
 
@@ -169,13 +174,12 @@ def quantize_like(y: np.ndarray, dtype: np.dtype, mode: str = "truncate") -> np.
 
 
 def noisy_pixels(
-    pixels: np.ndarray, setting: str | NoiseSpec, seed: int, relpath: str | PurePath, quantization: str = "truncate"
+    pixels: np.ndarray, spec: NoiseSpec, seed: int, relpath: str | PurePath, quantization: str = "truncate"
 ) -> np.ndarray:
     """The noisy copy of pixels of any depth (see :mod:`utils.image_io`): 8-bit exactly :func:`noisy_image`;
     16-bit and float noised in float in [0, 1] and kept at their depth."""
     if pixels.dtype == np.uint8:
-        return noisy_image(pixels, setting, seed, relpath, quantization)
-    spec = parse_noise(setting) if isinstance(setting, str) else setting
+        return noisy_image(pixels, spec, seed, relpath, quantization)
     if spec.family == "identity":
         return pixels.copy()
     y = sample_noisy(to_unit(pixels), spec, noise_generator(seed, spec, relpath))

@@ -18,7 +18,7 @@ from utils.dataset_index import load_split
 from utils.figures import pyplot, save_png
 from utils.image_io import load_rgb
 from utils.metrics import psnr
-from utils.noise import expand_noise_settings, noisy_image
+from utils.noise import expand_noise_settings, noisy_image, parse_noise
 
 
 def pick_images(root: Path, split: str, count: int) -> list[str]:
@@ -37,11 +37,12 @@ def plot_noise_grid(root: Path, settings: list[str], relpaths: list[str], out: P
     rows, cols = len(relpaths), len(settings) + 1
     figure, axes = pyplot().subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
     psnrs: dict[str, list[float]] = {setting: [] for setting in settings}
+    specs = {setting: parse_noise(setting) for setting in settings}
     for row, rel in enumerate(relpaths):
         clean = load_rgb(root / rel)
         panels = [("clean", clean, None)]
         for setting in settings:
-            noisy = noisy_image(clean, setting, seed, rel, quantization)
+            noisy = noisy_image(clean, specs[setting], seed, rel, quantization)
             psnrs[setting].append(psnr(clean, noisy))
             panels.append((setting, noisy, psnrs[setting][-1]))
         for col, (title, image, value) in enumerate(panels):

@@ -2,7 +2,7 @@
 
 Layout (revisitop): ``DATA_ROOT/<dataset>/jpg/<name>.jpg`` and ``DATA_ROOT/<dataset>/gnd_<dataset>.pkl``
 (``DATA_ROOT/datasets/<dataset>/`` is accepted too). The noisy copy of an image is
-``utils.noise.noisy_image(image, setting, seed, relpath="jpg/<name>.jpg")``, a pure function, so it is the same
+``utils.noise.noisy_image(image, spec, seed, relpath="jpg/<name>.jpg")``, a pure function, so it is the same
 for any batch size, worker count or order. The N2N arm reads pre-denoised images ``DENOISED_ROOT/jpg/<name>.png``
 instead and adds no noise.
 """
@@ -102,12 +102,11 @@ class RetrievalImages(Dataset):
                  channels: int = 3) -> None:
         if noise is not None and denoised_root is not None:
             raise ValueError("pre-denoised images get no extra noise: give either --noise or --denoised-root")
-        if noise is not None:
-            parse_noise(noise)
+        spec = parse_noise(noise) if noise is not None else None
         self.folder, self.names, self.transforms = Path(folder), list(names), list(transforms)
         self.noise, self.seed, self.quantization = noise, seed, quantization
         self.denoised_root = None if denoised_root is None else Path(denoised_root)
-        self.source = ImageTree(self.folder, noise, seed, quantization)  # noised on the fly when ``noise`` is set
+        self.source = ImageTree(self.folder, spec, seed, quantization)  # noised on the fly when ``noise`` is set
         self.boxes = None if boxes is None else [list(map(float, box)) for box in boxes]
         self.channels = int(channels)
         if self.denoised_root is not None:
