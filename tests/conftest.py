@@ -31,16 +31,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                     f"{found or 'nowhere'}: run 'pip install -e .' in {repo} first (see README.md)", returncode=4)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests whose ``slow`` marker gives their measured ``seconds`` start first, longest first: on two workers,
-    a test of several minutes started near the end would leave the other worker idle (the rest keep their order)."""
-    def seconds(item: pytest.Item) -> float:
-        marker = item.get_closest_marker("slow")
-        return float(marker.kwargs.get("seconds", 0)) if marker is not None else 0.0
-
-    items.sort(key=lambda item: -seconds(item))  # stable: equal keys keep the collection order
-
-
 @pytest.fixture
 def tiny_tree(tmp_path: Path) -> Path:
     return make_tree(tmp_path / "clean")

@@ -41,7 +41,7 @@ def noisy_data(tmp_path_factory) -> str:
     return f"noisy:gauss50:{clean}:train"  # 10 images noised on the fly
 
 
-@pytest.mark.slow(seconds=42)
+@pytest.mark.slow
 def test_two_ranks_train_as_one_process_and_resume_exactly(noisy_data, tmp_path):
     assert train_module.main(_args(noisy_data, tmp_path / "one")) == 0
     _torchrun(_args(noisy_data, tmp_path / "two"))

@@ -46,7 +46,7 @@ def _from_scratch(data: Path, out: Path) -> bytes:
     return (out / "last.pt").read_bytes()
 
 
-@pytest.mark.slow(seconds=76)
+@pytest.mark.slow
 def test_last_checkpoint_bytes_are_the_same_on_every_path(tmp_path):
     data = _noisy_folder(tmp_path / "noisy")
     out = tmp_path / "n2n"

@@ -102,7 +102,7 @@ def test_own_data_trains_single_channel_vits_when_asked(tmp_path):
     assert shown.returncode == 2 and "CHANNELS must be 1 or 3, got '2'" in shown.stderr
 
 
-@pytest.mark.slow(seconds=135)
+@pytest.mark.slow
 def test_own_data_runs_every_stage_on_16_bit_trees(tmp_path, demo):
     generate_noise(demo / "digits16", ["pg20_10"], tmp_path / "noisy_digits", progress=False)
     generate_noise(demo / "tiles", ["pg20_10"], tmp_path / "noisy_tiles", progress=False)

@@ -32,7 +32,7 @@ def _run_recipe(tmp_path: Path, script: str, variables: dict[str, str], *args: s
                           timeout=600)
 
 
-@pytest.mark.slow(seconds=370)
+@pytest.mark.slow
 def test_quickstart_and_miniature_smoke_run_every_stage_and_share_the_data(tmp_path):
     first = _run_recipe(tmp_path, "exps/quickstart.sh",
                         {"QUICKSTART_PROFILE": "smoke", "OUT": str(tmp_path / "out"), "SEED": "0"})
