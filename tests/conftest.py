@@ -15,8 +15,12 @@ from utils.make_toy_dataset import build_toy_dataset
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest -n N: N workers share the cores, so each computes on one thread (torch's default of every core per
-    # process would oversubscribe them); a test's numbers are compared only with numbers of the same process
+    # process would oversubscribe them); a test's numbers are compared only with numbers of the same process. The
+    # commands a test runs inherit one thread too, unless it sets its own (a recipe would otherwise take every core
+    # while the other worker computes)
     torch.set_num_threads(1)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
