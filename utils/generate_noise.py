@@ -59,8 +59,7 @@ class NoiseTask:
 
     src: str
     relpath: str
-    setting: str
-    spec: NoiseSpec  # the setting, parsed once for all its images
+    spec: NoiseSpec  # the setting, parsed once for all its images (``spec.name`` is the setting as spelled)
     dst: str
     seed: int
     quantization: str
@@ -137,7 +136,7 @@ def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantizati
             raise ValueError(f"output folder {root} lies inside the source tree {src}")
         spec = parse_noise(setting)
         tasks.extend(
-            NoiseTask(str(src / rel), rel, setting, spec, str(root / target), seed, quantization, png_compression,
+            NoiseTask(str(src / rel), rel, spec, str(root / target), seed, quantization, png_compression,
                       float_range)
             for target, rel in targets.items()
         )
@@ -208,8 +207,8 @@ def generate_noise(
             locks.enter_context(tree_writers(root, functools.partial(claim, setting)))  # one setting per tree
         todo = []
         for task in tasks:
-            if task.setting not in redo and os.path.exists(task.dst):
-                stats[task.setting].skipped += 1
+            if task.spec.name not in redo and os.path.exists(task.dst):
+                stats[task.spec.name].skipped += 1
             else:
                 todo.append(task)
         noise_images(todo, workers, stats, progress)
@@ -230,9 +229,9 @@ def noise_images(todo: list[NoiseTask], workers: int, stats: dict[str, SettingSt
                 failures.append(error)
                 results.close()  # finish what is in flight, start nothing new
                 break
-            stats[task.setting].written += 1
-            stats[task.setting].psnr_values.append(image_psnr)
-            stats[task.setting].snr_values.append(image_snr)
+            stats[task.spec.name].written += 1
+            stats[task.spec.name].psnr_values.append(image_psnr)
+            stats[task.spec.name].snr_values.append(image_snr)
     if failures:
         raise GenerationError("; ".join(failures))
 

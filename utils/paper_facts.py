@@ -44,8 +44,9 @@ TEACHER_EXPORT_NAME = "teacher_checkpoint.pth"
 TEACHER_EXPORT_DIR = "eval/training_{iteration}"  # inside the run directory, named by the last iteration done
 
 
-def teacher_export_relpath(last_iteration: int) -> str:
-    """Where a run directory holds the teacher export written after ``last_iteration``."""
+def teacher_export_relpath(last_iteration: int | str) -> str:
+    """Where a run directory holds the teacher export written after ``last_iteration`` (or a placeholder such as
+    ``"%d"`` or ``"<it>"``, for messages and patterns)."""
     return f"{TEACHER_EXPORT_DIR.format(iteration=last_iteration)}/{TEACHER_EXPORT_NAME}"
 
 
@@ -65,7 +66,7 @@ def shell_assignments() -> str:
         "PAPER_SWITCH_EPOCH": IMAGENET100.switch_epoch,
         "PAPER_ABLATION_SWITCH_EPOCHS": " ".join(map(str, IMAGENET100.ablation_switch_epochs)),
         # a printf pattern of the last iteration
-        "PAPER_TEACHER_EXPORT": f"{TEACHER_EXPORT_DIR.format(iteration='%d')}/{TEACHER_EXPORT_NAME}",
+        "PAPER_TEACHER_EXPORT": teacher_export_relpath("%d"),
     }
     return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
 

@@ -20,13 +20,15 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_torch_save, is_temporary_file
-from utils.paper_facts import TEACHER_EXPORT_NAME, teacher_export_relpath
+from utils.paper_facts import TEACHER_EXPORT_DIR, TEACHER_EXPORT_NAME, teacher_export_relpath
 from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
 CONFIG_FILENAME = "config.yaml"  # the resolved config of a run directory, beside its checkpoints
-TEACHER_EXPORT_DIR_PATTERN = re.compile(r"^training_(\d+)$")
+# the folder name of a teacher export (``training_<it>``), read from the one spelling of its path
+TEACHER_EXPORT_DIR_PATTERN = re.compile(
+    "^" + re.escape(Path(TEACHER_EXPORT_DIR).name).replace(re.escape("{iteration}"), r"(\d+)") + "$")
 
 
 def checkpoint_path(output_dir: Path, last_iteration: int) -> Path:
@@ -99,8 +101,8 @@ def teacher_export_path(output_dir: Path, last_iteration: int) -> Path:
 def list_teacher_exports(run_dir: Path) -> list[Path]:
     """Every ``DIR/eval/training_<it>/teacher_checkpoint.pth`` of a run, oldest first; FileNotFoundError when
     the run has none."""
-    eval_dir = Path(run_dir) / "eval"
-    expected = f"eval/training_<it>/{TEACHER_EXPORT_NAME}"
+    eval_dir = Path(run_dir) / Path(TEACHER_EXPORT_DIR).parent
+    expected = teacher_export_relpath("<it>")
     if not eval_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} has no eval/ folder of teacher exports ({expected})")
     found = []
