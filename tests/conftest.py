@@ -28,11 +28,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     repo = Path(__file__).resolve().parents[1]
-    where = "import importlib.util; print(importlib.util.find_spec('utils').origin)"
-    found = subprocess.run([sys.executable, "-c", where], cwd="/", capture_output=True, text=True).stdout.strip()
-    if found == "None" or not found or Path(found).resolve().parents[1] != repo:
-        pytest.exit(f"the tests run this checkout's commands, but {sys.executable} imports the project from "
-                    f"{found or 'nowhere'}: run 'pip install -e .' in {repo} first (see README.md)", returncode=4)
+    check = subprocess.run([sys.executable, str(repo / "utils" / "installed_checkout.py"), str(repo)], cwd="/",
+                           capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.exit(f"the tests run this checkout's commands: {check.stderr.strip()}", returncode=4)
 
 
 @pytest.fixture

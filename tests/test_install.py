@@ -52,3 +52,12 @@ def test_a_recipe_refuses_an_interpreter_that_does_not_import_this_checkout(tmp_
     assert result.returncode == 2, result.stderr
     assert "not installed from" in result.stderr and "pip install -e ." in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_installed_checkout_check_names_the_checkout_it_finds(tmp_path):
+    script = REPO / "utils" / "installed_checkout.py"
+    here = subprocess.run([sys.executable, str(script), str(REPO)], cwd="/", capture_output=True, text=True)
+    assert here.returncode == 0, here.stderr
+    other = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd="/", capture_output=True, text=True)
+    assert other.returncode == 2
+    assert f"not installed from {tmp_path}" in other.stderr and f"finds it {REPO}" in other.stderr

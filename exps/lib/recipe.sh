@@ -7,13 +7,7 @@ DRY_RUN="${DRY_RUN:-0}"
 RECIPE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 
 require_installed() {  # the scripts import the installed project: it must be this checkout (pip install -e .)
-    local found where='import pathlib, utils; print(pathlib.Path(utils.__file__).resolve().parents[1])'
-    found="$(cd / && "${PYTHON:-python}" -c "$where" 2>/dev/null)" || found=""
-    if [ "$found" != "$RECIPE_REPO" ]; then
-        echo "this project is not installed from $RECIPE_REPO (python finds it ${found:-nowhere}): run" \
-             "'pip install -e .' there first (see README.md)" >&2
-        exit 2
-    fi
+    (cd / && "${PYTHON:-python}" "$RECIPE_REPO/utils/installed_checkout.py" "$RECIPE_REPO") || exit 2
     export RECIPE_INSTALL_CHECKED="$RECIPE_REPO"
 }
 
