@@ -1,19 +1,20 @@
 """The curriculum: phase switch with restarted schedules, continued schedules, init_from (weights only, fresh
 optimizer), exact resume across a phase boundary, and config errors naming the phase key."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
 from utils import distributed
-from dinov2.train.curriculum import build_phases, parse_checkpoint_reference
+from dinov2.train.curriculum import PhaseSpec, build_phases, parse_checkpoint_reference, read_phase_spec
 from dinov2.train.data_setup import build_phase_dataset
 from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main, parse_args, prepare
 from dinov2.train.trainer import Trainer
 from dinov2.utils.checkpoint import list_checkpoints, load_checkpoint
-from dinov2.utils.config import CONFIGS_DIR, ConfigError, load_config
+from dinov2.utils.config import CONFIGS_DIR, DEFAULT_CONFIG_PATH, ConfigError, load_config
 from utils.make_toy_dataset import build_toy_dataset
 
 SMOKE = str(CONFIGS_DIR / "train" / "smoke_cpu.yaml")
@@ -170,3 +171,28 @@ def test_a_launch_builds_its_phases_and_resolves_run_at_epoch_once(trees, plain_
     phase = f"{{dataset_path: '{trees[1]}', epochs: 1, restart_schedules: false, init_from: '{plain_run}@2'}}"
     assert main(_argv(tmp_path / "branch", _phases(phase), "train.checkpoint_period=100")) == 0
     assert len(built) == 1 and [reference for reference, _ in resolved] == [f"{plain_run}@2"]
+
+
+def test_the_defaults_file_documents_every_phase_key():
+    text = DEFAULT_CONFIG_PATH.read_text()
+    comment = text[text.index("curriculum:"):text.index("  phases: []")]
+    assert [item.name for item in fields(PhaseSpec) if f"#   {item.name}: " not in comment] == []
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"dataset_path": "a", "epochs": 1, "epocs": 2}, r"phases\[3\].epocs': unknown key \(expected dataset_path, epochs"),
+    ({"dataset_path": "a"}, r"phases\[3\].epochs': is required"),
+    ({"dataset_path": "a", "epochs": True}, r"phases\[3\].epochs': expected an integer, got True"),
+    ({"dataset_path": "a", "epochs": 1, "nct": "yes"}, r"phases\[3\].nct': expected a bool, got 'yes'"),
+    ({"dataset_path": "a", "epochs": 0}, r"phases\[3\].epochs': must be positive"),
+    ({"dataset_path": "", "epochs": 1}, r"phases\[3\].dataset_path': is empty"),
+    ("a", r"phases\[3\]': expected a mapping"),
+])
+def test_a_phase_entry_is_checked_against_the_phase_spec_naming_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        read_phase_spec(3, raw)
+
+
+def test_a_phase_entry_gets_the_spec_defaults():
+    assert read_phase_spec(0, {"dataset_path": "a", "epochs": 2}) == PhaseSpec(dataset_path="a", epochs=2)
+    assert read_phase_spec(0, {"dataset_path": "a", "epochs": 2}).restart_schedules is True

@@ -10,9 +10,9 @@ restart but starts from ``init_from=RUN@EPOCH`` continues that run's schedules f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_type_hints
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -25,32 +25,28 @@ from dinov2.utils.config import ConfigError
 from dinov2.utils.schedules import Schedules, build_schedules
 from utils.weights_file import WeightsFileError, load_torch_file
 
-PHASE_KEYS = {
-    "dataset_path": str,
-    "epochs": int,
-    "restart_schedules": bool,
-    "init_from": str,
-    "keep_optimizer": bool,
-    "nct": bool,
-    "denoised_dataset_path": str,
-    "train_backbone": bool,
-}
-REQUIRED_PHASE_KEYS = ("dataset_path", "epochs")
+@dataclass(frozen=True, kw_only=True)
+class PhaseSpec:
+    """One entry of ``curriculum.phases`` as a recipe writes it: its keys, their types and their defaults
+    (``dataset_path`` and ``epochs`` are required). The config keeps the list untyped and :func:`read_phase_spec`
+    checks each entry against this class, because OmegaConf's typed list elements name a wrong key without its
+    path (``epochs``, not ``curriculum.phases[0].epochs``) and read ``'no'`` as ``False``."""
+
+    dataset_path: str
+    epochs: int
+    restart_schedules: bool = True
+    init_from: str = ""
+    keep_optimizer: bool = False
+    nct: bool = False
+    denoised_dataset_path: str = ""
+    train_backbone: bool = True  # false: the student's backbone is frozen in this phase (a head warm-up)
 
 
-@dataclass(frozen=True)
-class Phase:
+@dataclass(frozen=True, kw_only=True)
+class Phase(PhaseSpec):
     """One phase of training; ``start``/``end`` are run iterations (end excluded)."""
 
     index: int
-    dataset_path: str
-    epochs: int
-    restart_schedules: bool
-    init_from: str
-    keep_optimizer: bool
-    nct: bool
-    denoised_dataset_path: str
-    train_backbone: bool  # false: the student's backbone is frozen in this phase (a head warm-up)
     start: int
     end: int
     # ``init_from`` resolved once, when the phases are built: the checkpoint file and, for RUN@EPOCH, the epoch
@@ -58,32 +54,36 @@ class Phase:
     init_epoch: Optional[int] = None
 
 
+_SPEC_TYPES = get_type_hints(PhaseSpec)
+_REQUIRED = [item.name for item in fields(PhaseSpec) if item.default is MISSING]
+
+
 def _phase_error(index: int, key: str, message: str) -> ConfigError:
     return ConfigError(f"config key 'curriculum.phases[{index}].{key}': {message}")
 
 
-def _read_phase(index: int, raw: Any) -> dict[str, Any]:
+def read_phase_spec(index: int, raw: Any) -> PhaseSpec:
+    """Entry ``index`` of ``curriculum.phases`` checked against :class:`PhaseSpec`; raises naming the key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"config key 'curriculum.phases[{index}]': expected a mapping, got {raw!r}")
     for key in raw:
-        if key not in PHASE_KEYS:
-            raise _phase_error(index, key, f"unknown key (expected {', '.join(PHASE_KEYS)})")
-    for key in REQUIRED_PHASE_KEYS:
+        if key not in _SPEC_TYPES:
+            raise _phase_error(index, key, f"unknown key (expected {', '.join(_SPEC_TYPES)})")
+    for key in _REQUIRED:
         if key not in raw:
             raise _phase_error(index, key, "is required")
-    values = {"restart_schedules": True, "init_from": "", "keep_optimizer": False, "nct": False,
-              "denoised_dataset_path": "", "train_backbone": True, **raw}
-    for key, kind in PHASE_KEYS.items():
-        value = values[key]
+    for key, value in raw.items():
+        kind = _SPEC_TYPES[key]
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise _phase_error(index, key, f"expected an integer, got {value!r}")
         if kind is not int and not isinstance(value, kind):
             raise _phase_error(index, key, f"expected a {kind.__name__}, got {value!r}")
-    if values["epochs"] <= 0:
-        raise _phase_error(index, "epochs", f"must be positive, got {values['epochs']}")
-    if not values["dataset_path"]:
+    spec = PhaseSpec(**raw)
+    if spec.epochs <= 0:
+        raise _phase_error(index, "epochs", f"must be positive, got {spec.epochs}")
+    if not spec.dataset_path:
         raise _phase_error(index, "dataset_path", "is empty")
-    return values
+    return spec
 
 
 def build_phases(cfg: DictConfig) -> list[Phase]:
@@ -107,23 +107,23 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
                        "nct": bool(cfg.nct.enabled), "denoised_dataset_path": cfg.nct.denoised_dataset_path}]
     phases, start = [], 0
     for index, raw in enumerate(raw_phases):
-        values = _read_phase(index, raw)
-        if values["nct"] and not cfg.nct.enabled:
+        spec = read_phase_spec(index, raw)
+        if spec.nct and not cfg.nct.enabled:
             raise _phase_error(index, "nct", "is true but nct.enabled is false")
-        if values["nct"] and not values["denoised_dataset_path"] and not (cfg.nct.teacher or
+        if spec.nct and not spec.denoised_dataset_path and not (cfg.nct.teacher or
                                                                        cfg.student.pretrained_weights):
             message = ("is empty: NCT needs the denoised tree, or, to anchor the noisy crops themselves, trained "
                        "weights to anchor them to (nct.teacher or student.pretrained_weights)")
             if not cfg.curriculum.phases:
                 raise ConfigError(f"config key 'nct.denoised_dataset_path': {message}")
             raise _phase_error(index, "denoised_dataset_path", message)
-        if not values["train_backbone"] and cfg.method.name in CONTRASTIVE_METHODS:
+        if not spec.train_backbone and cfg.method.name in CONTRASTIVE_METHODS:
             raise _phase_error(index, "train_backbone", f"false is for the DINO-style methods, not {cfg.method.name}")
-        end = start + values["epochs"] * epoch_length
-        init_checkpoint, init_epoch = (parse_checkpoint_reference(values["init_from"], epoch_length)
-                                       if values["init_from"] else (None, None))
+        end = start + spec.epochs * epoch_length
+        init_checkpoint, init_epoch = (parse_checkpoint_reference(spec.init_from, epoch_length)
+                                       if spec.init_from else (None, None))
         phases.append(Phase(index=index, start=start, end=end, init_checkpoint=init_checkpoint,
-                            init_epoch=init_epoch, **values))
+                            init_epoch=init_epoch, **asdict(spec)))
         start = end
     if cfg.nct.enabled and not any(phase.nct for phase in phases):
         raise ConfigError("config key 'nct.enabled': true, but no curriculum phase has nct: true")
