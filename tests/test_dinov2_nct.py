@@ -171,10 +171,15 @@ def test_nct_loss_is_the_sum_of_its_terms_by_hand(head):
     assert not any(p.requires_grad for p in model.nct.parameters()) and not model.nct.training
 
 
-def test_single_phase_nct_with_an_explicit_frozen_teacher(pair, nct_run, tmp_path):
+def test_single_phase_nct_with_an_explicit_frozen_teacher(pair, nct_run, tmp_path, monkeypatch):
+    from dinov2.train import curriculum
+
     noisy, denoised = pair
     source = nct_run / "model_0000001.pth"
     out = tmp_path / "run"
+    opened, real_load = [], curriculum.load_torch_file
+    monkeypatch.setattr(curriculum, "load_torch_file",
+                        lambda path, *a, **k: opened.append(path) or real_load(path, *a, **k))
     assert main(_argv(out, f"train.dataset_path={noisy}", "optim.epochs=1", "nct.enabled=true",
                       f"nct.denoised_dataset_path={denoised}", f"nct.teacher={source}",
                       "nct.update_centers=false")) == 0
@@ -183,6 +188,7 @@ def test_single_phase_nct_with_an_explicit_frozen_teacher(pair, nct_run, tmp_pat
         assert torch.equal(final[key], saved[key[len("nct."):]]), key
     assert torch.equal(final["nct.dino_loss.center"], saved["dino_loss.center"])  # centers frozen on request
     assert all(NCT_KEYS[0] in r for r in read_metrics(out))
+    assert opened == [source]  # nct.teacher told from a backbone once per launch, when the phases are built
 
 
 def test_nct_without_a_denoised_tree_names_the_key(pair, tmp_path, capsys):

@@ -52,6 +52,9 @@ class Phase(PhaseSpec):
     # ``init_from`` resolved once, when the phases are built: the checkpoint file and, for RUN@EPOCH, the epoch
     init_checkpoint: Optional[Path] = None
     init_epoch: Optional[int] = None
+    # an NCT phase's ``nct.teacher``, resolved once for the run: the full checkpoint whose teacher and centers are
+    # frozen, or None (a backbone reference, or no reference: the live teacher is frozen when the phase starts)
+    nct_teacher: Optional[Path] = None
 
 
 _SPEC_TYPES = get_type_hints(PhaseSpec)
@@ -105,6 +108,8 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
     if not raw_phases:
         raw_phases = [{"dataset_path": cfg.train.dataset_path or "-", "epochs": cfg.optim.epochs,
                        "nct": bool(cfg.nct.enabled), "denoised_dataset_path": cfg.nct.denoised_dataset_path}]
+    nct_teacher = nct_teacher_checkpoint(cfg.nct.teacher, epoch_length) if cfg.nct.enabled and cfg.nct.teacher \
+        else None
     phases, start = [], 0
     for index, raw in enumerate(raw_phases):
         spec = read_phase_spec(index, raw)
@@ -123,7 +128,7 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
         init_checkpoint, init_epoch = (parse_checkpoint_reference(spec.init_from, epoch_length)
                                        if spec.init_from else (None, None))
         phases.append(Phase(index=index, start=start, end=end, init_checkpoint=init_checkpoint,
-                            init_epoch=init_epoch, **asdict(spec)))
+                            init_epoch=init_epoch, nct_teacher=nct_teacher if spec.nct else None, **asdict(spec)))
         start = end
     if cfg.nct.enabled and not any(phase.nct for phase in phases):
         raise ConfigError("config key 'nct.enabled': true, but no curriculum phase has nct: true")
@@ -154,11 +159,6 @@ def parse_checkpoint_reference(reference: str, epoch_length: int) -> tuple[Path,
     if saved.is_file():  # the source run's own epoch length names its checkpoints
         epoch_length = int(OmegaConf.load(saved).train.OFFICIAL_EPOCH_LENGTH)
     return checkpoint_path(Path(run_dir), epoch * epoch_length - 1), epoch
-
-
-def resolve_checkpoint(reference: str, epoch_length: int, key: str) -> Path:
-    """The checkpoint file of a reference; raises naming ``key`` when it does not exist."""
-    return existing_checkpoint(reference, parse_checkpoint_reference(reference, epoch_length)[0], key)
 
 
 def existing_checkpoint(reference: str, path: Path, key: str) -> Path:
@@ -197,7 +197,6 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
     """Phases, their trees and every referenced checkpoint exist; raises :class:`ConfigError` naming the key."""
     phases = build_phases(cfg)
     explicit = bool(cfg.curriculum.phases)
-    epoch_length = cfg.train.OFFICIAL_EPOCH_LENGTH
     for phase in phases:
         prefix = f"curriculum.phases[{phase.index}]." if explicit else ""
         check_dataset_root(cfg, prefix + "dataset_path" if explicit else "train.dataset_path",
@@ -208,16 +207,17 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
         if phase.init_from:
             existing_checkpoint(phase.init_from, phase.init_checkpoint, f"curriculum.phases[{phase.index}].init_from")
     if cfg.nct.enabled and cfg.nct.teacher:
-        check_nct_teacher(cfg.nct.teacher, epoch_length, cfg.nct.head)
+        resolved = next(phase.nct_teacher for phase in phases if phase.nct)
+        check_nct_teacher(cfg.nct.teacher, resolved, cfg.nct.head)
     return phases
 
 
 def nct_teacher_checkpoint(reference: str, epoch_length: int) -> Optional[Path]:
-    """The full checkpoint ``nct.teacher`` names (``RUN@EPOCH``, or a file holding a full checkpoint: its teacher
-    and centers are frozen), or None when it names a backbone (export, transformers or timm folder, bare state dict,
-    teacher export, run directory)."""
+    """The full checkpoint ``nct.teacher`` names (``RUN@EPOCH``, whether or not it exists yet, or a file holding a
+    full checkpoint: its teacher and centers are frozen), or None when it names a backbone (export, transformers or
+    timm folder, bare state dict, teacher export, run directory) or nothing that exists. Opens a ``.pth`` file."""
     if "@" in reference:
-        return resolve_checkpoint(reference, epoch_length, "nct.teacher")
+        return parse_checkpoint_reference(reference, epoch_length)[0]
     path = Path(reference)
     if path.is_file() and path.suffix == ".pth":
         try:
@@ -229,10 +229,11 @@ def nct_teacher_checkpoint(reference: str, epoch_length: int) -> Optional[Path]:
     return None
 
 
-def check_nct_teacher(reference: str, epoch_length: int, head: str) -> None:
-    """``nct.teacher`` names an existing checkpoint, or a backbone with ``nct.head=live`` (a backbone has no heads
-    of its own); raises :class:`ConfigError` naming the key."""
-    if nct_teacher_checkpoint(reference, epoch_length) is not None:
+def check_nct_teacher(reference: str, resolved: Optional[Path], head: str) -> None:
+    """``nct.teacher`` (``resolved`` by :func:`nct_teacher_checkpoint`) names an existing checkpoint, or a backbone
+    with ``nct.head=live`` (a backbone has no heads of its own); raises :class:`ConfigError` naming the key."""
+    if resolved is not None:
+        existing_checkpoint(reference, resolved, "nct.teacher")
         return
     if not Path(reference).exists():
         raise ConfigError(f"config key 'nct.teacher': {reference} does not exist (expected a full checkpoint, "

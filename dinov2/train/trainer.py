@@ -16,8 +16,7 @@ from tqdm import tqdm
 
 from utils import distributed
 from utils.distributed import DistributedContext
-from dinov2.train.curriculum import (Phase, build_curriculum_schedules, build_phases, existing_checkpoint,
-                                     nct_teacher_checkpoint, phase_at)
+from dinov2.train.curriculum import Phase, build_curriculum_schedules, build_phases, existing_checkpoint, phase_at
 from dinov2.train.data_setup import batch_to_device, build_data_loader
 from dinov2.train.health_monitor import HealthMonitor, RepresentationCollapsed
 from dinov2.train.meta_arch import build_meta_arch
@@ -168,7 +167,6 @@ class Trainer:
 
     def enter_phase(self, phase: Phase) -> None:
         """What happens when ``phase`` begins: its initial weights, a fresh optimizer, the NCT frozen teacher."""
-        epoch_length = self.cfg.train.OFFICIAL_EPOCH_LENGTH
         if phase.init_from:
             key = f"curriculum.phases[{phase.index}].init_from"
             self.load_initial_weights(existing_checkpoint(phase.init_from, phase.init_checkpoint, key), key)
@@ -176,8 +174,7 @@ class Trainer:
             self.optimizer.state.clear()  # fresh AdamW moments, as a new run would have
         nct = self.model.nct if phase.nct else None  # NCT phases exist only with nct.enabled (an NCTMetaArch)
         if nct is not None and not nct.is_initialized:
-            reference = self.cfg.nct.teacher
-            path = nct_teacher_checkpoint(reference, epoch_length) if reference else None
+            reference, path = self.cfg.nct.teacher, phase.nct_teacher
             if path is not None:
                 try:
                     nct.load_from_model_state(checkpoint_of(path, "nct.teacher")["model"], str(path))
