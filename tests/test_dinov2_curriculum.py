@@ -196,3 +196,13 @@ def test_a_phase_entry_is_checked_against_the_phase_spec_naming_the_key(raw, mes
 def test_a_phase_entry_gets_the_spec_defaults():
     assert read_phase_spec(0, {"dataset_path": "a", "epochs": 2}) == PhaseSpec(dataset_path="a", epochs=2)
     assert read_phase_spec(0, {"dataset_path": "a", "epochs": 2}).restart_schedules is True
+
+
+def test_a_launch_parses_its_tree_spelling_once(trees, tmp_path, monkeypatch):
+    from utils import image_tree
+
+    spelling, parsed = f"noisy:gauss50:{trees[0]}", []
+    real_parse = image_tree._parse_options
+    monkeypatch.setattr(image_tree, "_parse_options", lambda text, *a: parsed.append(text) or real_parse(text, *a))
+    assert main(_argv(tmp_path / "run", f"train.dataset_path={spelling}", "optim.epochs=1")) == 0
+    assert parsed == [spelling]  # when the phases are built; the checks and the dataset take the parsed tree

@@ -85,10 +85,10 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, root: TreeLike, split: str = "train", transform: Callable | None = None,
                  channels: int = 3) -> None:
-        self.index = load_split(root, split)
-        if len(self.index) == 0:
-            raise ValueError(f"{open_tree(root) / split} holds no image")
         self.root = open_tree(root)
+        self.index = load_split(self.root, split)
+        if len(self.index) == 0:
+            raise ValueError(f"{self.root / split} holds no image")
         self.split = split
         self.transform = transform
         self.channels = int(channels)
@@ -126,7 +126,7 @@ class PairedImageFolderDataset(ImageFolderDataset):
                  transform: Callable | None = None, channels: int = 3) -> None:
         super().__init__(noisy_root, split, transform, channels)
         self.denoised_root = open_tree(denoised_root)
-        pairs = paired_relpaths(noisy_root, denoised_root, split)
+        pairs = paired_relpaths(self.root, self.denoised_root, split)
         self.denoised_relpaths = [pairs[relpath] for relpath, _ in self.index.samples]
 
     def __getitem__(self, item: SampleKey) -> tuple[Any, int]:

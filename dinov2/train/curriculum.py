@@ -23,6 +23,7 @@ from dinov2.utils.checks import check_dataset_root
 from dinov2.utils.choices import CONTRASTIVE_METHODS
 from dinov2.utils.config import ConfigError
 from dinov2.utils.schedules import Schedules, build_schedules
+from utils.image_tree import ImageTree, TreeSpecError, open_tree
 from utils.weights_file import WeightsFileError, load_torch_file
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +53,9 @@ class Phase(PhaseSpec):
     # ``init_from`` resolved once, when the phases are built: the checkpoint file and, for RUN@EPOCH, the epoch
     init_checkpoint: Optional[Path] = None
     init_epoch: Optional[int] = None
+    # the phase's trees, parsed once when the phases are built (``denoised_tree``: None unless an NCT phase has one)
+    tree: ImageTree
+    denoised_tree: Optional[ImageTree] = None
     # an NCT phase's ``nct.teacher``, resolved once for the run: the full checkpoint whose teacher and centers are
     # frozen, or None (a backbone reference, or no reference: the live teacher is frozen when the phase starts)
     nct_teacher: Optional[Path] = None
@@ -63,6 +67,22 @@ _REQUIRED = [item.name for item in fields(PhaseSpec) if item.default is MISSING]
 
 def _phase_error(index: int, key: str, message: str) -> ConfigError:
     return ConfigError(f"config key 'curriculum.phases[{index}].{key}': {message}")
+
+
+_IMPLICIT_PHASE_KEYS = {"dataset_path": "train.dataset_path", "denoised_dataset_path": "nct.denoised_dataset_path"}
+
+
+def phase_key(index: int, name: str, explicit: bool) -> str:
+    """The config key a phase's value comes from: ``curriculum.phases[i].name``, or for the one implicit phase of
+    an empty ``curriculum.phases`` the key it was read from (``train.dataset_path``)."""
+    return f"curriculum.phases[{index}].{name}" if explicit else _IMPLICIT_PHASE_KEYS[name]
+
+
+def _parsed_tree(key: str, spelling: str) -> ImageTree:
+    try:
+        return open_tree(spelling)
+    except TreeSpecError as error:
+        raise ConfigError(f"config key '{key}': {error}") from None
 
 
 def read_phase_spec(index: int, raw: Any) -> PhaseSpec:
@@ -105,6 +125,7 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
                 target = value[2:-1]
                 raise ConfigError(f"config key '{target}': is empty, but curriculum.phases[{index}].{key} uses it; "
                                   f"give it on the command line ({target}=...)")
+    explicit = bool(raw_phases)
     if not raw_phases:
         raw_phases = [{"dataset_path": cfg.train.dataset_path or "-", "epochs": cfg.optim.epochs,
                        "nct": bool(cfg.nct.enabled), "denoised_dataset_path": cfg.nct.denoised_dataset_path}]
@@ -127,8 +148,12 @@ def build_phases(cfg: DictConfig) -> list[Phase]:
         end = start + spec.epochs * epoch_length
         init_checkpoint, init_epoch = (parse_checkpoint_reference(spec.init_from, epoch_length)
                                        if spec.init_from else (None, None))
-        phases.append(Phase(index=index, start=start, end=end, init_checkpoint=init_checkpoint,
-                            init_epoch=init_epoch, nct_teacher=nct_teacher if spec.nct else None, **asdict(spec)))
+        tree = _parsed_tree(phase_key(index, "dataset_path", explicit), spec.dataset_path)
+        denoised_tree = (_parsed_tree(phase_key(index, "denoised_dataset_path", explicit), spec.denoised_dataset_path)
+                         if spec.nct and spec.denoised_dataset_path else None)
+        phases.append(Phase(index=index, start=start, end=end, init_checkpoint=init_checkpoint, init_epoch=init_epoch,
+                            tree=tree, denoised_tree=denoised_tree, nct_teacher=nct_teacher if spec.nct else None,
+                            **asdict(spec)))
         start = end
     if cfg.nct.enabled and not any(phase.nct for phase in phases):
         raise ConfigError("config key 'nct.enabled': true, but no curriculum phase has nct: true")
@@ -198,12 +223,11 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
     phases = build_phases(cfg)
     explicit = bool(cfg.curriculum.phases)
     for phase in phases:
-        prefix = f"curriculum.phases[{phase.index}]." if explicit else ""
-        check_dataset_root(cfg, prefix + "dataset_path" if explicit else "train.dataset_path",
-                           phase.dataset_path if explicit else None)
-        if phase.nct and phase.denoised_dataset_path:
-            check_dataset_root(cfg, prefix + "denoised_dataset_path" if explicit else "nct.denoised_dataset_path",
-                               phase.denoised_dataset_path)
+        # an empty train.dataset_path gives the implicit phase a placeholder: check the key itself
+        check_dataset_root(cfg, phase_key(phase.index, "dataset_path", explicit),
+                           phase.tree if explicit or cfg.train.dataset_path else None)
+        if phase.denoised_tree is not None:
+            check_dataset_root(cfg, phase_key(phase.index, "denoised_dataset_path", explicit), phase.denoised_tree)
         if phase.init_from:
             existing_checkpoint(phase.init_from, phase.init_checkpoint, f"curriculum.phases[{phase.index}].init_from")
     if cfg.nct.enabled and cfg.nct.teacher:

@@ -82,11 +82,11 @@ def build_phase_dataset(cfg: DictConfig, phase: Phase) -> ImageFolderDataset:
     """The training split of a curriculum phase: plain multi-crop, or (noisy, denoised) pairs for an NCT phase with
     a denoised tree."""
     channels = int(cfg.student.in_chans)
-    if not (phase.nct and phase.denoised_dataset_path):  # without a denoised tree the anchor sees the noisy crops
-        return ImageFolderDataset(phase.dataset_path, cfg.train.dataset_split, transform=build_transform(cfg),
+    if phase.denoised_tree is None:  # a phase without a denoised tree (in NCT, the anchor sees the noisy crops)
+        return ImageFolderDataset(phase.tree, cfg.train.dataset_split, transform=build_transform(cfg),
                                   channels=channels)
     transform = build_transform(cfg, paired=True)
-    return PairedImageFolderDataset(phase.dataset_path, phase.denoised_dataset_path, cfg.train.dataset_split,
+    return PairedImageFolderDataset(phase.tree, phase.denoised_tree, cfg.train.dataset_split,
                                     transform=transform, channels=channels)
 
 

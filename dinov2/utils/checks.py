@@ -11,7 +11,7 @@ from dinov2.utils.choices import CONFIG_CHOICES, CONTRASTIVE_METHODS, RESNET_ARC
 from dinov2.utils.config import ConfigError
 from dinov2.utils.normalization import INPUT_CHANNELS
 from utils.cli import check_outside
-from utils.image_tree import TreeSpecError, open_tree
+from utils.image_tree import ImageTree, TreeSpecError, open_tree
 
 POSITIVE_INTS = (
     "train.batch_size_per_gpu",
@@ -172,13 +172,14 @@ def _check_contrastive(cfg: DictConfig) -> None:
         _fail("method.projection_layers", "MoCo v3's projection head has at least 2 layers")
 
 
-def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: str | None = None) -> Path:
-    """The split folder of the tree ``root`` (default: ``train.dataset_path``); raises naming ``key``."""
+def check_dataset_root(cfg: DictConfig, key: str = "train.dataset_path", root: str | ImageTree | None = None) -> Path:
+    """The split folder of the tree ``root`` (a spelling, or a tree parsed already; default:
+    ``train.dataset_path``); raises naming ``key``."""
     root = cfg.train.dataset_path if root is None else root
     if not root:
         _fail(key, "is empty; give an ImageFolder tree, e.g. train.dataset_path=data/mnist5k")
     try:
-        tree = open_tree(root)
+        tree = open_tree(root)  # a parsed tree is returned as it is
     except TreeSpecError as error:
         _fail(key, str(error))
     split_dir = tree / cfg.train.dataset_split
