@@ -110,7 +110,7 @@ probe_on() {  # probe_on WEIGHTS ARM: linear probe and k-NN of WEIGHTS on the cl
         if [ "$label" = clean ]; then data="$LABELED_CLEAN"; else data="$LABELED_NOISY"; fi
         run_cmd python -m dinov2.eval.linear --pretrained-weights "$1" --train-dataset "$data/train" \
             --val-dataset "$data/val" --output-dir "$EVAL/$2_$label" --crop-size "$CROP" --method "$2" \
-            --noise "$label" --num-workers 0 "${PROBE_OPTIONS[@]}" "${QUIET[@]}"
+            --noise-label "$label" --num-workers 0 "${PROBE_OPTIONS[@]}" "${QUIET[@]}"
     done
 }
 

@@ -38,7 +38,7 @@ def build_commands(results: list[dict], data_root: str, output_dir: str, dataset
         if result["protocol"] != "linear":
             continue
         if result["method"] is None or result["noise"] is None:
-            raise ResultError(f"{result['_path']}: method and noise are needed (evaluate with --method/--noise)")
+            raise ResultError(f"{result['_path']}: method and noise are needed (evaluate with --method/--noise-label)")
         groups[(result["method"], result["noise"])].append(result)
     lines = []
     for (method, noise), group in sorted(groups.items()):

@@ -98,7 +98,7 @@ evaluate() {  # evaluate RUN_DIR TREE METHOD NOISE EPOCH_OFFSET
     local run_dir="$1" tree="$2" method="$3" noise="$4" offset="$5"
     run_cmd "${EVAL_LAUNCH_WORDS[@]}" dinov2.eval.linear --run-dir "$run_dir" \
         --train-dataset "$(tree_split "$tree" train)" --val-dataset "$(tree_split "$tree" val)" \
-        --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise "$noise" \
+        --output-dir "$EVALS/$(basename "$run_dir")" --method "$method" --noise-label "$noise" \
         --epoch-offset "$offset" --protocol "$PROBE_PROTOCOL" ${METHOD_EVAL_ARGS[@]+"${METHOD_EVAL_ARGS[@]}"} ${EVAL_EXTRA[@]+"${EVAL_EXTRA[@]}"}
 }
 

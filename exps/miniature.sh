@@ -84,7 +84,7 @@ THREADS="${THREAD_LIST[0]}"
 set_threads miniature.sh
 step "baselines ($THREADS thread(s)): raw pixels and the backbone at initialisation, on the noisy images"
 run_cmd python exps/miniature_baselines.py --config-file "$DINO_CONFIG" --data "$NOISY" --output-dir "$OUT/baselines" \
-    --noise "$NOISE" -- ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"}
+    --noise-label "$NOISE" -- ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"}
 step "statistics over thread counts $THREAD_COUNTS and seeds $SEEDS"
 run_cmd python exps/miniature_stats.py "$OUT"
 step "done in $(( SECONDS - PIPELINE_START )) s: $REPORT/miniature.md"

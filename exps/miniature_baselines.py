@@ -1,7 +1,7 @@
 """Baseline rows of the miniature's table: the recipe's backbone at initialisation, and k-NN on raw pixels.
 
     python exps/miniature_baselines.py --config-file RECIPE [--config-file OVERLAY] [--set KEY=VALUE ...]
-        --data NOISY_ROOT --out OUT/baselines [--noise N] [--seed 0] [-- extra dinov2.eval.linear arguments]
+        --data NOISY_ROOT --out OUT/baselines [--noise-label N] [--seed 0] [-- extra dinov2.eval.linear arguments]
 
 Both are scored like the arms: the random backbone by ``dinov2.eval.linear`` (linear probe and k-NN, 32 px), raw
 pixels by the same weighted k-NN (k = 20). Each row goes to ``OUT/<name>.json`` ({name, linear, knn}); a row that
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dinov2.eval.arguments import build_parser
+from dinov2.eval.arguments import add_noise_label, build_parser
 from dinov2.eval.baselines import random_teacher_export, raw_pixel_knn
 from dinov2.eval.results import load_result
 from dinov2.eval.runner import run_cli
@@ -40,7 +40,7 @@ def random_init_row(config_files: list[Path], overrides: list[str], data: Path, 
     evals = out / f"random_init_seed{seed}_eval"
     argv = ["--pretrained-weights", str(run_dir), "--train-dataset", str(data / "train"),
             "--val-dataset", str(data / "val"), "--output-dir", str(evals), "--crop-size", "32",
-            "--method", "random_init", "--noise", noise, "--num-workers", "0", "--quiet", *probe_args]
+            "--method", "random_init", "--noise-label", noise, "--num-workers", "0", "--quiet", *probe_args]
     if run_cli(build_parser("linear").parse_args(argv), "linear") != 0:
         raise SystemExit(f"error: the probe of {run_dir} failed")
     (path,) = evals.glob("linear_*.json")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a config override of the recipe (e.g. student.arch=resnet18)")
     parser.add_argument("--data", type=Path, required=True, help="the tree the arms are probed on (ROOT/{train,val})")
     add_output_dir(parser, "where the baseline results go", "--out")
-    parser.add_argument("--noise", default="identity", help="label of the results")
+    add_noise_label(parser, "the results' noise label (default identity)", default="identity")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("probe_args", nargs="*", help="after --: extra dinov2.eval.linear arguments")
     args = parser.parse_args(argv)

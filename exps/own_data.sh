@@ -150,7 +150,7 @@ probe_own() {  # probe_own RUN_DIR LABELED METHOD: linear probe and k-NN of the 
     local method="$3"
     case "$method" in nc|nct) local offset="$SWITCH_EPOCH" ;; *) local offset=0 ;; esac
     local common=(--pretrained-weights "$1" --train-dataset "$2/train" --val-dataset "$2/val"
-                  --output-dir "$OUT/eval/$(basename "$1")" --crop-size "$CROP" --method "$method" --noise "$NOISE"
+                  --output-dir "$OUT/eval/$(basename "$1")" --crop-size "$CROP" --method "$method" --noise-label "$NOISE"
                   --epoch-offset "$offset" --num-workers 0 "${QUIET[@]}")
     run_cmd python -m dinov2.eval.linear "${common[@]}" "${PROBE_OPTIONS[@]}"
     run_cmd python -m dinov2.eval.knn "${common[@]}"

@@ -99,10 +99,10 @@ for method in $METHODS; do
 done
 step "baselines on the noisy images: raw pixels, and each backbone at its initialisation"
 run_cmd python exps/miniature_baselines.py --config-file "$DINO_CONFIG" --data "$NOISY" \
-    --output-dir "$OUT/baselines/vit" --noise "$NOISE" -- ${PROBE_BASE[@]+"${PROBE_BASE[@]}"}
+    --output-dir "$OUT/baselines/vit" --noise-label "$NOISE" -- ${PROBE_BASE[@]+"${PROBE_BASE[@]}"}
 run_cmd python exps/miniature_baselines.py --config-file "$DINO_CONFIG" \
     --config-file dinov2/configs/train/method_simclr.yaml --set student.arch=resnet18 --data "$NOISY" \
-    --output-dir "$OUT/baselines/resnet18" --noise "$NOISE" -- ${PROBE_BASE[@]+"${PROBE_BASE[@]}"} \
+    --output-dir "$OUT/baselines/resnet18" --noise-label "$NOISE" -- ${PROBE_BASE[@]+"${PROBE_BASE[@]}"} \
     --n-last-blocks 1 --avgpool false
 step "the table"
 run_cmd python exps/report.py "$OUT/eval" --out "$REPORT"

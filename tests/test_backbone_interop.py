@@ -70,7 +70,7 @@ def test_probes_evaluate_a_bare_state_dict(tmp_path):
     argv = ["--pretrained-weights", str(path), "--arch", "vit_tiny_4blocks", "--patch-size", "8",
             "--train-dataset", f"noisy:gauss50:{data}:train", "--val-dataset", f"noisy:gauss50:{data}:val",
             "--output-dir", str(tmp_path / "out"), "--crop-size", "32", "--num-workers", "0", "--batch-size", "8",
-            "--nb-knn", "1", "--device", "cpu", "--quiet", "--method", "pretrained", "--noise", "gauss50"]
+            "--nb-knn", "1", "--device", "cpu", "--quiet", "--method", "pretrained", "--noise-label", "gauss50"]
     assert knn.main(argv) == 0
     result = load_result(tmp_path / "out" / "knn_upstream.json")
     assert result["method"] == "pretrained" and result["iteration"] is None

@@ -107,7 +107,7 @@ def _argv(root, *extra):
 def test_cli_learns_a_separable_problem_and_writes_valid_json(probe_setup, capsys):
     out = probe_setup / "out"
     argv = _argv(probe_setup, "--run-dir", str(probe_setup / "run"), "--output-dir", str(out),
-                 "--method", "dinov2", "--noise", "gauss100")
+                 "--method", "dinov2", "--noise-label", "gauss100")
     assert linear.main(argv) == 0
     files = sorted(p.name for p in out.glob("*.json"))
     assert files == ["linear_training_19.json", "linear_training_9.json"]

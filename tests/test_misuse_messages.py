@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import hubconf
-from dinov2.eval import instance_recog, linear
+from dinov2.eval import instance_recog, linear, robustness
+from dinov2.eval.arguments import build_parser
 from dinov2.export import main as export_main
 from dinov2.models.backbone_weights import BackboneWeightsError
 from dinov2.train.train import main as train_main
@@ -159,3 +160,16 @@ def test_the_recipes_final_hint_can_be_pasted_into_a_shell(tmp_path):
     echoed = subprocess.run(["bash", "-c", f"printf '%s\\n' {hint.group(1)[len('python exps/report.py '):]}"],
                             capture_output=True, text=True, timeout=60)
     assert echoed.stdout.strip() == evals and not marker.exists()
+
+
+@pytest.mark.parametrize("tool", ["linear", "robustness"])
+def test_a_noise_label_is_spelled_as_one_and_the_older_noise_option_says_so(tool, capsys):
+    parse = build_parser("linear", "").parse_args if tool == "linear" else robustness.parse_args
+    common = ["--pretrained-weights", "w", "--train-dataset", "t", "--output-dir", "o",
+              *(["--val-dataset", "v"] if tool == "linear" else ["--clean-val", "v"])]
+    assert parse([*common, "--noise-label", "gauss100"]).noise == "gauss100"
+    with pytest.raises(SystemExit) as stopped:
+        parse([*common, "--noise", "gauss100"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "--noise is now --noise-label" in error and "the images are read as given" in error

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from dinov2.eval.knn_classifier import DEFAULT_KS, DEFAULT_TEMPERATURE
 from dinov2.eval.label_efficient import DEFAULT_CS, DEFAULT_DRAWS, DEFAULT_SHOTS
@@ -85,8 +85,31 @@ def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol
     add_num_workers(data, 4)
     labels = parser.add_argument_group("labels of the result (never parsed from file names)")
     labels.add_argument("--method", default=None, help="e.g. dinov2, n2n_dinov2, nc, nct (else the run config's)")
-    labels.add_argument("--noise", default=None, help="e.g. gauss100 or identity (else the run config's)")
+    add_noise_label(labels, "e.g. gauss100 or identity (else the run config's)")
     labels.add_argument("--epoch-offset", type=float, default=0.0, help="added to the checkpoint's epoch")
+
+
+class _RenamedOption(argparse.Action):
+    """An option that was renamed: using it is a usage error naming the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str, why: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new_name, self.why = new_name, why
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        parser.error(f"{option_string} is now {self.new_name}: {self.why}")
+
+
+def add_noise_label(parser: Any, help_text: str, default: Optional[str] = None) -> None:
+    """``--noise-label`` (``args.noise``): the noise setting a result is labelled with. Only retrieval's ``--noise``
+    adds noise; here the images are read as given, so the older spelling ``--noise`` is refused saying so."""
+    parser.add_argument("--noise-label", dest="noise", default=default,
+                        help=f"{help_text}; a label only: the images are read as given (noisy:SETTING:ROOT noises "
+                             "them on the fly)")
+    parser.add_argument("--noise", action=_RenamedOption, new_name="--noise-label",
+                        why="it labels the result; the images are read as given (give noisy:SETTING:ROOT as the "
+                            "tree to noise them on the fly)")
 
 
 def _add_linear_arguments(parser: argparse.ArgumentParser) -> None:

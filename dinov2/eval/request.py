@@ -21,7 +21,7 @@ from dinov2.eval.linear_probe import ProbeSettings
 OPTION_NAMES = {
     "checkpoint": "--pretrained-weights / --run-dir", "train_dataset": "--train-dataset",
     "val_dataset": "--val-dataset", "crop_size": "--crop-size", "resize_size": "--resize-size",
-    "batch_size": "--batch-size", "precision": "--precision", "method": "--method", "noise": "--noise",
+    "batch_size": "--batch-size", "precision": "--precision", "method": "--method", "noise": "--noise-label",
     "epoch_offset": "--epoch-offset", "nb_knn": "--nb-knn", "temperature": "--temperature", "knn": "k-NN run (--no-knn)",
     "augment": "--augment / --protocol", "augment_scale": "--augment-scale", "augment_hflip": "--augment-hflip",
     "protocol": "--protocol", "epochs": "--epochs", "base_learning_rates": "--learning-rates",

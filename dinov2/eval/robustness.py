@@ -23,7 +23,8 @@ from typing import Optional
 
 import numpy as np
 
-from dinov2.eval.arguments import add_logistic_regression_arguments, add_run_arguments, add_weights_arguments
+from dinov2.eval.arguments import (add_logistic_regression_arguments, add_noise_label, add_run_arguments,
+                                   add_weights_arguments)
 from dinov2.eval.backbone import checkpoint_info, load_frozen_backbone
 from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
 from dinov2.eval.label_efficient import fit_on_all_labels, top1_of, unit_features
@@ -144,7 +145,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--clean-val", type=tree_argument, required=True, help="ROOT/val of the clean tree")
     parser.add_argument("--noises", nargs="+", default=["all"], help="noise settings of the val images ('all': nine)")
     parser.add_argument("--method", default=None, help="the result's method label (else the run config's)")
-    parser.add_argument("--noise", default=None, help="the result's label of the training data's noise")
+    add_noise_label(parser, "the training data's noise")
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--resize-size", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=128)

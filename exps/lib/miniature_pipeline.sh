@@ -173,7 +173,7 @@ probe() {  # probe RUN_DIR DATA METHOD EPOCH_OFFSET EVALS [all|final]: linear pr
         which=(--pretrained-weights "$1")  # a run directory: its newest teacher export
     fi
     run_cmd python -m dinov2.eval.linear "${which[@]}" --train-dataset "$2/train" --val-dataset "$2/val" \
-        --output-dir "$5/$(basename "$1")" --crop-size 32 --method "$3" --noise "$NOISE" \
+        --output-dir "$5/$(basename "$1")" --crop-size 32 --method "$3" --noise-label "$NOISE" \
         --epoch-offset "$4" --num-workers 0 ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"} ${QUIET[@]+"${QUIET[@]}"}
 }
 
@@ -188,6 +188,6 @@ probe_arms() {  # probe_arms RUNS EVALS [all|final]: noisy val; denoised val for
 robust() {  # robust RUN_DIR METHOD OUTPUT_DIR: robustness of the run's final export (dinov2/eval/robustness.py): one
     # head on the noisy train features, scored on clean val and the nine settings noised on the fly, no denoiser
     run_cmd python -m dinov2.eval.robustness --pretrained-weights "$1" --train-dataset "$NOISY/train" \
-        --clean-val "$CLEAN/val" --noises all --output-dir "$3" --crop-size 32 --method "$2" --noise "$NOISE" \
+        --clean-val "$CLEAN/val" --noises all --output-dir "$3" --crop-size 32 --method "$2" --noise-label "$NOISE" \
         --num-workers 0 ${QUIET[@]+"${QUIET[@]}"}
 }
