@@ -37,25 +37,19 @@ WORKERS="${WORKERS:-2}"
 PROFILE="${MINIATURE_PROFILE:-full}"
 case "$PROFILE" in
   full)
-    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); DEFAULT_CONFIG="dinov2/configs/train/tiny_cpu.yaml"
-    DINO_ARGS=(); PROBE_ARGS=(--epochs 10) ;;
+    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); DEFAULT_CONFIG="$MINIATURE_FULL_CONFIG"
+    PROBE_ARGS=(--epochs 10) ;;
   smoke)
-    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}")
-    DEFAULT_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
-    DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
-               evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
+    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}"); DEFAULT_CONFIG="$MINIATURE_SMOKE_CONFIG"
     PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
   *) echo "miniature.sh: MINIATURE_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
 esac
 DINO_CONFIG="${DINO_CONFIG:-$DEFAULT_CONFIG}"
 check_noise miniature.sh "$NOISE"
 
+DINO_ARGS=()
 # The recipe's length and branch point (NC / NCT: the last 30 % of the epochs on noisy images, as the paper's 140/200)
-read -r EPOCHS EPOCH_ITERS < <(python -c "import sys
-from dinov2.utils.config import load_config
-cfg = load_config(sys.argv[1], sys.argv[2:])
-print(cfg.optim.epochs, cfg.train.OFFICIAL_EPOCH_LENGTH)" "$DINO_CONFIG" ${DINO_ARGS[@]+"${DINO_ARGS[@]}"})
-SWITCH_EPOCH=$(( EPOCHS * 7 / 10 ))
+read_recipe_length miniature.sh "$DINO_CONFIG"
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
 read -r -a THREAD_LIST <<< "$THREAD_COUNTS"

@@ -46,21 +46,37 @@ ZS_N2N_FULL=(--objective zs_n2n --epochs 3 --batch-size 16 --lr 1e-3)
 ZS_N2N_SMOKE=(--objective zs_n2n --epochs 1 --batch-size 8 --lr 1e-3)
 DENOISER_KINDS=(n2n zs_n2n blur none)
 
+MINIATURE_FULL_CONFIG="dinov2/configs/train/tiny_cpu.yaml"    # 10 epochs of 40 iterations per arm
+MINIATURE_SMOKE_CONFIG="dinov2/configs/train/smoke_miniature.yaml"  # 4 epochs of 2 iterations per arm
+
+read_recipe_length() {  # read_recipe_length SCRIPT CONFIG [override ...]: EPOCHS and EPOCH_ITERS of the recipe, and
+    # SWITCH_EPOCH, where NC / NCT branch off the denoised arm: the paper's 140 of 200 epochs (utils/paper_facts.py)
+    local script="$1" values; shift
+    values="$(python -c "import sys
+from dinov2.utils.config import load_config
+from utils.paper_facts import IMAGENET100
+cfg = load_config(sys.argv[1], sys.argv[2:])
+switch = cfg.optim.epochs * IMAGENET100.switch_epoch // IMAGENET100.epochs
+print(cfg.optim.epochs, cfg.train.OFFICIAL_EPOCH_LENGTH, switch)
+" "$@")" || { echo "$script: cannot read the recipe $1" >&2; exit 2; }
+    read -r EPOCHS EPOCH_ITERS SWITCH_EPOCH <<< "$values"
+}
+
 miniature_profile() {  # miniature_profile SCRIPT VARIABLE VALUE: the quick start's sizes for VALUE (full | smoke):
-    # DATASET LIMIT N2N_OPTIONS ZS_N2N_OPTIONS EPOCH_ITERS DINO_CONFIG DINO_ARGS EPOCHS SWITCH_EPOCH PROBE_ARGS
+    # DATASET LIMIT N2N_OPTIONS ZS_N2N_OPTIONS DINO_CONFIG DINO_ARGS PROBE_ARGS, and the recipe's EPOCHS EPOCH_ITERS
+    # SWITCH_EPOCH (read_recipe_length)
     case "$3" in
-      full)   # 4,000 / 1,000 digits; 10 epochs of 40 iterations per arm, NC / NCT branch at epoch 7 (paper: 140/200)
+      full)   # 4,000 / 1,000 digits; NC / NCT branch at epoch 7 of 10
         DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_FULL[@]}")
-        EPOCH_ITERS=40; DINO_CONFIG="dinov2/configs/train/tiny_cpu.yaml"; DINO_ARGS=(); EPOCHS=10; SWITCH_EPOCH=7
-        PROBE_ARGS=(--epochs 10) ;;
-      smoke)  # 300 digits; 4 epochs of 2 iterations per arm; the test suite runs this end to end
+        DINO_CONFIG="$MINIATURE_FULL_CONFIG"; PROBE_ARGS=(--epochs 10) ;;
+      smoke)  # 300 digits; NC / NCT branch at epoch 2 of 4; the test suite runs this end to end
         DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}")
-        ZS_N2N_OPTIONS=("${ZS_N2N_SMOKE[@]}"); EPOCH_ITERS=2; DINO_CONFIG="dinov2/configs/train/smoke_cpu.yaml"
-        DINO_ARGS=(train.OFFICIAL_EPOCH_LENGTH=2 train.checkpoint_period=2 train.max_to_keep=10
-                   evaluation.eval_period_iterations=4 optim.epochs=4 teacher.warmup_teacher_temp_epochs=1)
-        EPOCHS=4; SWITCH_EPOCH=2; PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
+        ZS_N2N_OPTIONS=("${ZS_N2N_SMOKE[@]}"); DINO_CONFIG="$MINIATURE_SMOKE_CONFIG"
+        PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
       *) echo "$1: $2 must be full or smoke, got '$3'" >&2; exit 2 ;;
     esac
+    DINO_ARGS=()
+    read_recipe_length "$1" "$DINO_CONFIG"
 }
 
 set_threads() {  # set_threads SCRIPT: THREADS (default: OMP_NUM_THREADS when set, else 2) for every stage
