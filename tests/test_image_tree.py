@@ -11,6 +11,7 @@ from utils.dataset_index import load_split
 from utils.generate_noise import generate_noise, main as generate_main, output_root
 from utils.image_io import iter_image_files, load_rgb, png_relpath
 from utils.image_tree import ImageTree, TreeSpecError, open_tree
+from utils.noise import parse_noise
 
 SETTINGS = ["gauss100", "shot3", "speckle0.4", "pg10_5", "identity"]
 
@@ -52,6 +53,18 @@ def test_a_folder_inside_the_tree_keeps_the_seeding_root(clean_tree, tmp_path):
     assert np.array_equal(np.asarray(split.read_pil(0)), np.asarray(probe_train.read_pil(0)))
     assert np.array_equal(np.asarray(split.read_pil(0)), load_rgb(tmp_path / "whole-gauss50" /
                                                                   png_relpath(split.samples[0][0])))
+
+
+def test_a_stored_tree_noised_in_code_is_the_spelled_noisy_tree(clean_tree):
+    noised = open_tree(clean_tree).noised(parse_noise("gauss50"))
+    assert noised == open_tree(f"noisy:gauss50:{clean_tree}")
+    assert noised / "train" == open_tree(f"noisy:gauss50:{clean_tree}:train")
+    relpath = next((noised / "train").iter_relpaths())
+    spelled = open_tree(f"noisy:gauss50:{clean_tree}:train")
+    assert np.array_equal((noised / "train").read(relpath), spelled.read(relpath))
+    assert not np.array_equal((noised / "train").read(relpath), open_tree(clean_tree / "train").read(relpath))
+    with pytest.raises(TreeSpecError, match="noised already"):
+        noised.noised(parse_noise("gauss100"))
 
 
 def test_spelling_round_trips_and_subtrees():

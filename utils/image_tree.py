@@ -67,6 +67,13 @@ class ImageTree:
         """The folder ``sub`` inside this tree (the noise keeps its seeding root)."""
         return replace(self, folder=self.folder / sub, base=self._kept_base)
 
+    def noised(self, spec: NoiseSpec) -> "ImageTree":
+        """This stored tree with ``spec`` added when an image is read, seeded by paths relative to this folder:
+        ``noisy:SETTING:FOLDER`` parsed (what ``generate_noise.py --src FOLDER`` stores), without a spelling."""
+        if self.noise is not None:
+            raise TreeSpecError(f"tree {self}: noise is added to a stored tree, and this one is noised already")
+        return replace(self, noise=spec, base=self.folder)
+
     @property
     def parent(self) -> "ImageTree":
         """The folder above this one (a noisy tree keeps its seeding root)."""

@@ -34,24 +34,23 @@ from dinov2.eval.runner import FrozenBackbone, label, load_splits, split_of, val
 from dinov2.hub import export_folder
 from utils.atomic import atomic_write_text
 from utils.cli import EXIT_BAD_INPUT, add_num_workers, one_line
-from utils.dataset_index import DatasetError, load_split
+from utils.dataset_index import DatasetError, TreeLike, load_split
 from utils.device import resolve_device, resolve_precision
 from utils.figures import pyplot, save_png
 from utils.image_io import ImageReadError
-from utils.image_tree import open_tree, tree_argument
+from utils.image_tree import ImageTree, open_tree, tree_argument
 from utils.metrics import psnr
-from utils.noise import expand_noise_settings
+from utils.noise import expand_noise_settings, parse_noise
 
 
-def mean_psnr(clean: dict[str, np.ndarray], noisy_root: str) -> float:
+def mean_psnr(clean: dict[str, np.ndarray], noisy: ImageTree) -> float:
     """Mean PSNR (dB) of the noisy tree's images against ``clean`` (``{relpath: pixels}``, read once per run)."""
-    noisy = open_tree(noisy_root)
     return float(np.mean([psnr(pixels, noisy.read_pixels(rel)) for rel, pixels in clean.items()]))
 
 
-def score(backbone: FrozenBackbone, model, train, val_root: str, k: int, temperature: float,
+def score(backbone: FrozenBackbone, model, train, val_root: TreeLike, k: int, temperature: float,
           num_classes: int) -> tuple[float, float]:
-    """(logistic regression top-1, k-NN top-1) on the val tree ``val_root`` (a tree spelling)."""
+    """(logistic regression top-1, k-NN top-1) on the val tree ``val_root`` (``ROOT/<split>``)."""
     tree, split = split_of(val_root)
     index = load_split(tree, split)
     features = backbone.features(index, index.samples, f"{split} features of {tree.folder.name}")
@@ -119,10 +118,9 @@ def evaluate(args: argparse.Namespace) -> Path:
     clean_pixels = {rel: clean_tree.read_pixels(rel) for rel, _ in clean_index.samples[:args.psnr_images]}
     table = {}
     for setting in args.noises:
-        noisy = f"noisy:{setting}:{clean_root.folder}:{split}"
-        logreg, knn = score(backbone, model, train, noisy, args.nb_knn, args.temperature, classes)
-        table[setting] = {"psnr": mean_psnr(clean_pixels, f"noisy:{setting}:{clean_root.folder}"),
-                          "logreg": logreg, "knn": knn}
+        noisy_root = clean_tree.noised(parse_noise(setting))  # seeded as the stored noisy copy of the clean tree
+        logreg, knn = score(backbone, model, train, noisy_root / split, args.nb_knn, args.temperature, classes)
+        table[setting] = {"psnr": mean_psnr(clean_pixels, noisy_root), "logreg": logreg, "knn": knn}
     areas = {key: family_areas(table, key) for key in ("logreg", "knn")}
     settings = {"train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "logreg_C": c,
                 "logreg_c_searched": list(args.logreg_c), "holdout_fraction": args.holdout_fraction,
