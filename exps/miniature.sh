@@ -35,21 +35,15 @@ SEEDS="${SEEDS:-0 1 2}"
 THREAD_COUNTS="${THREAD_COUNTS:-2 1}"
 WORKERS="${WORKERS:-2}"
 PROFILE="${MINIATURE_PROFILE:-full}"
-case "$PROFILE" in
-  full)
-    DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); DEFAULT_CONFIG="$MINIATURE_FULL_CONFIG"
-    PROBE_ARGS=(--epochs 10) ;;
-  smoke)
-    DATASET="mnist300"; LIMIT=(--limit 30); N2N_OPTIONS=("${N2N_SMOKE[@]}"); DEFAULT_CONFIG="$MINIATURE_SMOKE_CONFIG"
-    PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
-  *) echo "miniature.sh: MINIATURE_PROFILE must be full or smoke, got '$PROFILE'" >&2; exit 2 ;;
-esac
-DINO_CONFIG="${DINO_CONFIG:-$DEFAULT_CONFIG}"
+USER_CONFIG="${DINO_CONFIG:-}"
+# the quick start's sizes; the recipe's length and branch point (NC / NCT: the last 30 % of the epochs on noisy
+# images, as the paper's 140/200) are read from DINO_CONFIG when it is given
+miniature_profile miniature.sh MINIATURE_PROFILE "$PROFILE"
+if [ -n "$USER_CONFIG" ]; then
+    DINO_CONFIG="$USER_CONFIG"
+    read_recipe_length miniature.sh "$DINO_CONFIG"
+fi
 check_noise miniature.sh "$NOISE"
-
-DINO_ARGS=()
-# The recipe's length and branch point (NC / NCT: the last 30 % of the epochs on noisy images, as the paper's 140/200)
-read_recipe_length miniature.sh "$DINO_CONFIG"
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 
 read -r -a THREAD_LIST <<< "$THREAD_COUNTS"
