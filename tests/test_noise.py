@@ -39,8 +39,8 @@ def test_parse_rejects_bad_names_naming_them(bad):
 
 
 def test_all_expands_to_nine_without_duplicates():
-    assert expand_noise_settings(["all"]) == list(PAPER_NOISE_SETTINGS)
-    assert expand_noise_settings(["gauss100", "all", "gauss100"])[0] == "gauss100"
+    assert [spec.name for spec in expand_noise_settings(["all"])] == list(PAPER_NOISE_SETTINGS)
+    assert expand_noise_settings(["gauss100", "all", "gauss100"])[0] == parse_noise("gauss100")
     assert len(expand_noise_settings(["gauss100", "all"])) == 9
 
 

@@ -41,7 +41,7 @@ from utils.image_io import read_pixels, save_pixels_atomic
 from utils.manifest import check_or_write_manifest, read_manifest
 from utils.metrics import psnr_and_snr
 from utils.image_tree import NOISY_SCHEME
-from utils.noise import QUANTIZATION_MODES, NoiseSpec, expand_noise_settings, noisy_pixels, parse_noise
+from utils.noise import QUANTIZATION_MODES, NoiseSpec, expand_noise_settings, noisy_pixels
 from utils.run_lock import folder_lock, tree_writers
 from utils.sharding import Shard, parse_shard
 
@@ -108,7 +108,7 @@ def noise_one(task: NoiseTask) -> tuple[NoiseTask, float, float, str | None]:
     return (task, *psnr_and_snr(clean, noisy), None)
 
 
-def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantization: str,
+def plan(src: Path, specs: list[NoiseSpec], out_prefix: Path, seed: int, quantization: str,
          png_compression: int) -> list[NoiseTask]:
     """Every (image, setting) pair to produce, with clear errors before any work is done."""
     if str(src).startswith(NOISY_SCHEME):
@@ -130,11 +130,10 @@ def plan(src: Path, settings: list[str], out_prefix: Path, seed: int, quantizati
         targets[target] = rel
     float_range = (recorded_float_range(src) or _measured(src, floats)) if floats else None
     tasks = []
-    for setting in settings:
-        root = output_root(out_prefix, setting).resolve()
+    for spec in specs:
+        root = output_root(out_prefix, spec.name).resolve()
         if root == src.resolve() or src.resolve() in root.parents:
             raise ValueError(f"output folder {root} lies inside the source tree {src}")
-        spec = parse_noise(setting)
         tasks.extend(
             NoiseTask(str(src / rel), rel, spec, str(root / target), seed, quantization, png_compression,
                       float_range)
@@ -185,15 +184,16 @@ def generate_noise(
 ) -> dict[str, dict[str, float | int]]:
     """Write the noisy trees (this shard's images) and return per-setting statistics; raises
     :class:`GenerationError` on bad images."""
-    settings = expand_noise_settings(settings)
+    specs = expand_noise_settings(settings)
+    settings = [spec.name for spec in specs]
     out_prefix = out_prefix if out_prefix is not None else default_out_prefix(src)
     if overwrite and not shard.whole:
         raise ValueError("--overwrite rewrites whole trees and cannot be split by --shard: delete the output "
                          "folders instead, then run the shards")
-    tasks = shard.take(plan(src, settings, out_prefix, seed, quantization, png_compression))
+    tasks = shard.take(plan(src, specs, out_prefix, seed, quantization, png_compression))
     stats = {setting: SettingStats() for setting in settings}
-    manifests = {setting: {"setting": setting, "canonical": parse_noise(setting).canonical, "seed": seed,
-                           "quantization": quantization, "source": str(src.resolve())} for setting in settings}
+    manifests = {spec.name: {"setting": spec.name, "canonical": spec.canonical, "seed": seed,
+                             "quantization": quantization, "source": str(src.resolve())} for spec in specs}
     redo: set[str] = set()
 
     def claim(setting: str, others_writing: bool) -> None:

@@ -89,15 +89,15 @@ def parse_noise(setting: str) -> NoiseSpec:
     return NoiseSpec(family, level, spelling=setting)
 
 
-def expand_noise_settings(settings: Iterable[str]) -> list[str]:
-    """Expand ``all`` to the paper's nine settings, validate the rest, and drop duplicates (order kept)."""
-    expanded: list[str] = []
+def expand_noise_settings(settings: Iterable[str]) -> list[NoiseSpec]:
+    """Expand ``all`` to the paper's nine settings, parse every one (once: callers pass the parsed settings on) and
+    drop repeated spellings (order kept)."""
+    expanded: dict[str, NoiseSpec] = {}
     for setting in settings:
         for name in PAPER_NOISE_SETTINGS if setting == "all" else (setting,):
-            parse_noise(name)
             if name not in expanded:
-                expanded.append(name)
-    return expanded
+                expanded[name] = parse_noise(name)
+    return list(expanded.values())
 
 
 def relpath_key(relpath: str | PurePath) -> str:

@@ -18,7 +18,7 @@ from utils.dataset_index import load_split
 from utils.figures import pyplot, save_png
 from utils.image_io import load_rgb
 from utils.metrics import psnr
-from utils.noise import expand_noise_settings, noisy_image, parse_noise
+from utils.noise import expand_noise_settings, noisy_image
 
 
 def pick_images(root: Path, split: str, count: int) -> list[str]:
@@ -33,18 +33,17 @@ def pick_images(root: Path, split: str, count: int) -> list[str]:
 def plot_noise_grid(root: Path, settings: list[str], relpaths: list[str], out: Path, seed: int = 42,
                     quantization: str = "truncate") -> dict[str, list[float]]:
     """Draw the grid into ``out`` (PNG) and return the PSNR of every noisy panel, per setting."""
-    settings = expand_noise_settings(settings)
-    rows, cols = len(relpaths), len(settings) + 1
+    specs = expand_noise_settings(settings)
+    rows, cols = len(relpaths), len(specs) + 1
     figure, axes = pyplot().subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows), squeeze=False)
-    psnrs: dict[str, list[float]] = {setting: [] for setting in settings}
-    specs = {setting: parse_noise(setting) for setting in settings}
+    psnrs: dict[str, list[float]] = {spec.name: [] for spec in specs}
     for row, rel in enumerate(relpaths):
         clean = load_rgb(root / rel)
         panels = [("clean", clean, None)]
-        for setting in settings:
-            noisy = noisy_image(clean, specs[setting], seed, rel, quantization)
-            psnrs[setting].append(psnr(clean, noisy))
-            panels.append((setting, noisy, psnrs[setting][-1]))
+        for spec in specs:
+            noisy = noisy_image(clean, spec, seed, rel, quantization)
+            psnrs[spec.name].append(psnr(clean, noisy))
+            panels.append((spec.name, noisy, psnrs[spec.name][-1]))
         for col, (title, image, value) in enumerate(panels):
             axis = axes[row][col]
             axis.imshow(image, interpolation="nearest")

@@ -40,7 +40,7 @@ from utils.figures import pyplot, save_png
 from utils.image_io import ImageReadError
 from utils.image_tree import ImageTree, open_tree, tree_argument
 from utils.metrics import psnr
-from utils.noise import expand_noise_settings, parse_noise
+from utils.noise import expand_noise_settings
 
 
 def mean_psnr(clean: dict[str, np.ndarray], noisy: ImageTree) -> float:
@@ -87,7 +87,7 @@ def markdown(table: dict, clean: dict, areas: dict) -> str:
 def robustness_request(args: argparse.Namespace, checkpoint: Path, precision: str) -> dict:
     """The options that change this evaluation's result (a rerun with the same ones keeps it; see request.py)."""
     return {"protocol_name": "robustness", "checkpoint": str(Path(checkpoint).resolve()),
-            "train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "noises": list(args.noises),
+            "train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "noises": [spec.name for spec in args.noises],
             "crop_size": args.crop_size, "resize_size": args.resize_size, "batch_size": args.batch_size,
             "precision": precision, "method": args.method, "noise": args.noise, "nb_knn": args.nb_knn,
             "temperature": args.temperature, "logreg_c": list(args.logreg_c),
@@ -95,8 +95,9 @@ def robustness_request(args: argparse.Namespace, checkpoint: Path, precision: st
 
 
 def evaluate(args: argparse.Namespace) -> Path:
-    """Fit once on the training tree, score the clean val and every noise setting; returns the JSON path (kept,
-    without work, when it holds the result of the same request)."""
+    """Fit once on the training tree, score the clean val and every noise setting (``args.noises``, parsed by
+    :func:`~utils.noise.expand_noise_settings`); returns the JSON path (kept, without work, when it holds the result
+    of the same request)."""
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     info = checkpoint_info(Path(args.pretrained_weights))
@@ -117,10 +118,10 @@ def evaluate(args: argparse.Namespace) -> Path:
     clean_tree = open_tree(clean_root.folder)
     clean_pixels = {rel: clean_tree.read_pixels(rel) for rel, _ in clean_index.samples[:args.psnr_images]}
     table = {}
-    for setting in args.noises:
-        noisy_root = clean_tree.noised(parse_noise(setting))  # seeded as the stored noisy copy of the clean tree
+    for spec in args.noises:
+        noisy_root = clean_tree.noised(spec)  # seeded as the stored noisy copy of the clean tree
         logreg, knn = score(backbone, model, train, noisy_root / split, args.nb_knn, args.temperature, classes)
-        table[setting] = {"psnr": mean_psnr(clean_pixels, noisy_root), "logreg": logreg, "knn": knn}
+        table[spec.name] = {"psnr": mean_psnr(clean_pixels, noisy_root), "logreg": logreg, "knn": knn}
     areas = {key: family_areas(table, key) for key in ("logreg", "knn")}
     settings = {"train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "logreg_C": c,
                 "logreg_c_searched": list(args.logreg_c), "holdout_fraction": args.holdout_fraction,
@@ -164,7 +165,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "not --run-dir")
         if not Path(args.pretrained_weights).exists() and export_folder(Path(args.pretrained_weights)) is None:
             raise FileNotFoundError(f"--pretrained-weights {args.pretrained_weights}: no such file or folder")
-        args.noises = expand_noise_settings(args.noises)
+        args.noises = expand_noise_settings(args.noises)  # parsed once, before any work
         path = evaluate(args)
     except (ValueError, FileNotFoundError, DatasetError, ImageReadError, OSError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
