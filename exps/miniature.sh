@@ -35,14 +35,9 @@ SEEDS="${SEEDS:-0 1 2}"
 THREAD_COUNTS="${THREAD_COUNTS:-2 1}"
 WORKERS="${WORKERS:-2}"
 PROFILE="${MINIATURE_PROFILE:-full}"
-USER_CONFIG="${DINO_CONFIG:-}"
-# the quick start's sizes; the recipe's length and branch point (NC / NCT: the last 30 % of the epochs on noisy
-# images, as the paper's 140/200) are read from DINO_CONFIG when it is given
-miniature_profile miniature.sh MINIATURE_PROFILE "$PROFILE"
-if [ -n "$USER_CONFIG" ]; then
-    DINO_CONFIG="$USER_CONFIG"
-    read_recipe_length miniature.sh "$DINO_CONFIG"
-fi
+# the quick start's sizes; the recipe (DINO_CONFIG when given) sets the length and the branch point (NC / NCT: the
+# last 30 % of the epochs on noisy images, as the paper's 140/200)
+miniature_profile miniature.sh MINIATURE_PROFILE "$PROFILE" "${DINO_CONFIG:-}"
 check_noise miniature.sh "$NOISE"
 NCT_WEIGHT="${NCT_WEIGHT:-$(paper_nct_weight "$NOISE")}"  # the paper's weight for the setting by default
 

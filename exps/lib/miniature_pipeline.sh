@@ -62,9 +62,9 @@ print(cfg.optim.epochs, cfg.train.OFFICIAL_EPOCH_LENGTH, switch)
     read -r EPOCHS EPOCH_ITERS SWITCH_EPOCH <<< "$values"
 }
 
-miniature_profile() {  # miniature_profile SCRIPT VARIABLE VALUE: the quick start's sizes for VALUE (full | smoke):
-    # DATASET LIMIT N2N_OPTIONS ZS_N2N_OPTIONS DINO_CONFIG DINO_ARGS PROBE_ARGS, and the recipe's EPOCHS EPOCH_ITERS
-    # SWITCH_EPOCH (read_recipe_length)
+miniature_profile() {  # miniature_profile SCRIPT VARIABLE VALUE [CONFIG]: the quick start's sizes for VALUE (full |
+    # smoke): DATASET LIMIT N2N_OPTIONS ZS_N2N_OPTIONS DINO_CONFIG (CONFIG when given, else the profile's recipe)
+    # DINO_ARGS PROBE_ARGS, and the recipe's EPOCHS EPOCH_ITERS SWITCH_EPOCH (read_recipe_length)
     case "$3" in
       full)   # 4,000 / 1,000 digits; NC / NCT branch at epoch 7 of 10
         DATASET="mnist5k"; LIMIT=(); N2N_OPTIONS=("${N2N_FULL[@]}"); ZS_N2N_OPTIONS=("${ZS_N2N_FULL[@]}")
@@ -75,6 +75,7 @@ miniature_profile() {  # miniature_profile SCRIPT VARIABLE VALUE: the quick star
         PROBE_ARGS=(--epochs 2 --learning-rates 1e-3 1e-2) ;;
       *) echo "$1: $2 must be full or smoke, got '$3'" >&2; exit 2 ;;
     esac
+    DINO_CONFIG="${4:-$DINO_CONFIG}"
     DINO_ARGS=()
     read_recipe_length "$1" "$DINO_CONFIG"
 }
