@@ -4,8 +4,8 @@
         [--num-workers N --batch-size B --tile 1024 --tile-overlap 64 --device auto --precision fp32 --shard I/N]
     python Neighbor2Neighbor/denoise.py --weights CKPT --src noisy:gauss100:CLEAN_ROOT --output-dir DENOISED_ROOT
     torchrun --nproc_per_node=G Neighbor2Neighbor/denoise.py --weights CKPT --src ... --output-dir ...
-    python Neighbor2Neighbor/denoise.py --weights CKPT --src REVISITOP/datasets/roxford5k
-        --output-dir OUT/roxford5k_gauss100 --revisitop-noise gauss100 [--noise-seed 42]
+    python Neighbor2Neighbor/denoise.py --weights CKPT --src noisy:gauss100[,seed=42]:REVISITOP/datasets/roxford5k
+        --output-dir OUT/roxford5k_gauss100
 
 Every image is denoised at its native resolution (reflect-padded to a multiple of 32; images larger than
 --tile are processed in overlapping tiles), rounded to uint8 and written as PNG at the same relative path.
@@ -20,9 +20,9 @@ every world-size-th block, ``--shard I/N`` does the same across SLURM array task
 batch never depends on the split or on what an earlier run finished, the union of the shards is byte-identical
 to a one-process run.
 
-With --revisitop-noise, SRC is a revisitop dataset folder (jpg/*.jpg and gnd_*.pkl): each jpg/<name>.jpg
-is noised on the fly with the shared noise model (seeded by the setting, --noise-seed and "jpg/<name>.jpg"),
-denoised and written as DST/jpg/<name>.png; the gnd_*.pkl files are copied.
+A revisitop dataset folder (jpg/*.jpg and gnd_*.pkl), stored or noised on the fly (``noisy:SETTING:FOLDER``:
+each jpg/<name>.jpg seeded by the setting, the seed and "jpg/<name>.jpg"), is denoised into DST/jpg/<name>.png and
+its gnd_*.pkl files are copied.
 """
 
 from __future__ import annotations
@@ -43,14 +43,13 @@ from tqdm import tqdm
 from Neighbor2Neighbor.inference import check_tiling, denoise_pixels
 from Neighbor2Neighbor.weights import load_denoiser, model_digest
 from utils.atomic import make_folder, remove_stale_temporaries
-from utils.cli import EXIT_BAD_INPUT, add_num_workers, add_output_dir, add_quiet, check_outside
+from utils.cli import EXIT_BAD_INPUT, RenamedOption, add_num_workers, add_output_dir, add_quiet, check_outside
 from utils.dataset_index import LABELS_FILENAME
 from utils.device import PRECISIONS, resolve_precision
 from utils.distributed import launched_local_rank, rank_device
 from utils.image_io import ImageReadError, copy_relpath, iter_image_files, save_pixels_atomic
 from utils.image_tree import ImageTree, tree_argument
 from utils.manifest import check_or_write_manifest
-from utils.noise import parse_noise
 from utils.run_lock import folder_lock, tree_writers
 from utils.sharding import Shard, launch_shard, parse_shard
 
@@ -174,8 +173,7 @@ def denoise_tree(
     shard: Shard = Shard(), block_images: int = PLAN_BLOCK_IMAGES,
 ) -> DenoiseReport:
     """Denoise this shard's images of ``task.src`` that have no output yet; never raises for unreadable images."""
-    if not task.src.is_dir():
-        raise FileNotFoundError(f"--src folder {task.src.folder} does not exist{task.src.missing_hint()}")
+    check_source(task.src)
     relpaths = list_revisitop_images(task.src.folder) if revisitop else list(task.src.iter_relpaths())
     if not relpaths:
         raise ValueError(f"--src folder {task.src.folder} holds no images")
@@ -232,22 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--block-images", type=int, default=PLAN_BLOCK_IMAGES,
                         help="images per unit of sharding and batch planning (default %(default)s; keep it for "
                              "every shard and rerun of one --dst)")
-    parser.add_argument("--revisitop-noise", default=None,
-                        help="noise a revisitop dataset on the fly, e.g. gauss100 (same as --src noisy:gauss100:SRC)")
-    parser.add_argument("--noise-seed", type=int, default=42, help="seed of the --revisitop-noise noise")
+    # a revisitop folder is noised by its tree spelling, as every tree is
+    parser.add_argument("--revisitop-noise", action=RenamedOption, new_name="--src noisy:SETTING:FOLDER",
+                        why="a revisitop folder is noised as any tree is (e.g. --src noisy:gauss100:FOLDER)")
+    parser.add_argument("--noise-seed", action=RenamedOption, new_name="--src noisy:SETTING,seed=N:FOLDER",
+                        why="the seed is an option of the tree spelling (e.g. --src noisy:gauss100,seed=42:FOLDER)")
     add_quiet(parser)
     return parser
 
 
+def check_source(src: ImageTree) -> None:
+    """FileNotFoundError naming ``src`` when its folder does not exist."""
+    if not src.is_dir():
+        raise FileNotFoundError(f"--src folder {src.folder} does not exist{src.missing_hint()}")
+
+
 def source_tree(args: argparse.Namespace) -> ImageTree:
-    """--src, with --revisitop-noise applied; ValueError when --dst is --src or lies inside it."""
-    src: ImageTree = args.src
-    if args.revisitop_noise is not None:
-        if src.on_the_fly:
-            raise ValueError(f"--revisitop-noise: --src {src} is already noised on the fly")
-        src = ImageTree(src.folder, parse_noise(args.revisitop_noise), args.noise_seed)
-    check_outside(args.output_dir, {"--src": src.folder})
-    return src
+    """--src, checked before any work; ValueError when --output-dir is --src or lies inside it."""
+    check_source(args.src)
+    check_outside(args.output_dir, {"--src": args.src.folder})
+    return args.src
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             remove_stale_temporaries(args.output_dir)
             report = denoise_tree(model, DenoiseTask(src, args.output_dir), device, precision, args.batch_size,
                                   args.num_workers, args.tile, args.tile_overlap,
-                                  args.revisitop_noise is not None or _is_revisitop(src),
+                                  _is_revisitop(src),
                                   not args.quiet and launched_local_rank() == 0, shard,
                                   args.block_images)
     except (ValueError, OSError) as error:  # bad input, an unwritable or full output folder
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_revisitop(src: ImageTree) -> bool:
-    """A revisitop dataset folder (jpg/ and gnd_*.pkl), whether noised by --revisitop-noise or by --src."""
+    """A revisitop dataset folder (jpg/ and gnd_*.pkl), stored or noised on the fly."""
     return (src.folder / "jpg").is_dir() and any(src.folder.glob("gnd_*.pkl"))
 
 

@@ -39,8 +39,8 @@ for noise in $NOISES; do
     for dataset in $DATASETS; do
         echo "=== $dataset, $noise -> $OUT_ROOT/${dataset}_$noise"
         run_cmd "${DENOISE_LAUNCH[@]}" Neighbor2Neighbor/denoise.py --weights "$weights" \
-            --src "$REVISITOP_ROOT/datasets/$dataset" --output-dir "$OUT_ROOT/${dataset}_$noise" \
-            --revisitop-noise "$noise" --noise-seed "$NOISE_SEED" --num-workers "$WORKERS" --batch-size 1
+            --src "noisy:$noise,seed=$NOISE_SEED:$REVISITOP_ROOT/datasets/$dataset" \
+            --output-dir "$OUT_ROOT/${dataset}_$noise" --num-workers "$WORKERS" --batch-size 1
     done
 done
 echo "done: denoised datasets are $OUT_ROOT/<dataset>_<setting>"

@@ -53,8 +53,8 @@ prepare_data
 
 step "3. Neighbor2Neighbor: train on the noisy train images only, then denoise the noisy tree and retrieval set"
 train_denoiser
-run_cmd python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "$RETRIEVAL/toy_retrieval" \
-    --output-dir "$RETRIEVAL_DENOISED/toy_retrieval" --revisitop-noise "$NOISE" --num-workers 0 --quiet
+run_cmd python Neighbor2Neighbor/denoise.py --weights "$N2N_DIR/last.pt" --src "noisy:$NOISE:$RETRIEVAL/toy_retrieval" \
+    --output-dir "$RETRIEVAL_DENOISED/toy_retrieval" --num-workers 0 --quiet
 
 step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs 0-$SWITCH_EPOCH," \
     "then $NC_EPOCHS noisy)"

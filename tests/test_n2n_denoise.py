@@ -38,7 +38,7 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _run(weights: Path, src: Path, dst: Path, *extra: str) -> int:
+def _run(weights: Path, src: Path | str, dst: Path, *extra: str) -> int:
     return denoise_module.main(["--weights", str(weights), "--src", str(src), "--dst", str(dst), "--workers", "0",
                                 "--batch-size", "2", "--device", "cpu", "--no-progress", *extra])
 
@@ -99,7 +99,7 @@ def test_tiles_cover_the_image_exactly():
     assert denoise_tensor(model, x, tile=64, overlap=16).shape == x.shape
 
 
-def test_revisitop_images_are_noised_on_the_fly_then_denoised(tmp_path, weights):
+def test_revisitop_images_are_noised_on_the_fly_then_denoised(tmp_path, weights, capsys):
     src = tmp_path / "roxford5k"
     rng = np.random.default_rng(2)
     clean = {name: rng.integers(0, 256, (24, 30, 3), dtype=np.uint8) for name in ("all_souls_1", "bodleian_2")}
@@ -109,14 +109,26 @@ def test_revisitop_images_are_noised_on_the_fly_then_denoised(tmp_path, weights)
     with open(src / "gnd_roxford5k.pkl", "wb") as handle:
         pickle.dump({"imlist": list(clean), "qimlist": [], "gnd": []}, handle)
     dst = tmp_path / "roxford5k_gauss100"
-    assert _run(weights, src, dst, "--revisitop-noise", "gauss100", "--noise-seed", "7") == 0
+    assert _run(weights, f"noisy:gauss100,seed=7:{src}", dst) == 0
     assert (dst / "gnd_roxford5k.pkl").read_bytes() == (src / "gnd_roxford5k.pkl").read_bytes()
     model = denoise_module.load_denoiser(weights)
     for name, image in clean.items():
         noisy = noisy_image(image, parse_noise("gauss100"), 7, f"jpg/{name}.png")
         expected = denoise_uint8(model, noisy[None], torch.device("cpu"))[0]
         assert np.array_equal(load_rgb(dst / "jpg" / f"{name}.png"), expected)
-    assert _run(weights, tmp_path / "noisy_missing", dst, "--revisitop-noise", "gauss100") == 2
+    missing_dst = tmp_path / "missing_gauss100"
+    assert _run(weights, f"noisy:gauss100:{tmp_path / 'noisy_missing'}", missing_dst) == 2
+    assert "noisy_missing does not exist" in capsys.readouterr().err
+    assert not missing_dst.exists()  # refused before any folder is made
+
+
+@pytest.mark.parametrize("option, spelling", [(["--revisitop-noise", "gauss100"], "--src noisy:SETTING:FOLDER"),
+                                              (["--noise-seed", "7"], "--src noisy:SETTING,seed=N:FOLDER")])
+def test_the_older_revisitop_noise_options_name_the_tree_spelling(tmp_path, weights, capsys, option, spelling):
+    with pytest.raises(SystemExit) as stopped:
+        _run(weights, tmp_path, tmp_path / "out", *option)
+    assert stopped.value.code == 2
+    assert f"{option[0]} is now {spelling}" in capsys.readouterr().err
 
 
 def test_refuses_to_mix_outputs_of_another_denoiser(tmp_path, weights, capsys):

@@ -33,6 +33,21 @@ def add_num_workers(parser: argparse.ArgumentParser, default: int, help: Optiona
                         help=help or "worker processes (0: in this process; default %(default)s)")
 
 
+class RenamedOption(argparse.Action):
+    """An option that was renamed or replaced: using it is a usage error (exit status 2) naming what to use.
+
+        parser.add_argument("--noise", action=RenamedOption, new_name="--noise-label", why="it labels the result")
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str, why: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new_name, self.why = new_name, why
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        parser.error(f"{option_string} is now {self.new_name}: {self.why}")
+
+
 def non_negative_int(text: str) -> int:
     """``argparse`` type: an integer >= 0 (a count of workers, of images)."""
     try:

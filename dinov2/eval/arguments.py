@@ -20,7 +20,7 @@ from dinov2.eval.transforms import (
     DEFAULT_AUGMENT_SCALE, DEFAULT_HFLIP_PROBABILITY, make_train_augment_transform,
 )
 from dinov2.utils.choices import VIT_SIZES
-from utils.cli import add_num_workers
+from utils.cli import RenamedOption, add_num_workers
 from utils.device import PRECISIONS
 from utils.image_tree import tree_argument
 
@@ -89,25 +89,13 @@ def _add_checkpoint_and_data_arguments(parser: argparse.ArgumentParser, protocol
     labels.add_argument("--epoch-offset", type=float, default=0.0, help="added to the checkpoint's epoch")
 
 
-class _RenamedOption(argparse.Action):
-    """An option that was renamed: using it is a usage error naming the new one."""
-
-    def __init__(self, option_strings: list[str], dest: str, new_name: str, why: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
-        self.new_name, self.why = new_name, why
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: Optional[str] = None) -> None:
-        parser.error(f"{option_string} is now {self.new_name}: {self.why}")
-
-
 def add_noise_label(parser: Any, help_text: str, default: Optional[str] = None) -> None:
     """``--noise-label`` (``args.noise``): the noise setting a result is labelled with. Only retrieval's ``--noise``
     adds noise; here the images are read as given, so the older spelling ``--noise`` is refused saying so."""
     parser.add_argument("--noise-label", dest="noise", default=default,
                         help=f"{help_text}; a label only: the images are read as given (noisy:SETTING:ROOT noises "
                              "them on the fly)")
-    parser.add_argument("--noise", action=_RenamedOption, new_name="--noise-label",
+    parser.add_argument("--noise", action=RenamedOption, new_name="--noise-label",
                         why="it labels the result; the images are read as given (give noisy:SETTING:ROOT as the "
                             "tree to noise them on the fly)")
 
