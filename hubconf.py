@@ -4,7 +4,7 @@
     model = torch.hub.load("path/to/repo", "backbone", source="local", weights="outputs/run")   # newest export
     model = torch.hub.load("path/to/repo", "dinov2_vits14", source="local")   # upstream's released weights
 
-``backbone`` takes anything ``dinov2.hub.load_backbone`` takes (run directory, teacher export, full checkpoint,
+``backbone`` takes anything ``dinov2.hub.load_backbone`` takes (run directory, encoder export, full checkpoint,
 ``python -m dinov2.export`` folder, bare state dict). The ``dinov2_vit{s,b,l,g}14[_reg]`` entries build upstream
 DINOv2's released backbones under upstream's names, so a process that imported this project's ``dinov2`` package
 (which shadows upstream's) loads them from here; ``pretrained=True`` downloads the official weights, ``weights=``

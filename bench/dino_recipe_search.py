@@ -178,7 +178,7 @@ def dino_cross_entropy(run_dir: Path, overrides: list[str]) -> tuple[float, floa
 
 
 def knn_of(weights: Path, data: Path, out: Path, threads: int) -> tuple[float, float]:
-    """k-NN top-1 (%) of a teacher export or run on the clean digits, and the evaluation's wall time."""
+    """k-NN top-1 (%) of an encoder export or run on the clean digits, and the evaluation's wall time."""
     result_dir = out / "knn"
     seconds = 0.0
     if not list(result_dir.glob("knn_*.json")):
@@ -208,7 +208,7 @@ RANDOM_BACKBONES = {"random_init": [], "random_init_ls_off": LS_OFF}
 
 
 def baselines(data: Path, out: Path, seed: int, threads: int) -> list[dict]:
-    """Raw pixels, and the recipe's backbone at initialisation, with and without LayerScale (teacher exports)."""
+    """Raw pixels, and the recipe's backbone at initialisation, with and without LayerScale (encoder exports)."""
     rows = [{"variant": "baseline: raw pixels",
              "knn_top1": raw_pixel_knn(load_split(data, "train"), load_split(data, "val"), K)["top1"]}]
     for name, overrides in RANDOM_BACKBONES.items():

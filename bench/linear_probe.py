@@ -7,7 +7,7 @@
 The modes evaluate the same checkpoint on the same embedded MNIST subset (``utils/make_toy_dataset.py``,
 ``--limit`` digits per class, 32 px) in this process, with the full 52-head grid, the same epochs, batch size,
 held-out selection and seed. The checkpoint is ``--pretrained-weights`` (a trained export or run directory) or,
-by default, a randomly initialised ``vit_tiny_4blocks`` (patch 4, 32 px) written as a teacher export (LayerScale off:
+by default, a randomly initialised ``vit_tiny_4blocks`` (patch 4, 32 px) written as an encoder export (LayerScale off:
 with upstream's 1e-5 initial LayerScale an untrained ViT passes its input through almost unchanged and every
 image gets nearly the same class token). The script prints both wall times, their ratio and both accuracies
 (held-out-selected head, scored on val), and writes them to a JSON file. The paper's ImageNet-100 probe runs
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (on a shared, oversubscribed CPU 1 avoids thread thrashing)")
     parser.add_argument("--pretrained-weights", type=Path, default=None,
-                        help="a trained teacher export or run directory (default: a randomly initialised ViT)")
+                        help="a trained encoder export or run directory (default: a randomly initialised ViT)")
     parser.add_argument("--augment-scale", type=float, nargs=2, default=[0.08, 1.0], metavar=("MIN", "MAX"),
                         help="crop area range of the augment mode (default: upstream's 0.08 1)")
     parser.add_argument("--augment-hflip", type=float, default=0.5, help="flip probability of the augment mode")

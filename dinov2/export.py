@@ -1,6 +1,6 @@
 """Export a backbone in standard formats: a flat ``model.safetensors`` and a small ``config.json``.
 
-    python -m dinov2.export --weights outputs/run --output-dir outputs/run/export        # newest teacher export
+    python -m dinov2.export --weights outputs/run --output-dir outputs/run/export        # newest encoder export
     python -m dinov2.export --weights outputs/run/model_0012499.pth --output-dir OUT      # a full checkpoint
     python -m dinov2.export --weights dinov2_vits14_pretrain.pth --output-dir OUT         # official weights
     python -m dinov2.export --weights outputs/run --output-dir OUT --format hf            # a transformers folder
@@ -69,7 +69,7 @@ def timm_arguments(spec: BackboneSpec) -> Optional[dict[str, Any]]:
 def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
                     patch_size: Optional[int] = None, export_format: str = "dinov2") -> Path:
     """Write ``output_dir/model.safetensors`` and ``output_dir/config.json`` for the backbone of ``source`` (run
-    directory, teacher export, full checkpoint, export or transformers folder, bare state dict); returns
+    directory, encoder export, full checkpoint, export or transformers folder, bare state dict); returns
     ``output_dir``. ``export_format="hf"`` writes them as a transformers ``Dinov2Model`` (or
     ``Dinov2WithRegistersModel``) that ``AutoModel.from_pretrained(output_dir)`` loads."""
     from safetensors.torch import save
@@ -81,7 +81,7 @@ def export_backbone(source: Path, output_dir: Path, arch: Optional[str] = None,
     if not isinstance(model, DinoVisionTransformer):
         raise BackboneWeightsError(
             f"{source} holds a {type(model).__name__} ({getattr(model, 'arch', '')}): the safetensors export is "
-            "for ViTs; its teacher export loads with dinov2.hub.load_backbone, and its weights keep torchvision's "
+            "for ViTs; its encoder export loads with dinov2.hub.load_backbone, and its weights keep torchvision's "
             "ResNet names (torchvision.models.<arch>().load_state_dict(weights, strict=False) leaves out only fc)")
     spec = spec_of_model(model)
     folder = export_folder(Path(source))
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dinov2.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True,
-                        help="run directory, teacher export, full checkpoint, export folder or bare state dict")
+                        help="run directory, encoder export, full checkpoint, export folder or bare state dict")
     parser.add_argument("--output-dir", type=Path, required=True, help="folder for model.safetensors + config.json")
     parser.add_argument("--arch", choices=sorted(VIT_SIZES), default=None,
                         help="check a bare state dict's architecture (it is read from the tensors)")

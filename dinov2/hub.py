@@ -1,10 +1,10 @@
-"""Load a trained backbone in one call: a run directory, a teacher export, a full checkpoint, an export folder
+"""Load a trained backbone in one call: a run directory, an encoder export, a full checkpoint, an export folder
 (``model.safetensors`` + ``config.json``, see :mod:`dinov2.export`), a Hugging Face transformers DINOv2 folder, a
 timm folder, or a bare backbone state dict such as upstream DINOv2's released weights or timm's.
 
     from dinov2.hub import load_backbone
-    model = load_backbone("outputs/run")                                   # newest teacher export of the run
-    model = load_backbone("outputs/run/eval/training_249/teacher_checkpoint.pth")
+    model = load_backbone("outputs/run")                                   # newest encoder export of the run
+    model = load_backbone("outputs/run/eval/training_249/teacher_checkpoint.pth")   # (SimCLR...: student_...)
     model = load_backbone("outputs/run/model_0000249.pth")                  # the evaluated encoder of a checkpoint
     model = load_backbone("outputs/export")                                 # python -m dinov2.export ...
     model = load_backbone("dinov2_vits14_pretrain.pth", arch="vit_small", patch_size=14)   # official weights
@@ -33,16 +33,16 @@ from dinov2.models.backbone_weights import (BackboneSpec, BackboneWeightsError, 
                                            spec_of_model)
 from dinov2.models.transformers_weights import (TRANSFORMERS_WEIGHTS, load_transformers_backbone,
                                                 transformers_weights_file)
-from dinov2.utils.checkpoint import CONFIG_FILENAME, newest_teacher_export
+from dinov2.utils.checkpoint import CONFIG_FILENAME, newest_encoder_export
 from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import DERIVED_SECTION, default_config
 from utils.cli import squeezed
-from utils.weights_file import describe_contents, load_torch_file
+from utils.weights_file import describe_contents, export_encoder, load_torch_file
 
 PathLike = Union[str, Path]
 EXPORT_WEIGHTS, EXPORT_CONFIG = "model.safetensors", "config.json"
 FOLDER_WEIGHTS = TRANSFORMERS_WEIGHTS  # what a weights folder may hold beside its config.json
-BACKBONE_SOURCE = ("a backbone: a teacher export, a full checkpoint, a run directory, a python -m dinov2.export, "
+BACKBONE_SOURCE = ("a backbone: an encoder export, a full checkpoint, a run directory, a python -m dinov2.export, "
                    "transformers or timm folder, or a bare backbone state dict")
 
 
@@ -55,10 +55,12 @@ def config_from_yaml(text: str) -> DictConfig:
 
 
 def backbone_state_dict(state: dict[str, Any], source: PathLike, encoder: str = "teacher") -> dict[str, torch.Tensor]:
-    """The plain backbone keys of a teacher export (``teacher`` -> ``backbone.*``) or a full checkpoint
-    (``model`` -> ``<encoder>.backbone.*``: the EMA teacher of DINO-style runs, the student of contrastive ones)."""
-    if "teacher" in state:
-        weights, prefix = state["teacher"], "backbone."
+    """The plain backbone keys of an encoder export (``teacher`` or ``student`` -> ``backbone.*``) or a full
+    checkpoint (``model`` -> ``<encoder>.backbone.*``: the EMA teacher of DINO-style runs, the student of contrastive
+    ones)."""
+    exported = export_encoder(state)
+    if exported is not None:
+        weights, prefix = state[exported], "backbone."
     elif "model" in state:
         weights, prefix = state["model"], f"{encoder}.backbone."
     else:
@@ -70,7 +72,7 @@ def backbone_state_dict(state: dict[str, Any], source: PathLike, encoder: str = 
 
 
 def is_run_directory(path: Path) -> bool:
-    """True when ``path`` is a training run's folder: it holds full checkpoints or teacher exports."""
+    """True when ``path`` is a training run's folder: it holds full checkpoints or encoder exports."""
     path = Path(path)
     return path.is_dir() and (any(path.glob("model_*.pth")) or any((path / "eval").glob("training_*")))
 
@@ -83,7 +85,7 @@ def export_folder(path: Path) -> Optional[Path]:
     folder = path.parent if path.name in FOLDER_WEIGHTS else path
     if (folder / EXPORT_CONFIG).is_file() and any((folder / name).is_file() for name in FOLDER_WEIGHTS):
         if path.name != EXPORT_WEIGHTS and is_run_directory(folder):
-            warnings.warn(f"{folder} is a run directory: its newest teacher export is used, not the "
+            warnings.warn(f"{folder} is a run directory: its newest encoder export is used, not the "
                           f"{EXPORT_WEIGHTS} + {EXPORT_CONFIG} export inside it (pass {folder / EXPORT_WEIGHTS} for "
                           "that one)")
             return None
@@ -152,7 +154,7 @@ def load_backbone(
     patch_size: Optional[int] = None,
 ) -> Union[DinoVisionTransformer, ResNetBackbone]:
     """The evaluated backbone (DINO-style runs: the EMA teacher; contrastive runs: the student) of a run directory,
-    teacher export or full checkpoint, or the backbone of an export, transformers or timm folder or a bare state
+    encoder export or full checkpoint, or the backbone of an export, transformers or timm folder or a bare state
     dict (upstream's or timm's, ``.pth`` or ``.safetensors``), in eval mode.
     ``arch`` / ``patch_size`` check a bare state dict's shape."""
     path = Path(source)
@@ -160,13 +162,13 @@ def load_backbone(
     if folder is not None:
         return _as_asked(load_weights_folder(folder, map_location), arch, patch_size, folder)
     if path.is_dir():
-        path = newest_teacher_export(path)
+        path = newest_encoder_export(path)
     if not path.is_file():
         raise FileNotFoundError(f"{source} is neither a run directory, an export folder nor a checkpoint file")
     state = load_torch_file(path, BACKBONE_SOURCE, map_location)
     if not isinstance(state, dict):
         raise BackboneWeightsError(f"{path} holds {describe_contents(state)}: expected {BACKBONE_SOURCE}")
-    if "teacher" not in state and "model" not in state and is_bare_backbone(state):
+    if export_encoder(state) is None and "model" not in state and is_bare_backbone(state):
         return load_bare_backbone(state, arch, patch_size, source=str(path))
     if config is None:
         config = _config_for(path, state)

@@ -6,7 +6,7 @@
 #   3. NC: branch off run 2 at epoch $SWITCH_EPOCH, the remaining epochs on the noisy tree, schedules restarted
 #                                                                 -> $RUNS/<noise>-nc-$SWITCH_EPOCH
 #   4. ablations: other switch epochs ($ABLATION_SWITCH_EPOCHS) and the continued-schedule variant ("norestart")
-# Each training is followed by the linear probe (and k-NN) of all its teacher exports: noisy train/val for
+# Each training is followed by the linear probe (and k-NN) of all its encoder exports: noisy train/val for
 # DINOv2 and NC, denoised train/val for N2N+DINOv2 (the denoiser is used at test time), as in the paper.
 #
 #   bash exps/linear_probe.sh [--dry-run]
@@ -15,7 +15,7 @@
 # NOISE_ON_THE_FLY=1, the clean tree CLEAN_ROOT noised at read time (noisy:<noise>,seed=<NOISE_SEED>:CLEAN_ROOT: the
 # same pixels, no copy on disk). LAUNCHER runs each training: the default is one process; exps/slurm/*.sbatch set
 # it to srun + torchrun over the job's nodes and GPUs, so the same plan runs on a workstation or a cluster.
-# A training whose last teacher export
+# A training whose last encoder export
 # exists is skipped (an unfinished one resumes from its newest checkpoint); an evaluation skips the checkpoints
 # that already have a result. --dry-run prints the plan and runs nothing. exps/linear_probe_nct.sh sources this
 # file for its settings and functions.
@@ -62,15 +62,26 @@ words EVAL_LAUNCH_WORDS "$EVAL_LAUNCHER"
 words TRAIN_EXTRA "$TRAIN_ARGS"
 words EVAL_EXTRA "$EVAL_ARGS"
 
-last_export() {  # last_export RUN_DIR EPOCHS -> the teacher export written at the end of the run
+last_export_dir() {  # last_export_dir RUN_DIR EPOCHS -> the folder of the encoder export written at the run's end
     # shellcheck disable=SC2059  # the pattern is the project's own (utils/paper_facts.py)
-    printf "%s/$PAPER_TEACHER_EXPORT\n" "$1" $(( $2 * EPOCH_LENGTH - 1 ))
+    printf "%s/$PAPER_EXPORT_DIR\n" "$1" $(( $2 * EPOCH_LENGTH - 1 ))
+}
+
+run_finished() {  # run_finished RUN_DIR EPOCHS: the run wrote its last encoder export (teacher or student)
+    local folder name
+    folder="$(last_export_dir "$1" "$2")"
+    for name in $PAPER_EXPORT_NAMES; do
+        if [ -f "$folder/$name" ]; then
+            return 0
+        fi
+    done
+    return 1
 }
 
 train() {  # train RUN_DIR EPOCHS CONFIG [overrides...]: EPOCHS of the run (its optim.epochs)
     local run_dir="$1" epochs="$2" config="$3"
     shift 3
-    if [ -f "$(last_export "$run_dir" "$epochs")" ]; then
+    if run_finished "$run_dir" "$epochs"; then
         echo "skip (done): $run_dir"
         return 0
     fi

@@ -5,7 +5,7 @@
 #   1. the N2N+DINOv2 run on the denoised tree (the same run as exps/linear_probe.sh; skipped when done),
 #   2. NCT: branch off it at epoch $SWITCH_EPOCH (student, teacher, centers; the frozen teacher is its teacher),
 #      the remaining epochs on the noisy tree paired with the denoised one     -> $RUNS/<noise>-nct-$SWITCH_EPOCH-w<weight>
-#   3. linear probe (and k-NN) of every NCT teacher export on the noisy train/val.
+#   3. linear probe (and k-NN) of every NCT encoder export on the noisy train/val.
 #
 #   bash exps/linear_probe_nct.sh [--dry-run]
 #

@@ -15,7 +15,7 @@
 #   OUT/threads_t/environment.json                     the setting (threads, torch version, CPU model)
 # Per thread count t and seed s (train.seed: data order, augmentation and initialisation):
 #   OUT/threads_t/seed_s/{dinov2_noisy,dinov2_denoised,nc,nct}   the four arms (NC / NCT branch off dinov2_denoised)
-#   OUT/threads_t/seed_s/eval/                         linear probe + k-NN of each arm's final teacher export
+#   OUT/threads_t/seed_s/eval/                         linear probe + k-NN of each arm's final encoder export
 # Baselines (at the first thread count): k-NN (and the linear probe) of the recipe's backbone at initialisation and
 # k-NN on raw pixels, on the same noisy train / val images. Tables: OUT/report/miniature.{md,csv,json}, and
 # OUT/report/expected.json: per arm the mean and 95 % prediction range over every (thread count, seed) run, and the

@@ -10,7 +10,7 @@
 #   n2n_dinov2  DINOv2 on the denoised images                                   (probed on denoised val)
 #   nc          the n2n_dinov2 run branched at SWITCH_EPOCH, then noisy epochs   (probed on noisy val)
 #   nct         nc plus the frozen denoised teacher (weight NCT_WEIGHT)        (probed on noisy val)
-# -> linear probe + k-NN of every teacher export -> robustness of each arm's final export (one head on the noisy
+# -> linear probe + k-NN of every encoder export -> robustness of each arm's final export (one head on the noisy
 # train features, scored on clean val and the nine noise settings noised on the fly, without any denoiser) ->
 # retrieval on the toy retrieval set (noise on the fly; denoised images for n2n_dinov2) -> the toy MLP experiment
 # (reduced budget) -> tables, figures and OUT/report/index.html.
@@ -60,7 +60,7 @@ step "4. the four arms (tiny ViT, $EPOCHS epochs each; NC / NCT: denoised epochs
     "then $NC_EPOCHS noisy)"
 train_arms "$OUT"
 
-step "5. linear probe and k-NN of every teacher export (noisy val; denoised val for the N2N arm, as the paper)"
+step "5. linear probe and k-NN of every encoder export (noisy val; denoised val for the N2N arm, as the paper)"
 probe_arms "$OUT" "$OUT/eval"
 
 step "6. robustness: each arm's final export on clean val and the nine settings noised on the fly, no denoiser"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's Table 2 on ImageNet-100 (Gaussian sigma = 100 by default): the curriculum applied to other SSL
 # methods. For each method of METHODS, three arms in dependency order, each followed by the linear probe (and k-NN)
-# of all its teacher exports (denoised train/val for the N2N arm, as the paper):
+# of all its encoder exports (denoised train/val for the N2N arm, as the paper):
 #   on noisy data   the method on the noisy tree for EPOCHS epochs            -> $RUNS/table2/<method>-<noise>
 #   N2N + method    the method on the denoised tree (checkpoints kept)        -> $RUNS/table2/<method>-<noise>-denoised
 #   w/ NC           branch off the denoised run at SWITCH_EPOCH, the remaining epochs on the noisy tree, every

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from dinov2.models import build_model_from_cfg
-from dinov2.utils.checkpoint import export_teacher
+from dinov2.utils.checkpoint import write_encoder_export
 from dinov2.utils.config import config_to_yaml, load_config
 from utils.image_io import save_png_atomic
 
@@ -22,7 +22,7 @@ def make_teacher_export(run_dir: Path, iteration: int, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     teacher, _ = build_model_from_cfg(cfg, only_teacher=True)
     state = {f"backbone.{key}": value for key, value in teacher.state_dict().items()}
-    return export_teacher(run_dir, iteration, state, config_to_yaml(cfg))
+    return write_encoder_export(run_dir, iteration, "teacher", state, config_to_yaml(cfg))
 
 
 def make_separable_tree(root: Path, num_classes: int, train_per_class: int, val_per_class: int,

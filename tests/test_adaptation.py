@@ -173,5 +173,5 @@ def test_the_anchor_is_a_checkpoint_by_its_contents_not_its_name(start, tmp_path
     assert nct_teacher_checkpoint(str(renamed), EPOCH) == renamed  # its teacher and centers are frozen
     assert nct_teacher_checkpoint(f"{run}@1", EPOCH) == run / "model_0000001.pth"
     (export,) = run.glob("eval/training_*/teacher_checkpoint.pth")
-    for backbone in (export, start, run):  # a teacher export, a transformers folder, a run directory: backbones
+    for backbone in (export, start, run):  # an encoder export, a transformers folder, a run directory: backbones
         assert nct_teacher_checkpoint(str(backbone), EPOCH) is None

@@ -18,7 +18,7 @@ from dinov2.loss import moco_v3_infonce
 from dinov2.train.contrastive_arch import ContrastiveMetaArch
 from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main, prepare, parse_args
-from dinov2.utils.checkpoint import list_checkpoints, list_teacher_exports, load_checkpoint
+from dinov2.utils.checkpoint import list_checkpoints, list_encoder_exports, load_checkpoint
 from dinov2.utils.config import ConfigError, load_config
 from dinov2.utils.param_groups import build_optimizer, build_param_groups
 from tests.test_dinov2_method_recipes import (SMOKE, TRAIN_CONFIGS, _configs, assert_knn_probe_loads,
@@ -65,8 +65,9 @@ def test_method_trains_resumes_exactly_branches_and_exports(method, digit_tree, 
     assert records[0]["iteration"] == 0 and records[0]["lr"] == 0.0  # the warm-up starts again
 
     # the export is the student's backbone (MoCo v3's base encoder), and the full checkpoint gives the same
-    export = list_teacher_exports(straight)[-1]
-    exported = torch.load(export, weights_only=True)["teacher"]
+    export = list_encoder_exports(straight)[-1]
+    assert export.name == "student_checkpoint.pth"  # named for the encoder it holds
+    exported = torch.load(export, weights_only=True)["student"]
     checkpoint = load_checkpoint(straight / final)["model"]
     for key, value in load_backbone(export).state_dict().items():
         assert torch.equal(value, exported[f"backbone.{key}"])

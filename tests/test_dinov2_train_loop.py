@@ -1,4 +1,4 @@
-"""The training loop's outputs: metrics, saved config, teacher export loaded strictly (also through dinov2.hub),
+"""The training loop's outputs: metrics, saved config, encoder export loaded strictly (also through dinov2.hub),
 and non-finite losses stopping the run before the step and before any save."""
 
 from pathlib import Path

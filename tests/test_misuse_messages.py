@@ -130,7 +130,7 @@ def test_the_official_entries_name_a_file_of_another_kind(tmp_path, teacher):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(BackboneWeightsError, match=re.escape(f"{tmp_path / 'list.pt'} holds a list")):
         hubconf.dinov2_vits14(weights=str(tmp_path / "list.pt"))
-    with pytest.raises(BackboneWeightsError, match=re.escape(f"{teacher} holds a teacher export")):
+    with pytest.raises(BackboneWeightsError, match=re.escape(f"{teacher} holds an encoder export")):
         hubconf.dinov2_vits14(weights=str(teacher))
 
 

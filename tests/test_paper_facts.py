@@ -6,11 +6,12 @@ import subprocess
 
 import pytest
 
-from dinov2.utils.checkpoint import teacher_export_path
+from dinov2.utils.checkpoint import encoder_export_dir, encoder_export_path
 from dinov2.utils.config import CONFIGS_DIR, load_config
 from tests.environment import REPO, command_env
 from utils import paper_facts
 from utils.noise import PAPER_NOISE_SETTINGS
+from utils.paper_facts import EXPORT_ENCODERS
 
 SCHEDULE = paper_facts.IMAGENET100
 RECIPES = [p for pattern in ("exps/*.sh", "exps/lib/*.sh", "Neighbor2Neighbor/*.sh") for p in REPO.glob(pattern)]
@@ -44,9 +45,9 @@ def test_the_nct_weight_of_a_setting():
         paper_facts.nct_weight("gauss-1")
 
 
-def _shell(script: str) -> str:
-    return subprocess.run(["bash", "-c", script], cwd=REPO, env=command_env(), capture_output=True, text=True,
-                          check=True).stdout
+def _shell(script: str, *args: object) -> str:
+    return subprocess.run(["bash", "-c", script, "bash", *map(str, args)], cwd=REPO, env=command_env(),
+                          capture_output=True, text=True, check=True).stdout
 
 
 def test_the_recipes_read_the_facts_from_python():
@@ -59,8 +60,23 @@ def test_the_recipes_read_the_facts_from_python():
     weights = _shell("source exps/lib/miniature_pipeline.sh; for n in gauss100 shot1 gauss50; do "
                      "paper_nct_weight $n; done").split()
     assert weights == ["4.0", "5.0", "1.0"]
-    export = _shell("source exps/linear_probe.sh; last_export outputs/run 3").strip()
-    assert export == str(teacher_export_path("outputs/run", 3 * SCHEDULE.epoch_length - 1))
+    folder = _shell("source exps/linear_probe.sh; last_export_dir outputs/run 3").strip()
+    assert folder == str(encoder_export_dir("outputs/run", 3 * SCHEDULE.epoch_length - 1))
+
+
+@pytest.mark.parametrize("encoder", EXPORT_ENCODERS)
+def test_a_recipe_skips_a_run_whose_last_export_is_there(tmp_path, encoder):
+    finished = "source exps/linear_probe.sh; run_finished \"$1\" 2 && echo finished || echo not"
+    assert _shell(finished, tmp_path).strip() == "not"
+    export = encoder_export_path(tmp_path, 2 * SCHEDULE.epoch_length - 1, encoder)
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"")
+    assert _shell(finished, tmp_path).strip() == "finished"
+    export.unlink()
+    earlier = encoder_export_path(tmp_path, 2 * SCHEDULE.epoch_length - 2, encoder)  # not the last one
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"")
+    assert _shell(finished, tmp_path).strip() == "not"
 
 
 def test_the_paper_recipe_plans_with_the_facts():

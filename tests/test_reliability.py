@@ -1,4 +1,4 @@
-"""Faults that must not lose or mix results: a lost teacher export, an interrupted overwrite, damaged results and
+"""Faults that must not lose or mix results: a lost encoder export, an interrupted overwrite, damaged results and
 checkpoints, checkpoint labels, 16-bit images, temporaries of killed writers, stale manifests, crafted pickles,
 and shell recipes fed hostile paths."""
 
@@ -21,7 +21,7 @@ from dinov2.eval.backbone import checkpoint_info
 from dinov2.eval.retrieval_data import load_retrieval_set
 from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main as train_main
-from dinov2.utils.checkpoint import list_checkpoints, teacher_export_path
+from dinov2.utils.checkpoint import list_checkpoints, encoder_export_path
 from dinov2.utils.config import CONFIGS_DIR
 from exps import report
 from tests.environment import command_env, dead_pid
@@ -43,7 +43,7 @@ def _train(tree: Path, out: Path, *overrides: str) -> int:
 def test_a_teacher_export_lost_after_its_checkpoint_is_written_again_on_resume(digit_tree, tmp_path):
     out = tmp_path / "run"
     assert _train(digit_tree, out) == 0  # 6 iterations: exports after iterations 2 and 5, checkpoints after 1, 3, 5
-    last = teacher_export_path(out, 5)
+    last = encoder_export_path(out, 5)
     expected = torch.load(last, weights_only=True)["teacher"]
     entropies = [record["dino_target_entropy"] for record in read_metrics(out)]
     assert len(entropies) == 6 and all(0.0 <= value <= math.log(64) + 1e-4 for value in entropies)  # 64 prototypes
@@ -68,7 +68,7 @@ def test_every_checkpoint_unreadable_is_refused_naming_them(digit_tree, tmp_path
 def test_a_full_checkpoint_is_labelled_like_the_export_of_the_same_iteration(digit_tree, tmp_path):
     out = tmp_path / "run"
     assert _train(digit_tree, out) == 0
-    full, export = checkpoint_info(out / "model_0000005.pth"), checkpoint_info(teacher_export_path(out, 5))
+    full, export = checkpoint_info(out / "model_0000005.pth"), checkpoint_info(encoder_export_path(out, 5))
     assert (full.iteration, full.epoch, full.tag) == (export.iteration, export.epoch, export.tag) == (5, 2.0,
                                                                                                        "training_5")
 

@@ -11,8 +11,10 @@ import torch
 from dinov2.train.meta_arch import MetaArch, build_meta_arch
 from dinov2.train.nct import NCTMetaArch
 from dinov2.train.run_directory import RunDirectory
-from dinov2.utils.checkpoint import CONFIG_FILENAME, list_checkpoints, load_checkpoint, teacher_export_path
-from dinov2.utils.config import CONFIGS_DIR, ConfigError, load_config
+from dinov2.hub import load_backbone
+from dinov2.utils.checkpoint import (CONFIG_FILENAME, encoder_export_path, list_checkpoints, list_encoder_exports,
+                                     load_checkpoint, write_encoder_export)
+from dinov2.utils.config import CONFIGS_DIR, ConfigError, config_to_yaml, load_config
 from tests.test_contrastive_methods import SMALL_BACKBONE, SMALL_HEADS
 from tests.test_dinov2_method_recipes import SMOKE, SMOKE_SIZES, TRAIN_CONFIGS
 from utils import distributed
@@ -36,8 +38,31 @@ def test_exports_are_due_every_period_and_at_the_end_and_a_missing_one_is_writte
     assert run_dir.export_if_missing(3, state_of) and not run_dir.export_if_missing(3, state_of)
     assert not run_dir.export_if_missing(2, state_of)  # not due
     assert len(calls) == 1 and run_dir.missing_exports(5) == [1, 4]
-    export = torch.load(teacher_export_path(tmp_path / "run", 3), weights_only=True)
+    export = torch.load(encoder_export_path(tmp_path / "run", 3), weights_only=True)
     assert export["config"] == "the: config\n" and torch.equal(export["teacher"]["backbone.w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("method, encoder", [("dinov2", "teacher"), ("simclr", "student")])
+def test_an_export_is_named_for_the_encoder_it_holds(tmp_path, method, encoder):
+    run_dir = _run_directory(tmp_path / "run", f"method.name={method}")
+    run_dir.write_encoder_export(1, {"backbone.w": torch.ones(2)})
+    export = encoder_export_path(tmp_path / "run", 1, encoder)
+    assert list_encoder_exports(tmp_path / "run") == [export]
+    assert set(torch.load(export, weights_only=True)) == {encoder, "iteration", "config"}
+
+
+def test_an_older_contrastive_run_keeps_its_teacher_named_exports(tmp_path):
+    """Before exports were named for their encoder, a SimCLR run wrote its student as teacher_checkpoint.pth: it is
+    still the run's export (listed, loaded, not written again on resume)."""
+    cfg = load_config([SMOKE, TRAIN_CONFIGS / "method_simclr.yaml"], [*SMALL_HEADS, *SMALL_BACKBONE["simclr"]])
+    model = build_meta_arch(cfg)
+    state = {key: value.detach() for key, value in model.student.state_dict().items()}
+    older = write_encoder_export(tmp_path / "run", 1, "teacher", state, config_to_yaml(cfg))
+    run_dir = RunDirectory(tmp_path / "run", cfg, distributed.setup("cpu"), config_to_yaml(cfg), total_iterations=2)
+    assert list_encoder_exports(tmp_path / "run") == [older]
+    assert run_dir.missing_exports(2) == [] and not run_dir.export_if_missing(1, lambda: state)
+    loaded = load_backbone(tmp_path / "run").state_dict()
+    assert all(torch.equal(value, state[f"backbone.{key}"]) for key, value in loaded.items())
 
 
 def test_checkpoints_carry_the_config_and_only_the_newest_are_kept(tmp_path):

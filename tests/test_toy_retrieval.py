@@ -47,7 +47,7 @@ def test_layout_and_ground_truth(toy):
 def test_noise_on_the_fly_is_identical_for_any_batch_size_and_workers(toy):
     data = load_retrieval_set(toy, "toy")
     names = data.imlist[:5]
-    dataset = RetrievalImages(data.folder, names, [make_eval_transform(32)], noise="gauss100", seed=42)
+    dataset = RetrievalImages(data.folder, names, [make_eval_transform(32)], noise=parse_noise("gauss100"), seed=42)
 
     def batches(batch_size, workers):
         return torch.cat([views[0] for views, _ in make_loader(dataset, batch_size, workers)])
@@ -57,7 +57,7 @@ def test_noise_on_the_fly_is_identical_for_any_batch_size_and_workers(toy):
     assert torch.equal(reference, batches(2, 2))
     expected = noisy_image(load_rgb(data.folder / "jpg" / f"{names[0]}.jpg"), parse_noise("gauss100"), 42, f"jpg/{names[0]}.jpg")
     assert np.array_equal(dataset.image(0), expected)
-    other_seed = RetrievalImages(data.folder, names, [make_eval_transform(32)], noise="gauss100", seed=100)
+    other_seed = RetrievalImages(data.folder, names, [make_eval_transform(32)], noise=parse_noise("gauss100"), seed=100)
     assert not np.array_equal(other_seed.image(0), expected)
 
 
@@ -66,7 +66,7 @@ def test_denoised_arm_reads_pngs_and_rejects_extra_noise(toy, tmp_path):
     with pytest.raises(FileNotFoundError, match="denoised"):
         RetrievalImages(data.folder, data.imlist[:2], [], denoised_root=tmp_path)
     with pytest.raises(ValueError):
-        RetrievalImages(data.folder, data.imlist[:2], [], noise="gauss50", denoised_root=tmp_path)
+        RetrievalImages(data.folder, data.imlist[:2], [], noise=parse_noise("gauss50"), denoised_root=tmp_path)
 
 
 class PixelBackbone(torch.nn.Module):

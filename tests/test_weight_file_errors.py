@@ -75,7 +75,7 @@ def test_the_probe_and_the_export_name_the_file(files, kind, capsys, tmp_path):
 
 @pytest.mark.parametrize("key, kind", [("MODEL.WEIGHTS", kind) for kind in ("truncated", "teacher", "n2n")]
                          + [(key, kind) for key in ("nct.teacher", "student.pretrained_weights")
-                            for kind in ("truncated", "n2n")])  # a teacher export is a backbone the anchor takes
+                            for kind in ("truncated", "n2n")])  # an encoder export is a backbone the anchor takes
 def test_training_names_the_config_key_and_the_file(files, key, kind, capsys, tmp_path):
     digits = files["root"] / "digits"
     extra = [f"{key}={files[kind]}"]
@@ -88,7 +88,7 @@ def test_training_names_the_config_key_and_the_file(files, key, kind, capsys, tm
     line = _one_error_line(capsys, files[kind])
     assert f"config key '{key}'" in line and line.count("config key") == 1
     if kind == "teacher":
-        assert "holds a teacher export" in line and "RUN@EPOCH" in line
+        assert "holds an encoder export" in line and "RUN@EPOCH" in line
 
 
 @pytest.mark.parametrize("kind", ["text", "runs_code", "teacher"])

@@ -40,14 +40,24 @@ IMAGENET100 = PretrainingSchedule(epochs=200, epoch_length=1250, switch_epoch=14
 # ViT-B/16, 4 GPUs x 128: 2,500 iterations are one epoch of the 1.28 M training images
 IMAGENET1K = PretrainingSchedule(epochs=100, epoch_length=2500, switch_epoch=30, ablation_switch_epochs=())
 
-TEACHER_EXPORT_NAME = "teacher_checkpoint.pth"
-TEACHER_EXPORT_DIR = "eval/training_{iteration}"  # inside the run directory, named by the last iteration done
+# A run writes its evaluated encoder every evaluation period into EXPORT_DIR, named for that encoder: the EMA
+# teacher of DINOv2, DINO and iBOT (upstream DINOv2's teacher_checkpoint.pth), the student of SimCLR, MoCo v3 and
+# SimSiam (dinov2.utils.choices.evaluated_encoder says which).
+EXPORT_DIR = "eval/training_{iteration}"  # inside the run directory, named by the last iteration done
+EXPORT_ENCODERS = ("teacher", "student")
 
 
-def teacher_export_relpath(last_iteration: int | str) -> str:
-    """Where a run directory holds the teacher export written after ``last_iteration`` (or a placeholder such as
+def export_name(encoder: str) -> str:
+    """``teacher_checkpoint.pth`` or ``student_checkpoint.pth``: the file an encoder export of ``encoder`` is."""
+    if encoder not in EXPORT_ENCODERS:
+        raise ValueError(f"an encoder export holds one of {EXPORT_ENCODERS}, not {encoder!r}")
+    return f"{encoder}_checkpoint.pth"
+
+
+def export_relpath(last_iteration: int | str, encoder: str = "teacher") -> str:
+    """Where a run directory holds the encoder export written after ``last_iteration`` (or a placeholder such as
     ``"%d"`` or ``"<it>"``, for messages and patterns)."""
-    return f"{TEACHER_EXPORT_DIR.format(iteration=last_iteration)}/{TEACHER_EXPORT_NAME}"
+    return f"{EXPORT_DIR.format(iteration=last_iteration)}/{export_name(encoder)}"
 
 
 def nct_weight(noise: str) -> float:
@@ -65,8 +75,9 @@ def shell_assignments() -> str:
         "PAPER_EPOCH_LENGTH": IMAGENET100.epoch_length,
         "PAPER_SWITCH_EPOCH": IMAGENET100.switch_epoch,
         "PAPER_ABLATION_SWITCH_EPOCHS": " ".join(map(str, IMAGENET100.ablation_switch_epochs)),
-        # a printf pattern of the last iteration
-        "PAPER_TEACHER_EXPORT": teacher_export_relpath("%d"),
+        # a printf pattern of the last iteration, and the file names an export folder may hold
+        "PAPER_EXPORT_DIR": EXPORT_DIR.format(iteration="%d"),
+        "PAPER_EXPORT_NAMES": " ".join(map(export_name, EXPORT_ENCODERS)),
     }
     return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from utils.cli import squeezed
+from utils.paper_facts import EXPORT_DIR, EXPORT_ENCODERS, export_name
 
 # what the zip reader says when asked to mmap a file in torch's legacy (non-zip) format: read it without mmap
 _LEGACY_FORMAT_MESSAGE = "mmap can only be used with files saved with"
@@ -77,15 +79,25 @@ def _load_safetensors(path: Path, expected: str, map_location: Any) -> dict[str,
     return {key: value.to(map_location) for key, value in tensors.items()}
 
 
+def export_encoder(state: Any) -> str | None:
+    """The encoder an encoder export holds (``teacher`` or ``student``, its key), or None for anything else."""
+    if isinstance(state, Mapping) and "model" not in state:
+        for encoder in EXPORT_ENCODERS:
+            if isinstance(state.get(encoder), Mapping):
+                return encoder
+    return None
+
+
 def describe_contents(state: Any) -> str:
-    """What a loaded weights object looks like, for messages: a full checkpoint, a teacher export, a Neighbor2Neighbor
+    """What a loaded weights object looks like, for messages: a full checkpoint, an encoder export, a Neighbor2Neighbor
     denoiser, a bare state dict, or its type."""
     if not isinstance(state, dict):
         return f"a {type(state).__name__}"
     if "model" in state and "optimizer" in state and "format_version" in state:
         return "a full training checkpoint (model_<it>.pth)"
-    if "teacher" in state:
-        return "a teacher export (eval/training_<it>/teacher_checkpoint.pth)"
+    encoder = export_encoder(state)
+    if encoder is not None:
+        return f"an encoder export ({EXPORT_DIR.format(iteration='<it>')}/{export_name(encoder)})"
     if "model_config" in state or any(str(key).startswith(("encoder.0.", "module.encoder.0.")) for key in state) or (
             isinstance(state.get("model"), dict) and any(str(k).startswith("encoder.0.") for k in state["model"])):
         return "a Neighbor2Neighbor denoiser"

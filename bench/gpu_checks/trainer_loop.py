@@ -1,7 +1,7 @@
 """The real training command on the device: a short run stopped and resumed against a straight one, and NCT steps.
 
 Both go through ``python -m dinov2.train``'s entry point (loader, autocast, loss scaling, checkpoints with the
-device's RNG states, teacher exports) on the smoke recipe's tiny ViT and the embedded digits, with
+device's RNG states, encoder exports) on the smoke recipe's tiny ViT and the embedded digits, with
 ``train.device`` set to the device under test: the part of a GPU run the synthetic-batch checks never reach.
 """
 

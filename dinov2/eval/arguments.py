@@ -62,7 +62,7 @@ def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     evaluation CLI."""
     source = parser.add_argument_group("checkpoints (exactly one of --pretrained-weights and --run-dir)")
     source.add_argument("--pretrained-weights", type=Path,
-                        help="teacher export, full checkpoint, run dir (newest export), python -m dinov2.export "
+                        help="encoder export, full checkpoint, run dir (newest export), python -m dinov2.export "
                              "folder, or a bare backbone state dict such as upstream's dinov2_vits14_pretrain.pth")
     source.add_argument("--run-dir", type=Path, help="evaluate every eval/training_<it>/ export of this run")
     source.add_argument("--arch", choices=sorted(VIT_SIZES), default=None,

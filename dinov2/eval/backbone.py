@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dinov2.hub import BACKBONE_SOURCE, config_from_yaml, export_folder, load_backbone, read_export_config
-from dinov2.utils.checkpoint import TEACHER_EXPORT_DIR_PATTERN, list_teacher_exports, newest_teacher_export
+from dinov2.utils.checkpoint import EXPORT_DIR_PATTERN, list_encoder_exports, newest_encoder_export
 from utils.weights_file import load_torch_file
 
 
@@ -30,7 +30,7 @@ class CheckpointInfo:
 
 
 def checkpoint_info(path: Path) -> CheckpointInfo:
-    """Read the iteration and config stored with a teacher export, full checkpoint or export folder (weights are
+    """Read the iteration and config stored with an encoder export, full checkpoint or export folder (weights are
     mmapped); a bare state dict has neither."""
     path = Path(path)
     folder = export_folder(path)
@@ -39,7 +39,7 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
         config = config_from_yaml(exported["training_config"]) if exported.get("training_config") else None
         return _with_epoch(CheckpointInfo(folder, exported.get("iteration"), None, config))
     if path.is_dir():
-        path = newest_teacher_export(path)
+        path = newest_encoder_export(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     state = load_torch_file(path, BACKBONE_SOURCE, "cpu", mmap=True)
@@ -47,7 +47,7 @@ def checkpoint_info(path: Path) -> CheckpointInfo:
     if iteration is not None and "model" in state:
         # a full checkpoint stores the next iteration to run; results name the last finished one, as exports do
         iteration = int(iteration) - 1
-    match = TEACHER_EXPORT_DIR_PATTERN.match(path.parent.name)
+    match = EXPORT_DIR_PATTERN.match(path.parent.name)
     if iteration is None and match:
         iteration = int(match.group(1))
     config = None
@@ -91,7 +91,7 @@ def iter_checkpoints(pretrained_weights: Optional[Path], run_dir: Optional[Path]
     if (pretrained_weights is None) == (run_dir is None):
         raise ValueError("give exactly one of --pretrained-weights and --run-dir")
     if run_dir is not None:
-        yield from list_teacher_exports(run_dir)
+        yield from list_encoder_exports(run_dir)
     else:
         path = Path(pretrained_weights)
-        yield newest_teacher_export(path) if path.is_dir() and export_folder(path) is None else path
+        yield newest_encoder_export(path) if path.is_dir() and export_folder(path) is None else path

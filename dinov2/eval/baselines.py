@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from dinov2.eval.knn_classifier import DEFAULT_TEMPERATURE, knn_accuracies
 from dinov2.models import build_model_from_cfg
-from dinov2.utils.checkpoint import export_teacher
+from dinov2.utils.checkpoint import write_encoder_export
 from dinov2.utils.config import config_to_yaml
 from utils.dataset_index import SplitIndex
 
@@ -21,7 +21,7 @@ def random_teacher_export(run_dir: Path, cfg: DictConfig, seed: int) -> Path:
     torch.manual_seed(seed)
     teacher, _ = build_model_from_cfg(cfg, only_teacher=True)
     state = {f"backbone.{key}": value for key, value in teacher.state_dict().items()}
-    return export_teacher(run_dir, 0, state, config_to_yaml(cfg))
+    return write_encoder_export(run_dir, 0, "teacher", state, config_to_yaml(cfg))
 
 
 def _pixels(split: SplitIndex) -> tuple[torch.Tensor, torch.Tensor]:

@@ -126,11 +126,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[RetrievalSet, list[Path], torch.device]:
-    """Check the arguments before any work: canonical noise labels, the retrieval set, the checkpoints, and the
-    device; ``args.precision`` becomes the precision resolved for that device (once per run)."""
-    if args.noise is not None:
-        args.noise = parse_noise(args.noise).canonical
-        if args.noise == "identity":
+    """Check the arguments before any work: the noise setting (``args.noise`` becomes a NoiseSpec, or None when
+    clean), canonical noise labels, the retrieval set, the checkpoints, and the device; ``args.precision`` becomes the precision resolved for that device (once per run)."""
+    if args.noise is not None:  # parsed once, here: the datasets take the setting
+        args.noise = parse_noise(args.noise)
+        if args.noise.family == "identity":
             args.noise = None
     if args.noise is not None and args.denoised_root is not None:
         raise ValueError("--denoised-root images are evaluated as they are; drop --noise")
@@ -149,7 +149,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[RetrievalSet, list[Path],
 def arm_and_noise_label(args: argparse.Namespace) -> tuple[str, str]:
     """The arm the arguments describe (clean, noisy or denoised) and the noise label of its results."""
     arm = "denoised" if args.denoised_root else ("noisy" if args.noise else "clean")
-    noise_label = args.denoised_from if args.denoised_root else (args.noise or "identity")
+    noise_label = args.denoised_from if args.denoised_root else (args.noise.canonical if args.noise else "identity")
     return arm, noise_label
 
 

@@ -2,7 +2,7 @@
 
     python -m dinov2.eval.linear --pretrained-weights RUN/eval/training_<it>/teacher_checkpoint.pth \
         --train-dataset ROOT/train --val-dataset ROOT/val --output-dir OUT [--augment] [--method M --noise-label N]
-    python -m dinov2.eval.linear --run-dir RUN ...      # every teacher export of a run, skipping done ones
+    python -m dinov2.eval.linear --run-dir RUN ...      # every encoder export of a run, skipping done ones
 
 A grid of linear heads (n_last_blocks {1, 4} x avgpool {no, yes} x 13 learning rates scaled by batch/256) is
 trained together with SGD (momentum 0.9, cosine schedule, no weight decay). By default the frozen features are

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from utils.image_io import load_rgb
 from utils.image_tree import ImageTree
-from utils.noise import parse_noise
+from utils.noise import NoiseSpec
 
 
 @dataclass
@@ -97,16 +97,15 @@ class RetrievalImages(Dataset):
     ``channels=1`` (a single-channel backbone) the views are of the images' luminance."""
 
     def __init__(self, folder: Path, names: Sequence[str], transforms: Sequence[Callable],
-                 noise: Optional[str] = None, seed: int = 42, quantization: str = "truncate",
+                 noise: Optional[NoiseSpec] = None, seed: int = 42, quantization: str = "truncate",
                  denoised_root: Optional[Path] = None, boxes: Optional[Sequence[Sequence[float]]] = None,
                  channels: int = 3) -> None:
         if noise is not None and denoised_root is not None:
             raise ValueError("pre-denoised images get no extra noise: give either --noise or --denoised-root")
-        spec = parse_noise(noise) if noise is not None else None
         self.folder, self.names, self.transforms = Path(folder), list(names), list(transforms)
         self.noise, self.seed, self.quantization = noise, seed, quantization
         self.denoised_root = None if denoised_root is None else Path(denoised_root)
-        self.source = ImageTree(self.folder, spec, seed, quantization)  # noised on the fly when ``noise`` is set
+        self.source = ImageTree(self.folder, noise, seed, quantization)  # noised on the fly when ``noise`` is set
         self.boxes = None if boxes is None else [list(map(float, box)) for box in boxes]
         self.channels = int(channels)
         if self.denoised_root is not None:

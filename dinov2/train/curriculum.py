@@ -239,7 +239,7 @@ def check_curriculum(cfg: DictConfig) -> list[Phase]:
 def nct_teacher_checkpoint(reference: str, epoch_length: int) -> Optional[Path]:
     """The full checkpoint ``nct.teacher`` names (``RUN@EPOCH``, whether or not it exists yet, or a file holding a
     full checkpoint: its teacher and centers are frozen), or None when it names a backbone (export, transformers or
-    timm folder, bare state dict, teacher export, run directory) or nothing that exists. Opens a ``.pth`` file."""
+    timm folder, bare state dict, encoder export, run directory) or nothing that exists. Opens a ``.pth`` file."""
     if "@" in reference:
         return parse_checkpoint_reference(reference, epoch_length)[0]
     path = Path(reference)

@@ -142,7 +142,7 @@ class NCTMetaArch(SSLMetaArch):
 
 
 def freeze_backbone_anchor(nct: FrozenDenoisedTeacher, reference: str) -> str:
-    """``nct.teacher`` naming a backbone (export, transformers or timm folder, bare state dict, teacher export, run
+    """``nct.teacher`` naming a backbone (export, transformers or timm folder, bare state dict, encoder export, run
     directory), frozen as the anchor; returns the log line. :class:`ConfigError` naming the key when it is not one."""
     try:
         nct.load_backbone(load_backbone(reference).state_dict(), reference)

@@ -1,5 +1,5 @@
 """The run directory of one training and its lifecycle: the lock, the config check, the resume point, checkpoints,
-teacher exports and logs.
+encoder exports and logs.
 
 :class:`RunDirectory` owns every file of ``DIR``; :class:`~dinov2.train.trainer.Trainer` keeps the step loop and
 hands it the states to write. Rank 0 reads and writes; the other ranks take part in the collective calls.
@@ -19,13 +19,15 @@ from dinov2.train.run_files import config_changes, open_metrics_log
 from dinov2.utils.checkpoint import (
     CONFIG_FILENAME,
     CheckpointError,
-    export_teacher,
+    encoder_export_dir,
+    export_in,
     list_checkpoints,
     load_checkpoint,
     newest_loadable_checkpoint,
     save_checkpoint,
-    teacher_export_path,
+    write_encoder_export,
 )
+from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import ConfigError
 from utils import distributed
 from utils.atomic import atomic_write_text, remove_stale_temporaries
@@ -94,30 +96,36 @@ class RunDirectory:
         if changed:
             warnings.warn(f"resuming with a changed config ({', '.join(changed)})")
 
-    # ----- teacher exports -----
+    # ----- encoder exports -----
     def is_export_iteration(self, iteration: int) -> bool:
         """Every ``evaluation.eval_period_iterations`` and at the end of the run."""
         done = iteration + 1
         return done % self.cfg.evaluation.eval_period_iterations == 0 or done == self.total_iterations
 
-    def write_teacher_export(self, iteration: int, state: dict[str, torch.Tensor]) -> None:
-        """``DIR/eval/training_<iteration>/teacher_checkpoint.pth`` beside the run's config."""
-        export_teacher(self.path, iteration, state, self.config_yaml)
+    def has_export(self, iteration: int) -> bool:
+        """``DIR/eval/training_<iteration>`` holds an encoder export (a run written before exports were named
+        for their encoder holds ``teacher_checkpoint.pth`` whatever the method)."""
+        return export_in(encoder_export_dir(self.path, iteration)) is not None
+
+    def write_encoder_export(self, iteration: int, state: dict[str, torch.Tensor]) -> None:
+        """``DIR/eval/training_<iteration>/<encoder>_checkpoint.pth`` beside the run's config, named for the
+        method's evaluated encoder (``teacher`` or ``student``)."""
+        write_encoder_export(self.path, iteration, evaluated_encoder(self.cfg.method.name), state,
+                             self.config_yaml)
 
     def export_if_missing(self, iteration: int, state_of: Callable[[], dict[str, torch.Tensor]]) -> bool:
-        """Write the teacher export of ``iteration`` when it is due and missing (a run killed between its
-        checkpoint and its export); ``state_of`` gives the teacher just restored from that checkpoint."""
+        """Write the encoder export of ``iteration`` when it is due and missing (a run killed between its
+        checkpoint and its export); ``state_of`` gives the encoder just restored from that checkpoint."""
         if iteration < 0 or not self.is_export_iteration(iteration) or not self.ctx.is_main:
             return False
-        if teacher_export_path(self.path, iteration).is_file():
+        if self.has_export(iteration):
             return False
-        self.write_teacher_export(iteration, state_of())
+        self.write_encoder_export(iteration, state_of())
         return True
 
     def missing_exports(self, end: int) -> list[int]:
-        """The due teacher exports of iterations ``0..end-1`` that are not in the run folder."""
-        return [it for it in range(end) if self.is_export_iteration(it)
-                and not teacher_export_path(self.path, it).is_file()]
+        """The due encoder exports of iterations ``0..end-1`` that are not in the run folder."""
+        return [it for it in range(end) if self.is_export_iteration(it) and not self.has_export(it)]
 
     # ----- checkpoints and logs -----
     def save_checkpoint(self, iteration: int, state: dict) -> Path:

@@ -67,7 +67,7 @@ def freeze_unused_mask_token(backbone: nn.Module) -> None:
 
 def load_pretrained_backbone(backbone: nn.Module, source: str) -> None:
     """``student.pretrained_weights``: any backbone ``dinov2.hub.load_backbone`` reads (bare state dict such as
-    upstream's releases, export, teacher export, run); the teacher then starts as the student's copy."""
+    upstream's releases, export, encoder export, run); the teacher then starts as the student's copy."""
     try:
         load_pretrained_into(backbone, load_backbone(source).state_dict(), source)
     except (BackboneWeightsError, WeightsFileError, FileNotFoundError, KeyError) as error:

@@ -142,7 +142,7 @@ class Trainer:
         self._log(f"resumed from {path} at iteration {state['iteration']}")
         last = int(state["iteration"]) - 1
         if self.run_dir.export_if_missing(last, self._evaluated_encoder_state):
-            self._log(f"wrote the missing teacher export of iteration {last}")
+            self._log(f"wrote the missing encoder export of iteration {last}")
         return int(state["iteration"])
 
     def _evaluated_encoder_state(self) -> dict[str, torch.Tensor]:
@@ -253,12 +253,12 @@ class Trainer:
 
     # ----- outputs -----
     def save(self, iteration: int, export: bool, checkpoint: bool) -> None:
-        """Checkpoint and/or teacher export after ``iteration`` (collective: every rank must call it)."""
+        """Checkpoint and/or encoder export after ``iteration`` (collective: every rank must call it)."""
         rng_states = distributed.all_gather_object(capture_rng_state()) if checkpoint else None
         if self.ctx.is_main:
             # the export first: a run killed between the two resumes from the previous checkpoint and redoes both
             if export:
-                self.run_dir.write_teacher_export(iteration, self._evaluated_encoder_state())
+                self.run_dir.write_encoder_export(iteration, self._evaluated_encoder_state())
             if checkpoint:
                 self.run_dir.save_checkpoint(iteration, {
                     "iteration": iteration + 1,
@@ -346,7 +346,7 @@ class Trainer:
                 iteration = phase_end
         missing = self.run_dir.missing_exports(end) if self.ctx.is_main else []
         if missing:
-            warnings.warn(f"{self.output_dir} lacks the teacher exports of iterations {missing[:10]} (deleted?); "
+            warnings.warn(f"{self.output_dir} lacks the encoder exports of iterations {missing[:10]} (deleted?); "
                           "their evaluations will be missing")
         if end < self.total_iterations:
             self._log(f"stopped after iteration {end - 1} (train.stop_after_iterations); rerun to continue")

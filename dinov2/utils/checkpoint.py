@@ -1,4 +1,4 @@
-"""Full training checkpoints and teacher exports.
+"""Full training checkpoints and encoder exports.
 
 A full checkpoint ``model_<it:07d>.pth`` (``it`` = index of the last finished iteration, as upstream names
 them) holds everything needed to continue bit-exactly: the SSLMetaArch state (student, teacher, loss
@@ -6,6 +6,11 @@ centers), optimizer, grad scaler, the number of finished iterations, RNG states,
 format version. Files are written atomically by rank 0; only the last ``max_to_keep`` are kept, and the newest
 one is never deleted. Everything is stored as tensors, numbers and strings, so it loads with
 ``weights_only=True``.
+
+An encoder export ``eval/training_<it>/<encoder>_checkpoint.pth`` holds the evaluated encoder alone, under its own
+name: ``teacher`` (the EMA teacher of DINOv2, DINO and iBOT: upstream's ``teacher_checkpoint.pth``) or ``student``
+(SimCLR, MoCo v3 and SimSiam). Runs written before contrastive exports were named for their encoder hold
+``teacher_checkpoint.pth`` whatever the method; they are read as they are.
 """
 
 from __future__ import annotations
@@ -20,15 +25,15 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_torch_save, is_temporary_file
-from utils.paper_facts import TEACHER_EXPORT_DIR, TEACHER_EXPORT_NAME, teacher_export_relpath
+from utils.paper_facts import EXPORT_DIR, EXPORT_ENCODERS, export_name, export_relpath
 from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d{7,})\.pth$")
 CONFIG_FILENAME = "config.yaml"  # the resolved config of a run directory, beside its checkpoints
-# the folder name of a teacher export (``training_<it>``), read from the one spelling of its path
-TEACHER_EXPORT_DIR_PATTERN = re.compile(
-    "^" + re.escape(Path(TEACHER_EXPORT_DIR).name).replace(re.escape("{iteration}"), r"(\d+)") + "$")
+# the folder name of an encoder export (``training_<it>``), read from the one spelling of its path
+EXPORT_DIR_PATTERN = re.compile(
+    "^" + re.escape(Path(EXPORT_DIR).name).replace(re.escape("{iteration}"), r"(\d+)") + "$")
 
 
 def checkpoint_path(output_dir: Path, last_iteration: int) -> Path:
@@ -58,7 +63,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     state = load_torch_file(path, FULL_CHECKPOINT, map_location)
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = describe_contents(state)
-        hint = " (a run's model_<it>.pth, or RUN@EPOCH)" if "teacher export" in found else ""
+        hint = " (a run's model_<it>.pth, or RUN@EPOCH)" if "encoder export" in found else ""
         raise WeightsFileError(f"{path} holds {found}: expected {FULL_CHECKPOINT}{hint}")
     return state
 
@@ -93,37 +98,54 @@ def save_checkpoint(output_dir: Path, last_iteration: int, state: dict[str, Any]
     return path
 
 
-def teacher_export_path(output_dir: Path, last_iteration: int) -> Path:
-    """``DIR/eval/training_<last_iteration>/teacher_checkpoint.pth``."""
-    return Path(output_dir) / teacher_export_relpath(last_iteration)
+def encoder_export_dir(output_dir: Path, last_iteration: int) -> Path:
+    """``DIR/eval/training_<last_iteration>``: the folder of the encoder export written after that iteration."""
+    return Path(output_dir) / EXPORT_DIR.format(iteration=last_iteration)
 
 
-def list_teacher_exports(run_dir: Path) -> list[Path]:
-    """Every ``DIR/eval/training_<it>/teacher_checkpoint.pth`` of a run, oldest first; FileNotFoundError when
-    the run has none."""
-    eval_dir = Path(run_dir) / Path(TEACHER_EXPORT_DIR).parent
-    expected = teacher_export_relpath("<it>")
+def encoder_export_path(output_dir: Path, last_iteration: int, encoder: str = "teacher") -> Path:
+    """``DIR/eval/training_<last_iteration>/<encoder>_checkpoint.pth``."""
+    return Path(output_dir) / export_relpath(last_iteration, encoder)
+
+
+def export_in(folder: Path) -> Optional[Path]:
+    """The encoder export an ``eval/training_<it>`` folder holds (the teacher's or the student's), or None."""
+    for encoder in EXPORT_ENCODERS:
+        path = Path(folder) / export_name(encoder)
+        if path.is_file():
+            return path
+    return None
+
+
+def list_encoder_exports(run_dir: Path) -> list[Path]:
+    """Every encoder export ``DIR/eval/training_<it>/<encoder>_checkpoint.pth`` of a run, oldest first;
+    FileNotFoundError when the run has none."""
+    eval_dir = Path(run_dir) / Path(EXPORT_DIR).parent
+    expected = f"{EXPORT_DIR.format(iteration='<it>')}/{' or '.join(map(export_name, EXPORT_ENCODERS))}"
     if not eval_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir} has no eval/ folder of teacher exports ({expected})")
+        raise FileNotFoundError(f"{run_dir} has no eval/ folder of encoder exports ({expected})")
     found = []
     for entry in eval_dir.iterdir():
-        match = TEACHER_EXPORT_DIR_PATTERN.match(entry.name)
-        if match and (entry / TEACHER_EXPORT_NAME).is_file():
-            found.append((int(match.group(1)), entry / TEACHER_EXPORT_NAME))
+        match = EXPORT_DIR_PATTERN.match(entry.name)
+        export = export_in(entry) if match else None
+        if export is not None:
+            found.append((int(match.group(1)), export))
     if not found:
-        raise FileNotFoundError(f"{run_dir} holds no teacher export ({expected})")
+        raise FileNotFoundError(f"{run_dir} holds no encoder export ({expected})")
     return [path for _, path in sorted(found)]
 
 
-def newest_teacher_export(run_dir: Path) -> Path:
-    """``DIR/eval/training_<largest it>/teacher_checkpoint.pth``; FileNotFoundError when the run has none."""
-    return list_teacher_exports(run_dir)[-1]
+def newest_encoder_export(run_dir: Path) -> Path:
+    """The encoder export of a run's largest iteration; FileNotFoundError when the run has none."""
+    return list_encoder_exports(run_dir)[-1]
 
 
-def export_teacher(output_dir: Path, last_iteration: int, teacher_state: dict[str, torch.Tensor], config_yaml: str) -> Path:
-    """Write ``{"teacher": state, "iteration": it, "config": yaml}`` (keys ``backbone.*`` and heads)."""
-    path = teacher_export_path(output_dir, last_iteration)
-    atomic_torch_save({"teacher": teacher_state, "iteration": last_iteration, "config": config_yaml}, path)
+def write_encoder_export(output_dir: Path, last_iteration: int, encoder: str, state: dict[str, torch.Tensor],
+                         config_yaml: str) -> Path:
+    """Write ``{encoder: state, "iteration": it, "config": yaml}`` (keys ``backbone.*`` and heads) as
+    ``<encoder>_checkpoint.pth``."""
+    path = encoder_export_path(output_dir, last_iteration, encoder)
+    atomic_torch_save({encoder: state, "iteration": last_iteration, "config": config_yaml}, path)
     return path
 
 

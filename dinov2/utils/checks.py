@@ -204,7 +204,7 @@ def check_weights_path(cfg: DictConfig) -> None:
     pretrained = cfg.student.pretrained_weights
     if pretrained and not Path(pretrained).exists():
         _fail("student.pretrained_weights", f"{pretrained} does not exist (expected a backbone state dict, an export "
-                                            "folder, a teacher export or a run directory)")
+                                            "folder, an encoder export or a run directory)")
     if pretrained and (cfg.MODEL.WEIGHTS or cfg.curriculum.branch_from):
         _fail("student.pretrained_weights", "is set together with MODEL.WEIGHTS or curriculum.branch_from: give one "
                                             "starting point")

@@ -187,7 +187,7 @@ train_arms() {  # train_arms RUNS: the four arms of one seed under RUNS
 probe() {  # probe RUN_DIR DATA METHOD EPOCH_OFFSET EVALS [all|final]: linear probe + k-NN of the run's exports
     local which=(--run-dir "$1")
     if [ "${6:-all}" = final ]; then
-        which=(--pretrained-weights "$1")  # a run directory: its newest teacher export
+        which=(--pretrained-weights "$1")  # a run directory: its newest encoder export
     fi
     run_cmd python -m dinov2.eval.linear "${which[@]}" --train-dataset "$2/train" --val-dataset "$2/val" \
         --output-dir "$5/$(basename "$1")" --crop-size 32 --method "$3" --noise-label "$NOISE" \
