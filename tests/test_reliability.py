@@ -21,7 +21,7 @@ from dinov2.eval.backbone import checkpoint_info
 from dinov2.eval.retrieval_data import load_retrieval_set
 from dinov2.train.run_files import read_metrics
 from dinov2.train.train import main as train_main
-from dinov2.utils.checkpoint import list_checkpoints, encoder_export_path
+from dinov2.utils.checkpoint import encoder_export_path, list_checkpoints
 from dinov2.utils.config import CONFIGS_DIR
 from exps import report
 from tests.environment import command_env, dead_pid

@@ -18,6 +18,7 @@ from dinov2.utils.config import CONFIGS_DIR, ConfigError, config_to_yaml, load_c
 from tests.test_contrastive_methods import SMALL_BACKBONE, SMALL_HEADS
 from tests.test_dinov2_method_recipes import SMOKE, SMOKE_SIZES, TRAIN_CONFIGS
 from utils import distributed
+from utils.weights_file import describe_contents
 
 
 def _run_directory(path: Path, *overrides: str, total: int = 5) -> RunDirectory:
@@ -48,7 +49,9 @@ def test_an_export_is_named_for_the_encoder_it_holds(tmp_path, method, encoder):
     run_dir.write_encoder_export(1, {"backbone.w": torch.ones(2)})
     export = encoder_export_path(tmp_path / "run", 1, encoder)
     assert list_encoder_exports(tmp_path / "run") == [export]
-    assert set(torch.load(export, weights_only=True)) == {encoder, "iteration", "config"}
+    state = torch.load(export, weights_only=True)
+    assert set(state) == {encoder, "iteration", "config"}
+    assert describe_contents(state) == f"an encoder export (eval/training_<it>/{encoder}_checkpoint.pth)"
 
 
 def test_an_older_contrastive_run_keeps_its_teacher_named_exports(tmp_path):

@@ -127,7 +127,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def check_arguments(args: argparse.Namespace) -> tuple[RetrievalSet, list[Path], torch.device]:
     """Check the arguments before any work: the noise setting (``args.noise`` becomes a NoiseSpec, or None when
-    clean), canonical noise labels, the retrieval set, the checkpoints, and the device; ``args.precision`` becomes the precision resolved for that device (once per run)."""
+    clean), canonical noise labels, the retrieval set, the checkpoints, and the device; ``args.precision`` becomes
+    the precision resolved for that device (once per run)."""
     if args.noise is not None:  # parsed once, here: the datasets take the setting
         args.noise = parse_noise(args.noise)
         if args.noise.family == "identity":
