@@ -4,8 +4,8 @@ timm folder, or a bare backbone state dict such as upstream DINOv2's released we
 
     from dinov2.hub import load_backbone
     model = load_backbone("outputs/run")                                   # newest encoder export of the run
-    model = load_backbone("outputs/run/eval/training_249/teacher_checkpoint.pth")   # SimCLR, MoCo v3, SimSiam
-    model = load_backbone("outputs/simclr/eval/training_249/student_checkpoint.pth")  # runs export their student
+    model = load_backbone("outputs/run/eval/training_249/teacher_checkpoint.pth")
+    model = load_backbone("outputs/simclr/eval/training_249/student_checkpoint.pth")  # SimCLR, MoCo v3, SimSiam
     model = load_backbone("outputs/run/model_0000249.pth")                  # the evaluated encoder of a checkpoint
     model = load_backbone("outputs/export")                                 # python -m dinov2.export ...
     model = load_backbone("dinov2_vits14_pretrain.pth", arch="vit_small", patch_size=14)   # official weights
