@@ -54,12 +54,6 @@ def export_name(encoder: str) -> str:
     return f"{encoder}_checkpoint.pth"
 
 
-def export_relpath(last_iteration: int | str, encoder: str = "teacher") -> str:
-    """Where a run directory holds the encoder export written after ``last_iteration`` (or a placeholder such as
-    ``"%d"`` or ``"<it>"``, for messages and patterns)."""
-    return f"{EXPORT_DIR.format(iteration=last_iteration)}/{export_name(encoder)}"
-
-
 def nct_weight(noise: str) -> float:
     """The paper's NCT weight for a noise setting (ValueError naming an unknown setting)."""
     parse_noise(noise)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_torch_save, is_temporary_file
-from utils.paper_facts import EXPORT_DIR, EXPORT_ENCODERS, export_name, export_relpath
+from utils.paper_facts import EXPORT_DIR, EXPORT_ENCODERS, export_name
 from utils.weights_file import WeightsFileError, describe_contents, load_torch_file
 
 FORMAT_VERSION = 1
@@ -105,7 +105,7 @@ def encoder_export_dir(output_dir: Path, last_iteration: int) -> Path:
 
 def encoder_export_path(output_dir: Path, last_iteration: int, encoder: str = "teacher") -> Path:
     """``DIR/eval/training_<last_iteration>/<encoder>_checkpoint.pth``."""
-    return Path(output_dir) / export_relpath(last_iteration, encoder)
+    return encoder_export_dir(output_dir, last_iteration) / export_name(encoder)
 
 
 def export_in(folder: Path) -> Optional[Path]:
