@@ -87,7 +87,8 @@ def markdown(table: dict, clean: dict, areas: dict) -> str:
 def robustness_request(args: argparse.Namespace, checkpoint: Path, precision: str) -> dict:
     """The options that change this evaluation's result (a rerun with the same ones keeps it; see request.py)."""
     return {"protocol_name": "robustness", "checkpoint": str(Path(checkpoint).resolve()),
-            "train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val), "noises": [spec.name for spec in args.noises],
+            "train_dataset": str(args.train_dataset), "clean_val": str(args.clean_val),
+            "noises": [spec.name for spec in args.noises],
             "crop_size": args.crop_size, "resize_size": args.resize_size, "batch_size": args.batch_size,
             "precision": precision, "method": args.method, "noise": args.noise, "nb_knn": args.nb_knn,
             "temperature": args.temperature, "logreg_c": list(args.logreg_c),
