@@ -38,7 +38,7 @@ from dinov2.utils.checkpoint import CONFIG_FILENAME, newest_encoder_export
 from dinov2.utils.choices import evaluated_encoder
 from dinov2.utils.config import DERIVED_SECTION, default_config
 from utils.cli import squeezed
-from utils.weights_file import describe_contents, export_encoder, load_torch_file
+from utils.weights_file import describe_contents, export_encoder, is_training_file, load_torch_file
 
 PathLike = Union[str, Path]
 EXPORT_WEIGHTS, EXPORT_CONFIG = "model.safetensors", "config.json"
@@ -169,7 +169,7 @@ def load_backbone(
     state = load_torch_file(path, BACKBONE_SOURCE, map_location)
     if not isinstance(state, dict):
         raise BackboneWeightsError(f"{path} holds {describe_contents(state)}: expected {BACKBONE_SOURCE}")
-    if export_encoder(state) is None and "model" not in state and is_bare_backbone(state):
+    if not is_training_file(state) and is_bare_backbone(state):
         return load_bare_backbone(state, arch, patch_size, source=str(path))
     if config is None:
         config = _config_for(path, state)

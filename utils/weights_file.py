@@ -88,6 +88,12 @@ def export_encoder(state: Any) -> str | None:
     return None
 
 
+def is_training_file(state: Any) -> bool:
+    """A full checkpoint (weights under ``model``) or an encoder export (under its encoder's name), not a bare state
+    dict."""
+    return isinstance(state, Mapping) and ("model" in state or export_encoder(state) is not None)
+
+
 def describe_contents(state: Any) -> str:
     """What a loaded weights object looks like, for messages: a full checkpoint, an encoder export, a Neighbor2Neighbor
     denoiser, a bare state dict, or its type."""

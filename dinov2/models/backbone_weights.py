@@ -22,7 +22,7 @@ from dinov2.models.input_channels import adapt_input_channels, input_channels
 from dinov2.models.vision_transformer import DinoVisionTransformer
 from dinov2.models.vits import VIT_FACTORIES
 from dinov2.utils.choices import VIT_SIZES
-from utils.weights_file import describe_contents, export_encoder
+from utils.weights_file import describe_contents, is_training_file
 
 _CHUNKED_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.+)$")
 _FLAT_BLOCK = re.compile(r"^blocks\.(\d+)\.")
@@ -160,7 +160,7 @@ def load_bare_backbone(state: Mapping[str, Any], arch: Optional[str] = None, pat
     """Build the backbone that ``state`` describes and load it strictly; in eval mode."""
     if not isinstance(state, Mapping):
         raise BackboneWeightsError(f"{source} holds {describe_contents(state)}: expected a backbone state dict")
-    if export_encoder(state) is not None or "model" in state:
+    if is_training_file(state):
         raise BackboneWeightsError(f"{source} holds {describe_contents(state)}, not a bare backbone state dict: "
                                    f"dinov2.hub.load_backbone (torch.hub entry 'backbone') reads it")
     flat = bare_backbone_state(state)
